@@ -1,0 +1,709 @@
+//! The election state machine. One task owns the lease; everything else
+//! learns about it from the [`State`] published on a `watch` channel.
+//!
+//! # The rules this module keeps (the safety argument is in docs/design.md)
+//!
+//! 1. Every write of the lease key is conditional: `If-None-Match: *` to
+//!    create it, `If-Match: <etag>` to renew, take over and release.
+//! 2. A follower records, on its own monotonic clock, when it first saw the
+//!    current version (ETag) of the record. It writes only when that version
+//!    has stayed the same for `max(own lease_duration, record's lease_duration)`,
+//!    when the record says it was released, or when the record was written by
+//!    this very process (then nobody else can hold it).
+//! 3. A leader's validity runs from the moment it *sent* its last successful
+//!    write, for `renew_deadline` (< `lease_duration`). When that deadline
+//!    passes it stops being leader, whether or not S3 answers: the deadline
+//!    timer is raced against every request.
+//! 4. A refused condition (412, or 404 on `If-Match`) on renew means the lease
+//!    is gone: step down at once. Ambiguous outcomes (timeout, 5xx, 409) are
+//!    settled by reading the record back and comparing the write's nonce.
+//! 5. `term` grows by one on every acquisition; it is the fencing token.
+//! 6. A record that is not ours (corrupt, foreign, newer schema, too large)
+//!    is reported and never written over.
+//! 7. On shutdown a leader first publishes that it is no longer leader, then
+//!    releases the lease with a conditional write.
+//! 8. After losing, a copy follows and competes again; it never gives up.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
+use crate::store::{LeaseStore, Object, StoreError};
+
+/// Settings of one election, resolved from the config.
+#[derive(Debug, Clone)]
+pub struct ElectionConfig {
+    pub identity: String,
+    pub election: String,
+    pub key: String,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+    pub advertise_address: Option<String>,
+    /// Spread follower polls over `[retry, 1.2 × retry)`. Off in unit tests.
+    pub jitter: bool,
+}
+
+/// This copy's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Has not yet read the lease.
+    Starting,
+    Follower,
+    Leader,
+    /// The election task has ended (shutdown).
+    Stopped,
+}
+
+/// What this copy knows about the election; published on every change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub role: Role,
+    pub identity: String,
+    pub election: String,
+    /// Holder of the lease as last seen; `None` when nobody holds it or the
+    /// record cannot be read.
+    pub leader: Option<String>,
+    pub leader_address: Option<String>,
+    /// Term of the record last seen or written.
+    pub term: u64,
+    pub transitions: u64,
+    /// Wall-clock fields of the record, for humans.
+    pub acquired_at: Option<String>,
+    pub renewed_at: Option<String>,
+    /// Leader: the moment this copy stops being leader unless it renews.
+    /// Follower: the earliest moment it could take over (if nobody renews).
+    pub valid_until: Option<Instant>,
+    /// The last time a request to the store got a definite answer.
+    pub last_progress: Option<Instant>,
+    /// What is currently wrong, if anything (unreadable record, S3 errors).
+    pub problem: Option<String>,
+}
+
+impl State {
+    fn new(cfg: &ElectionConfig) -> Self {
+        State {
+            role: Role::Starting,
+            identity: cfg.identity.clone(),
+            election: cfg.election.clone(),
+            leader: None,
+            leader_address: None,
+            term: 0,
+            transitions: 0,
+            acquired_at: None,
+            renewed_at: None,
+            valid_until: None,
+            last_progress: None,
+            problem: None,
+        }
+    }
+
+    /// True only while this copy leads and its deadline has not passed.
+    pub fn is_leader(&self, now: Instant) -> bool {
+        self.role == Role::Leader && self.valid_until.is_some_and(|d| now < d)
+    }
+
+    /// A one-line summary, e.g. for logs and systemd's `STATUS=`.
+    pub fn summary(&self) -> String {
+        match (self.role, &self.leader) {
+            (Role::Leader, _) => format!("leader, term {}", self.term),
+            (Role::Starting, _) => "starting".into(),
+            (Role::Stopped, _) => "stopped".into(),
+            (Role::Follower, Some(l)) => format!("following {l}, term {}", self.term),
+            (Role::Follower, None) => "follower, no leader".into(),
+        }
+    }
+}
+
+/// What the follower saw in the store.
+#[derive(Debug, Clone)]
+enum Seen {
+    Absent,
+    Record(LeaseRecord),
+    Unusable(RecordError),
+}
+
+#[derive(Debug, Clone)]
+struct Observation {
+    /// ETag of the version seen; empty when the key is absent.
+    etag: String,
+    seen: Seen,
+    /// When this version was first seen (monotonic, after the read returned).
+    first_seen: Instant,
+    /// A live record was seen before the key went missing.
+    absent_after_record: bool,
+}
+
+/// The lease as held by a leader.
+#[derive(Debug, Clone)]
+struct Held {
+    record: LeaseRecord,
+    etag: String,
+    /// Stop being leader at this moment unless a renewal succeeds.
+    deadline: Instant,
+    /// A renewal whose outcome is not known yet: (attempted record, sent at).
+    pending: Option<(LeaseRecord, Instant)>,
+}
+
+/// How a leadership ended.
+enum LeadEnd {
+    Lost,
+    Shutdown,
+}
+
+/// How many of this process's own write nonces to remember.
+const OWN_NONCES: usize = 32;
+
+/// The election task. Build with [`Election::new`], subscribe, then [`Election::run`].
+pub struct Election<S: LeaseStore> {
+    store: S,
+    cfg: ElectionConfig,
+    tx: watch::Sender<State>,
+    observed: Option<Observation>,
+    own_nonces: VecDeque<String>,
+    /// Highest term and transition count seen, so a re-created record
+    /// (after the key was deleted) continues the sequence.
+    max_term: u64,
+    max_transitions: Option<u64>,
+}
+
+impl<S: LeaseStore> Election<S> {
+    pub fn new(store: S, cfg: ElectionConfig) -> Self {
+        let (tx, _) = watch::channel(State::new(&cfg));
+        Election {
+            store,
+            cfg,
+            tx,
+            observed: None,
+            own_nonces: VecDeque::new(),
+            max_term: 0,
+            max_transitions: None,
+        }
+    }
+
+    /// A receiver of the published state.
+    pub fn subscribe(&self) -> watch::Receiver<State> {
+        self.tx.subscribe()
+    }
+
+    /// Run until `shutdown` is cancelled; a leader releases the lease first.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        info!(
+            identity = %self.cfg.identity,
+            election = %self.cfg.election,
+            key = %self.cfg.key,
+            lease_duration = ?self.cfg.lease_duration,
+            renew_deadline = ?self.cfg.renew_deadline,
+            retry_period = ?self.cfg.retry_period,
+            "election starting"
+        );
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let acquired = self.follower_tick().await;
+            if let Some(held) = acquired {
+                match self.lead(held, &shutdown).await {
+                    LeadEnd::Shutdown => break,
+                    LeadEnd::Lost => {
+                        // Re-read right away: learn the new holder quickly.
+                        continue;
+                    }
+                }
+            }
+            let wake = self.next_wake();
+            tokio::select! {
+                // Shutdown first: a stopping follower has nothing to finish.
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = sleep_until(wake) => {}
+            }
+        }
+        self.tx.send_modify(|s| {
+            s.role = Role::Stopped;
+            s.valid_until = None;
+        });
+        info!(event = "stopped", "election stopped");
+    }
+
+    /// When a follower should next act: the next poll, or the moment the
+    /// observed lease runs out, whichever is first.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut d = self.cfg.retry_period;
+        if self.cfg.jitter {
+            d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
+        }
+        let poll = now + d;
+        match self.takeover_time() {
+            Some(t) if t > now => poll.min(t),
+            _ => poll,
+        }
+    }
+
+    /// When the observed lease may be taken over, if it is held by another.
+    fn takeover_time(&self) -> Option<Instant> {
+        let obs = self.observed.as_ref()?;
+        match &obs.seen {
+            Seen::Record(r) if !r.released && !self.wrote(&r.nonce) => {
+                Some(obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()))
+            }
+            Seen::Absent if obs.absent_after_record => Some(obs.first_seen + self.cfg.lease_duration),
+            _ => None,
+        }
+    }
+
+    fn wrote(&self, nonce: &str) -> bool {
+        self.own_nonces.iter().any(|n| n == nonce)
+    }
+
+    fn remember_nonce(&mut self, nonce: &str) {
+        if self.own_nonces.len() == OWN_NONCES {
+            self.own_nonces.pop_front();
+        }
+        self.own_nonces.push_back(nonce.to_string());
+    }
+
+    /// May this copy write now, given what it last saw? Returns the ETag to
+    /// condition on (`None` = create) and the record it replaces.
+    fn may_acquire(&self, now: Instant) -> Option<(Option<String>, Option<LeaseRecord>)> {
+        let obs = self.observed.as_ref()?;
+        match &obs.seen {
+            Seen::Unusable(_) => None,
+            Seen::Absent => {
+                if !obs.absent_after_record || now >= obs.first_seen + self.cfg.lease_duration {
+                    Some((None, None))
+                } else {
+                    None
+                }
+            }
+            Seen::Record(r) => {
+                let expired = self.takeover_time().is_some_and(|t| now >= t);
+                if r.released || self.wrote(&r.nonce) || expired {
+                    Some((Some(obs.etag.clone()), Some(r.clone())))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn progress(&self) {
+        self.tx.send_modify(|s| s.last_progress = Some(Instant::now()));
+    }
+
+    /// One follower step: read (unless the observed lease has just run out),
+    /// and try to acquire when the rules allow it.
+    async fn follower_tick(&mut self) -> Option<Held> {
+        if self.may_acquire(Instant::now()).is_none() {
+            let r = self.store.get(&self.cfg.key).await;
+            match r {
+                Ok(obj) => {
+                    self.progress();
+                    self.observe(obj);
+                }
+                Err(e) => {
+                    self.report_read_error(&e);
+                    return None;
+                }
+            }
+        }
+        let (etag, prev) = self.may_acquire(Instant::now())?;
+        self.try_acquire(etag, prev).await
+    }
+
+    fn report_read_error(&self, e: &StoreError) {
+        if e.needs_operator() {
+            error!(key = %self.cfg.key, error = %e, "cannot read the lease");
+        } else {
+            warn!(key = %self.cfg.key, error = %e, "cannot read the lease; will retry");
+        }
+        let msg = e.to_string();
+        self.tx.send_modify(|s| {
+            if s.role == Role::Starting {
+                s.role = Role::Follower;
+            }
+            s.problem = Some(msg);
+        });
+    }
+
+    /// Take in a read result: track when this version was first seen and
+    /// publish what it says.
+    fn observe(&mut self, obj: Option<Object>) {
+        let now = Instant::now();
+        let (etag, seen) = match obj {
+            None => (String::new(), Seen::Absent),
+            Some(o) => {
+                let parsed = if o.size > crate::record::MAX_RECORD_BYTES as u64 {
+                    Err(RecordError::TooLarge { size: o.size })
+                } else {
+                    LeaseRecord::parse(&o.body)
+                };
+                match parsed {
+                    Ok(r) => (o.etag, Seen::Record(r)),
+                    Err(e) => (o.etag, Seen::Unusable(e)),
+                }
+            }
+        };
+        let same = self.observed.as_ref().is_some_and(|o| {
+            o.etag == etag && matches!(o.seen, Seen::Absent) == matches!(seen, Seen::Absent)
+        });
+        if same {
+            return;
+        }
+        let absent_after_record = match (&seen, &self.observed) {
+            (Seen::Absent, Some(prev)) => {
+                matches!(prev.seen, Seen::Record(ref r) if !r.released) || prev.absent_after_record
+            }
+            _ => false,
+        };
+        if let Seen::Record(r) = &seen {
+            self.max_term = self.max_term.max(r.term);
+            self.max_transitions = Some(self.max_transitions.unwrap_or(0).max(r.transitions));
+        }
+        match &seen {
+            Seen::Absent => {
+                if absent_after_record {
+                    warn!(key = %self.cfg.key, event = "lease_deleted",
+                        "the lease object was deleted while held; waiting a full lease before creating it again");
+                } else {
+                    info!(key = %self.cfg.key, "no lease object yet");
+                }
+            }
+            Seen::Record(r) => {
+                let who = if r.released { "released" } else { "held" };
+                if r.holder == self.cfg.identity && !self.wrote(&r.nonce) && !r.released {
+                    warn!(holder = %r.holder, term = r.term,
+                        "the lease names this copy's identity but was written by another process \
+                         (an earlier run, or two copies share an identity); treating it as someone else's");
+                }
+                info!(event = "observed", leader = %r.holder, term = r.term, state = who, "observed lease");
+            }
+            Seen::Unusable(e) => {
+                error!(key = %self.cfg.key, etag = %etag, error = %e, event = "unusable_record",
+                    "the lease object {e}; not touching it. Inspect it with `s3-elector status`; \
+                     replace it only with `s3-elector reset --etag {etag}`");
+            }
+        }
+        let (leader, addr, term, transitions, acq, ren, problem) = match &seen {
+            Seen::Record(r) if !r.released => (
+                Some(r.holder.clone()),
+                r.holder_address.clone(),
+                r.term,
+                r.transitions,
+                Some(r.acquired_at.clone()),
+                Some(r.renewed_at.clone()),
+                None,
+            ),
+            Seen::Record(r) => (None, None, r.term, r.transitions, None, None, None),
+            Seen::Absent => (None, None, self.max_term, 0, None, None, None),
+            Seen::Unusable(e) => (
+                None,
+                None,
+                self.max_term,
+                0,
+                None,
+                None,
+                Some(format!("lease object s3 key `{}` {e}", self.cfg.key)),
+            ),
+        };
+        self.observed = Some(Observation {
+            etag,
+            seen,
+            first_seen: now,
+            absent_after_record,
+        });
+        let until = self.takeover_time();
+        self.tx.send_modify(|s| {
+            s.role = Role::Follower;
+            s.leader = leader;
+            s.leader_address = addr;
+            s.term = term;
+            s.transitions = transitions;
+            s.acquired_at = acq;
+            s.renewed_at = ren;
+            s.valid_until = until;
+            s.problem = problem;
+        });
+    }
+
+    /// Write a new record naming this copy, conditioned on `etag` (or on
+    /// absence). Settles failures by reading back.
+    async fn try_acquire(
+        &mut self,
+        etag: Option<String>,
+        prev: Option<LeaseRecord>,
+    ) -> Option<Held> {
+        let now_wall = wall_now();
+        let term = prev.as_ref().map_or(self.max_term, |p| p.term.max(self.max_term)) + 1;
+        let transitions = match &prev {
+            Some(p) if p.holder == self.cfg.identity => p.transitions,
+            Some(p) => p.transitions + 1,
+            None => self.max_transitions.map_or(0, |t| t + 1),
+        };
+        let rec = LeaseRecord {
+            schema: SCHEMA.into(),
+            version: VERSION,
+            election: self.cfg.election.clone(),
+            holder: self.cfg.identity.clone(),
+            term,
+            lease_duration_ms: self.cfg.lease_duration.as_millis() as u64,
+            acquired_at: now_wall.clone(),
+            renewed_at: now_wall,
+            transitions,
+            nonce: new_nonce(),
+            released: false,
+            holder_address: self.cfg.advertise_address.clone(),
+        };
+        self.remember_nonce(&rec.nonce);
+        let body = rec.to_body();
+        let sent = Instant::now();
+        let res = match &etag {
+            None => self.store.put_if_absent(&self.cfg.key, body).await,
+            Some(e) => self.store.put_if_match(&self.cfg.key, body, e).await,
+        };
+        match res {
+            Ok(new_etag) => {
+                self.progress();
+                Some(self.became_leader(rec, new_etag, sent, prev.as_ref()))
+            }
+            Err(e) => {
+                if e == StoreError::PreconditionFailed {
+                    self.progress();
+                    debug!(term, "lost the race to acquire");
+                } else {
+                    warn!(error = %e, "acquire attempt failed; reading back to settle it");
+                }
+                // Read back: learn the winner, or find that our write landed.
+                match self.store.get(&self.cfg.key).await {
+                    Ok(Some(obj)) => {
+                        self.progress();
+                        if let Ok(r) = LeaseRecord::parse(&obj.body) {
+                            if r.nonce == rec.nonce {
+                                info!(term, "acquire write had landed after all");
+                                return Some(self.became_leader(rec, obj.etag, sent, prev.as_ref()));
+                            }
+                        }
+                        self.observe(Some(obj));
+                    }
+                    Ok(None) => {
+                        self.progress();
+                        self.observe(None);
+                    }
+                    Err(e) => self.report_read_error(&e),
+                }
+                None
+            }
+        }
+    }
+
+    fn became_leader(
+        &mut self,
+        rec: LeaseRecord,
+        etag: String,
+        sent: Instant,
+        prev: Option<&LeaseRecord>,
+    ) -> Held {
+        let deadline = sent + self.cfg.renew_deadline;
+        self.max_term = self.max_term.max(rec.term);
+        self.max_transitions = Some(rec.transitions);
+        let from = prev.map(|p| p.holder.clone()).unwrap_or_default();
+        info!(event = "acquired", term = rec.term, previous = %from, "acquired lease; now leader");
+        self.tx.send_modify(|s| {
+            s.role = Role::Leader;
+            s.leader = Some(rec.holder.clone());
+            s.leader_address = rec.holder_address.clone();
+            s.term = rec.term;
+            s.transitions = rec.transitions;
+            s.acquired_at = Some(rec.acquired_at.clone());
+            s.renewed_at = Some(rec.renewed_at.clone());
+            s.valid_until = Some(deadline);
+            s.problem = None;
+        });
+        Held {
+            record: rec,
+            etag,
+            deadline,
+            pending: None,
+        }
+    }
+
+    /// Stop being leader: publish first, log, forget the observation so the
+    /// next follower step reads afresh.
+    fn step_down(&mut self, h: &Held, reason: &str) {
+        self.tx.send_modify(|s| {
+            s.role = Role::Follower;
+            s.leader = None;
+            s.leader_address = None;
+            s.valid_until = None;
+        });
+        warn!(event = "lost", term = h.record.term, reason, "no longer leader");
+        self.observed = None;
+        // Our last record, if it is still there, stays ours to re-acquire.
+    }
+
+    /// Hold the lease: renew every `retry_period` until it is lost, the
+    /// deadline passes, or shutdown.
+    async fn lead(&mut self, mut h: Held, shutdown: &CancellationToken) -> LeadEnd {
+        let mut last_attempt = Instant::now();
+        loop {
+            if shutdown.is_cancelled() {
+                self.release(&h).await;
+                return LeadEnd::Shutdown;
+            }
+            let next = last_attempt + self.cfg.retry_period;
+            tokio::select! {
+                // The deadline wins over everything: never lead past it.
+                biased;
+                _ = sleep_until(h.deadline) => {
+                    self.step_down(&h, "renew deadline passed without a successful renewal");
+                    return LeadEnd::Lost;
+                }
+                _ = shutdown.cancelled() => {
+                    self.release(&h).await;
+                    return LeadEnd::Shutdown;
+                }
+                _ = sleep_until(next) => {}
+            }
+            last_attempt = Instant::now();
+            let deadline = h.deadline;
+            let outcome = tokio::select! {
+                biased;
+                _ = sleep_until(deadline) => None,
+                o = self.renew_once(&mut h) => Some(o),
+            };
+            match outcome {
+                None => {
+                    self.step_down(&h, "renew deadline passed while waiting for the store");
+                    return LeadEnd::Lost;
+                }
+                Some(Err(reason)) => {
+                    self.step_down(&h, &reason);
+                    return LeadEnd::Lost;
+                }
+                Some(Ok(())) => {}
+            }
+        }
+    }
+
+    /// One renewal (or, if the last one is unsettled, one read to settle it).
+    /// `Err` means the lease is lost.
+    async fn renew_once(&mut self, h: &mut Held) -> Result<(), String> {
+        if let Some((attempt, sent)) = h.pending.clone() {
+            return self.settle(h, attempt, sent).await;
+        }
+        let mut rec = h.record.clone();
+        rec.renewed_at = wall_now();
+        rec.nonce = new_nonce();
+        self.remember_nonce(&rec.nonce);
+        let sent = Instant::now();
+        let started = std::time::Instant::now();
+        match self
+            .store
+            .put_if_match(&self.cfg.key, rec.to_body(), &h.etag)
+            .await
+        {
+            Ok(etag) => {
+                self.progress();
+                self.renewed(h, rec, etag, sent);
+                debug!(term = h.record.term, latency_ms = started.elapsed().as_millis() as u64, "renewed lease");
+                Ok(())
+            }
+            Err(StoreError::PreconditionFailed) => {
+                self.progress();
+                Err("the lease changed under us (conditional renew refused)".into())
+            }
+            Err(e) if e.is_ambiguous() => {
+                warn!(error = %e, "renewal outcome unknown; reading back to settle it");
+                h.pending = Some((rec.clone(), sent));
+                self.settle(h, rec, sent).await
+            }
+            Err(e) => {
+                warn!(error = %e, "renewal failed; will retry until the renew deadline");
+                Ok(())
+            }
+        }
+    }
+
+    /// Settle an unknown renewal by reading the record back.
+    async fn settle(&mut self, h: &mut Held, attempt: LeaseRecord, sent: Instant) -> Result<(), String> {
+        match self.store.get(&self.cfg.key).await {
+            Ok(Some(obj)) => {
+                self.progress();
+                match LeaseRecord::parse(&obj.body) {
+                    Ok(r) if r.nonce == attempt.nonce => {
+                        info!(term = r.term, "renewal had landed after all");
+                        self.renewed(h, attempt, obj.etag, sent);
+                        Ok(())
+                    }
+                    Ok(r) if r.nonce == h.record.nonce && obj.etag == h.etag => {
+                        // The write did not land; the lease is still ours.
+                        h.pending = None;
+                        Ok(())
+                    }
+                    Ok(r) => Err(format!("the lease now names {} (term {})", r.holder, r.term)),
+                    Err(e) => Err(format!("the lease object now {e}")),
+                }
+            }
+            Ok(None) => {
+                self.progress();
+                Err("the lease object was deleted".into())
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot settle the renewal yet; will retry");
+                Ok(())
+            }
+        }
+    }
+
+    fn renewed(&mut self, h: &mut Held, rec: LeaseRecord, etag: String, sent: Instant) {
+        h.deadline = sent + self.cfg.renew_deadline;
+        h.etag = etag;
+        h.pending = None;
+        let renewed_at = rec.renewed_at.clone();
+        h.record = rec;
+        let deadline = h.deadline;
+        self.tx.send_modify(|s| {
+            s.renewed_at = Some(renewed_at);
+            s.valid_until = Some(deadline);
+        });
+    }
+
+    /// Give the lease up: publish "not leader" first, then write a released
+    /// record conditioned on our last ETag, so a follower may take over on
+    /// its next poll.
+    async fn release(&mut self, h: &Held) {
+        self.tx.send_modify(|s| {
+            s.role = Role::Follower;
+            s.leader = None;
+            s.valid_until = None;
+        });
+        let mut rec = h.record.clone();
+        rec.released = true;
+        rec.renewed_at = wall_now();
+        rec.nonce = new_nonce();
+        self.remember_nonce(&rec.nonce);
+        match self
+            .store
+            .put_if_match(&self.cfg.key, rec.to_body(), &h.etag)
+            .await
+        {
+            Ok(_) => info!(event = "released", term = rec.term, "released lease"),
+            Err(StoreError::PreconditionFailed) => {
+                info!(term = rec.term, "lease had already changed; nothing to release")
+            }
+            Err(e) => warn!(error = %e, term = rec.term,
+                "could not release the lease; followers take over when it expires"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! s3-elector: leader election through one S3 object and conditional writes.
+//!
+//! # Layout
+//! - [`config`]: the YAML config, defaults and validation (exit code 64).
+//! - [`record`]: the lease record stored in the object.
+//! - [`store`]: the store seam, with the S3 and in-memory implementations.
+//! - [`election`]: the state machine; owns the lease, publishes [`election::State`].
+//! - [`probe`]: the conformance probe that refuses stores ignoring conditions.
+//! - [`cost`]: request rates and monthly cost implied by the timings.
+//! - [`signals`]: OS signals turned into one enum.
+//! - [`cli`]: the `run`, `check`, `status` and `reset` commands.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod election;
+pub mod record;
+pub mod store;

@@ -1,0 +1,215 @@
+//! The lease record: the JSON document stored in the lease object.
+//!
+//! Invariants:
+//! - every write carries a fresh random `nonce`, so no two writes produce the
+//!   same body (stores use a content hash as ETag) and a lost response can be
+//!   told apart from a lost race by reading the object back;
+//! - `term` is the fencing token: it only grows, by one on every acquisition;
+//! - wall-clock fields are for humans and never decide who leads;
+//! - a body that is not one of our records (not JSON, another program's JSON,
+//!   a newer schema, too large) is reported as such and never overwritten by
+//!   the election; only `s3-elector reset` replaces it, on explicit request.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+/// Value of the `schema` field; tells our records apart from anything else.
+pub const SCHEMA: &str = "s3-elector/lease";
+/// The record layout version this build writes and understands.
+pub const VERSION: u32 = 1;
+/// Bodies larger than this are not lease records; they are not even read whole.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+/// One lease record (schema version 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    pub schema: String,
+    pub version: u32,
+    /// Election name, for humans looking at the bucket.
+    pub election: String,
+    /// Identity of the holder (or the last holder, when `released`).
+    pub holder: String,
+    /// Fencing token: +1 on every acquisition.
+    pub term: u64,
+    /// The holder's configured lease duration, in milliseconds. Followers
+    /// wait at least this long (and at least their own lease duration).
+    pub lease_duration_ms: u64,
+    /// Wall-clock time the current term started (RFC 3339), for humans.
+    pub acquired_at: String,
+    /// Wall-clock time of this write (RFC 3339), for humans.
+    pub renewed_at: String,
+    /// How many times the holder has changed.
+    pub transitions: u64,
+    /// Unique id of this write.
+    pub nonce: String,
+    /// True when the holder gave the lease up; anyone may take it at once.
+    #[serde(default)]
+    pub released: bool,
+    /// Where the holder can be reached, if it said so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_address: Option<String>,
+}
+
+/// Why a body is not a usable lease record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("is {size} bytes, larger than the {max} bytes a lease record may have", max = MAX_RECORD_BYTES)]
+    TooLarge { size: u64 },
+    #[error("is not JSON ({0})")]
+    NotJson(String),
+    #[error("is JSON but not an s3-elector lease record (no `schema: \"{SCHEMA}\"`); another program may use this key")]
+    Foreign,
+    #[error("has schema version {0}, newer than the version {VERSION} this build understands; upgrade s3-elector")]
+    FutureVersion(u32),
+    #[error("is an s3-elector record but malformed ({0})")]
+    Malformed(String),
+}
+
+impl RecordError {
+    /// The `term` field, if the body has one we can read. Used by `reset`
+    /// to keep the fencing token growing past a foreign or newer record.
+    pub fn salvage_term(body: &[u8]) -> Option<u64> {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()?
+            .get("term")?
+            .as_u64()
+    }
+}
+
+impl LeaseRecord {
+    /// Parse a body read from the store.
+    pub fn parse(body: &[u8]) -> Result<LeaseRecord, RecordError> {
+        if body.len() > MAX_RECORD_BYTES {
+            return Err(RecordError::TooLarge {
+                size: body.len() as u64,
+            });
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| RecordError::NotJson(e.to_string()))?;
+        if v.get("schema").and_then(|s| s.as_str()) != Some(SCHEMA) {
+            return Err(RecordError::Foreign);
+        }
+        match v.get("version").and_then(|s| s.as_u64()) {
+            Some(n) if n == u64::from(VERSION) => {}
+            Some(n) if n > u64::from(VERSION) => {
+                return Err(RecordError::FutureVersion(u32::try_from(n).unwrap_or(u32::MAX)))
+            }
+            other => {
+                return Err(RecordError::Malformed(format!(
+                    "`version` is {other:?}, expected {VERSION}"
+                )))
+            }
+        }
+        let r: LeaseRecord =
+            serde_json::from_value(v).map_err(|e| RecordError::Malformed(e.to_string()))?;
+        if r.holder.is_empty() {
+            return Err(RecordError::Malformed("`holder` is empty".into()));
+        }
+        if r.nonce.is_empty() {
+            return Err(RecordError::Malformed("`nonce` is empty".into()));
+        }
+        Ok(r)
+    }
+
+    /// Serialize for writing.
+    pub fn to_body(&self) -> Vec<u8> {
+        // Serializing a struct of strings and integers cannot fail.
+        serde_json::to_vec_pretty(self).expect("lease record serializes")
+    }
+
+    /// The lease duration the holder asked for.
+    pub fn lease_duration(&self) -> Duration {
+        Duration::from_millis(self.lease_duration_ms)
+    }
+
+    /// Age of the last write by the wall clock (for `status` only; may be off
+    /// by any clock offset between hosts).
+    pub fn wall_age(&self, now: SystemTime) -> Option<Duration> {
+        let at = humantime::parse_rfc3339_weak(&self.renewed_at).ok()?;
+        now.duration_since(at).ok()
+    }
+}
+
+/// A fresh random write id: 128 bits, hex.
+pub fn new_nonce() -> String {
+    let n: u128 = rand::random();
+    format!("{n:032x}")
+}
+
+/// Wall-clock now, RFC 3339 with milliseconds, for the human-facing fields.
+pub fn wall_now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl fmt::Display for LeaseRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "holder={} term={} released={}",
+            self.holder, self.term, self.released
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> LeaseRecord {
+        LeaseRecord {
+            schema: SCHEMA.into(),
+            version: VERSION,
+            election: "e".into(),
+            holder: "a".into(),
+            term: 3,
+            lease_duration_ms: 15000,
+            acquired_at: wall_now(),
+            renewed_at: wall_now(),
+            transitions: 2,
+            nonce: new_nonce(),
+            released: false,
+            holder_address: None,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let r = sample();
+        assert_eq!(LeaseRecord::parse(&r.to_body()).unwrap(), r);
+    }
+
+    #[test]
+    fn nonces_differ() {
+        assert_ne!(new_nonce(), new_nonce());
+        assert_eq!(new_nonce().len(), 32);
+    }
+
+    #[test]
+    fn bad_bodies_are_classified() {
+        assert!(matches!(LeaseRecord::parse(b"hello"), Err(RecordError::NotJson(_))));
+        assert_eq!(LeaseRecord::parse(b"{\"a\":1}"), Err(RecordError::Foreign));
+        assert_eq!(LeaseRecord::parse(b"[1,2]"), Err(RecordError::Foreign));
+        let future = format!("{{\"schema\":\"{SCHEMA}\",\"version\":7,\"term\":9}}");
+        assert_eq!(
+            LeaseRecord::parse(future.as_bytes()),
+            Err(RecordError::FutureVersion(7))
+        );
+        assert_eq!(RecordError::salvage_term(future.as_bytes()), Some(9));
+        let missing = format!("{{\"schema\":\"{SCHEMA}\",\"version\":1}}");
+        assert!(matches!(
+            LeaseRecord::parse(missing.as_bytes()),
+            Err(RecordError::Malformed(_))
+        ));
+        let big = vec![b' '; MAX_RECORD_BYTES + 1];
+        assert!(matches!(LeaseRecord::parse(&big), Err(RecordError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn unknown_fields_of_the_same_version_are_tolerated() {
+        let mut v = serde_json::to_value(sample()).unwrap();
+        v["extra"] = serde_json::json!(1);
+        assert!(LeaseRecord::parse(&serde_json::to_vec(&v).unwrap()).is_ok());
+    }
+}

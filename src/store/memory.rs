@@ -1,0 +1,186 @@
+//! In-memory [`LeaseStore`] for deterministic tests of the election.
+//!
+//! It behaves like a conforming S3 store (content-hash ETags, atomic
+//! conditional writes) and can be told to misbehave: fail a request before
+//! or after applying it (a lost response), delay it, or ignore conditional
+//! headers altogether like a non-conforming store. It is never used against
+//! a real deployment; end-to-end tests use a real S3 server.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::{LeaseStore, Object, StoreError};
+
+/// What to do to the next matching request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this error without applying the request.
+    FailBefore(StoreError),
+    /// Apply the request, then answer with this error (a lost response).
+    FailAfter(StoreError),
+    /// Wait this long (tokio time) before handling the request.
+    Delay(Duration),
+}
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Get,
+    PutIfAbsent,
+    PutIfMatch,
+}
+
+#[derive(Default)]
+struct Inner {
+    objects: HashMap<String, (Vec<u8>, String)>,
+    faults: VecDeque<(Op, Fault)>,
+    ignore_conditions: bool,
+    log: Vec<Op>,
+}
+
+/// Shared, cloneable in-memory store.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn etag_of(body: &[u8]) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    format!("\"{:016x}\"", h.finish())
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a test already panicked; keep the data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue a fault for the next request of kind `op`.
+    pub fn inject(&self, op: Op, fault: Fault) {
+        self.lock().faults.push_back((op, fault));
+    }
+
+    /// Behave like a store that ignores `If-None-Match` / `If-Match`.
+    pub fn set_ignore_conditions(&self, yes: bool) {
+        self.lock().ignore_conditions = yes;
+    }
+
+    /// Write an object unconditionally, as another program or an operator
+    /// would. Test-only: the election never writes this way.
+    pub fn put_raw(&self, key: &str, body: &[u8]) -> String {
+        let etag = etag_of(body);
+        self.lock()
+            .objects
+            .insert(key.into(), (body.to_vec(), etag.clone()));
+        etag
+    }
+
+    /// Remove an object, as an operator or lifecycle rule would.
+    pub fn remove(&self, key: &str) {
+        self.lock().objects.remove(key);
+    }
+
+    /// The current body of `key`.
+    pub fn body(&self, key: &str) -> Option<Vec<u8>> {
+        self.lock().objects.get(key).map(|(b, _)| b.clone())
+    }
+
+    /// Requests handled so far, in order.
+    pub fn requests(&self) -> Vec<Op> {
+        self.lock().log.clone()
+    }
+
+    async fn fault_for(&self, op: Op) -> Option<Fault> {
+        loop {
+            let f = {
+                let mut g = self.lock();
+                g.log.push(op);
+                let pos = g.faults.iter().position(|(o, _)| *o == op);
+                pos.and_then(|p| g.faults.remove(p)).map(|(_, f)| f)
+            };
+            match f {
+                Some(Fault::Delay(d)) => {
+                    tokio::time::sleep(d).await;
+                    // The delay was this request's fault; don't log it twice.
+                    self.lock().log.pop();
+                    continue;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        op: Op,
+        key: &str,
+        body: Vec<u8>,
+        cond: Option<&str>,
+    ) -> Result<String, StoreError> {
+        let fault = self.fault_for(op).await;
+        if let Some(Fault::FailBefore(e)) = fault {
+            return Err(e);
+        }
+        let etag = {
+            let mut g = self.lock();
+            if !g.ignore_conditions {
+                let current = g.objects.get(key).map(|(_, e)| e.as_str());
+                let ok = match (cond, current) {
+                    (None, None) => true,
+                    (None, Some(_)) => false,
+                    (Some(want), Some(have)) => want == have,
+                    (Some(_), None) => false,
+                };
+                if !ok {
+                    return Err(StoreError::PreconditionFailed);
+                }
+            }
+            let etag = etag_of(&body);
+            g.objects.insert(key.into(), (body, etag.clone()));
+            etag
+        };
+        if let Some(Fault::FailAfter(e)) = fault {
+            return Err(e);
+        }
+        Ok(etag)
+    }
+}
+
+impl LeaseStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let fault = self.fault_for(Op::Get).await;
+        if let Some(Fault::FailBefore(e) | Fault::FailAfter(e)) = fault {
+            return Err(e);
+        }
+        Ok(self.lock().objects.get(key).map(|(b, e)| Object {
+            etag: e.clone(),
+            size: b.len() as u64,
+            body: b.clone(),
+        }))
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<String, StoreError> {
+        self.write(Op::PutIfAbsent, key, body, None).await
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> Result<String, StoreError> {
+        self.write(Op::PutIfMatch, key, body, Some(etag)).await
+    }
+
+    async fn delete_probe_object(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().objects.remove(key);
+        Ok(())
+    }
+}

@@ -1,0 +1,149 @@
+//! The lease store: the small seam between the election and S3.
+//!
+//! Invariants:
+//! - the only writes are conditional: [`LeaseStore::put_if_absent`]
+//!   (`If-None-Match: *`) and [`LeaseStore::put_if_match`] (`If-Match`);
+//!   there is no unconditional PUT in this trait or its implementations;
+//! - [`LeaseStore::delete_probe_object`] is the one unconditional request,
+//!   and it exists only to clean up the conformance probe's scratch keys;
+//!   nothing calls it on the lease key;
+//! - a refused condition is [`StoreError::PreconditionFailed`], whether the
+//!   store said 412 or (for `If-Match` on a missing key) 404: stores differ;
+//! - [`StoreError::is_ambiguous`] errors (timeouts, 5xx, 409) mean a write
+//!   may or may not have landed; the caller settles it by reading back.
+//!
+//! Implementations: [`s3::S3Store`] for real stores and
+//! [`memory::MemoryStore`] for deterministic tests of the state machine.
+
+use std::future::Future;
+
+pub mod memory;
+pub mod s3;
+
+/// An object as read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Object {
+    pub etag: String,
+    /// Size the store reported. When it exceeds
+    /// [`crate::record::MAX_RECORD_BYTES`], `body` is left empty: the object
+    /// is not a lease record, and it is not worth downloading.
+    pub size: u64,
+    pub body: Vec<u8>,
+}
+
+/// Errors from the store, classified for the election.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The condition was refused (412, or 404 for `If-Match` on a missing key).
+    #[error("the store refused the conditional write (the object changed)")]
+    PreconditionFailed,
+    /// 409 ConditionalRequestConflict: a concurrent write raced this one.
+    #[error("the store reported a conflicting concurrent write (409)")]
+    Conflict,
+    /// Timeout, connection failure or 5xx: the outcome is unknown.
+    #[error("{0}")]
+    Transient(String),
+    #[error("bucket `{bucket}` does not exist; create it or fix `s3.bucket`")]
+    NoSuchBucket { bucket: String },
+    #[error("access denied ({code}) for {op} on s3://{bucket}/{key}: {message}; grant the permission or fix the credentials")]
+    AccessDenied {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        code: String,
+        message: String,
+    },
+    #[error("the store does not implement {op} ({message})")]
+    NotImplemented { op: &'static str, message: String },
+    #[error("unexpected answer to {op}: HTTP {status} {code}: {message}")]
+    Other {
+        op: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// A write that failed this way may still have landed.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(self, StoreError::Conflict | StoreError::Transient(_))
+    }
+
+    /// An error no retry will fix without the operator's help.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NoSuchBucket { .. }
+                | StoreError::AccessDenied { .. }
+                | StoreError::NotImplemented { .. }
+        )
+    }
+
+    /// Short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::PreconditionFailed => "precondition_failed",
+            StoreError::Conflict => "conflict",
+            StoreError::Transient(_) => "transient",
+            StoreError::NoSuchBucket { .. } => "no_such_bucket",
+            StoreError::AccessDenied { .. } => "access_denied",
+            StoreError::NotImplemented { .. } => "not_implemented",
+            StoreError::Other { .. } => "other",
+        }
+    }
+}
+
+/// Conditional object storage, as the election needs it.
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Read an object; `Ok(None)` when the key does not exist.
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Object>, StoreError>> + Send;
+
+    /// Create the object only if the key is absent (`If-None-Match: *`).
+    /// Returns the new ETag.
+    fn put_if_absent(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Replace the object only if its ETag is still `etag` (`If-Match`).
+    /// Returns the new ETag.
+    fn put_if_match(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Delete a conformance-probe scratch object. Never used on the lease key.
+    fn delete_probe_object(&self, key: &str)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<T: LeaseStore> LeaseStore for std::sync::Arc<T> {
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Object>, StoreError>> + Send {
+        (**self).get(key)
+    }
+    fn put_if_absent(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send {
+        (**self).put_if_absent(key, body)
+    }
+    fn put_if_match(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send {
+        (**self).put_if_match(key, body, etag)
+    }
+    fn delete_probe_object(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete_probe_object(key)
+    }
+}

@@ -1,0 +1,305 @@
+//! [`LeaseStore`] on a real S3 (or S3-compatible) store, through aws-sdk-s3.
+//!
+//! Invariants:
+//! - SDK retries are off: a retried conditional PUT whose first attempt
+//!   landed would come back 412 and look like a lost race. The election's
+//!   own loop retries, and settles ambiguous outcomes by reading back;
+//! - every request has a connect and a whole-request timeout (the SDK has no
+//!   default read timeout), both inside the renew deadline (config checks);
+//! - reads never download more than [`MAX_RECORD_BYTES`] + 1 bytes;
+//! - credentials are resolved once at start with a time bound, so a machine
+//!   without credentials gets a message instead of a hang on IMDS.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::Client;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+
+use super::{LeaseStore, Object, StoreError};
+use crate::config::S3Config;
+use crate::record::MAX_RECORD_BYTES;
+
+/// How long start-up may spend finding credentials and a region.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Problems found while setting up the client, before any request.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("no AWS region: set `s3.region` in the config or AWS_REGION in the environment")]
+    NoRegion,
+    #[error("no AWS credentials found ({0}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a web identity token (IRSA), or run with an instance or task role")]
+    NoCredentials(String),
+    #[error("finding AWS credentials took longer than {}s; if this is not EC2 or ECS, set credentials in the environment or AWS_EC2_METADATA_DISABLED=true", RESOLVE_TIMEOUT.as_secs())]
+    CredentialsTimeout,
+}
+
+/// The S3 implementation of the store.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// Build a client from the default AWS chain plus the config's overrides,
+    /// and make sure credentials can be found.
+    pub async fn connect(cfg: &S3Config) -> Result<S3Store, SetupError> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(cfg.connect_timeout)
+                    .read_timeout(cfg.request_timeout)
+                    .operation_attempt_timeout(cfg.request_timeout)
+                    .operation_timeout(cfg.request_timeout)
+                    .build(),
+            );
+        if let Some(r) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        } else if cfg.endpoint_url.is_some() {
+            // S3-compatible stores rarely care about the region; don't go
+            // looking for one on IMDS, but honour AWS_REGION if it is set.
+            let env = std::env::var("AWS_REGION")
+                .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|_| "us-east-1".into());
+            loader = loader.region(aws_config::Region::new(env));
+        }
+        let sdk = tokio::time::timeout(RESOLVE_TIMEOUT, loader.load())
+            .await
+            .map_err(|_| SetupError::CredentialsTimeout)?;
+        if sdk.region().is_none() {
+            return Err(SetupError::NoRegion);
+        }
+        let provider = sdk
+            .credentials_provider()
+            .ok_or_else(|| SetupError::NoCredentials("no credential provider".into()))?;
+        match tokio::time::timeout(RESOLVE_TIMEOUT, provider.provide_credentials()).await {
+            Err(_) => return Err(SetupError::CredentialsTimeout),
+            Ok(Err(e)) => {
+                return Err(SetupError::NoCredentials(
+                    DisplayErrorContext(&e).to_string(),
+                ))
+            }
+            Ok(Ok(_)) => {}
+        }
+        let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(cfg.force_path_style)
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            );
+        if let Some(u) = &cfg.endpoint_url {
+            b = b.endpoint_url(u);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(b.build()),
+            bucket: cfg.bucket.clone(),
+        })
+    }
+
+    /// The bucket this store writes to.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Classify an SDK error. `conditional` says whether the request carried
+    /// an `If-Match`, so that a 404 means "not yours any more".
+    fn classify<E>(&self, op: &'static str, key: &str, conditional: bool, e: SdkError<E, HttpResponse>) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let status = match &e {
+            SdkError::ServiceError(se) => Some(raw_status(se.raw())),
+            _ => None,
+        };
+        let Some(status) = status else {
+            return StoreError::Transient(format!(
+                "{op} on s3://{}/{key} failed: {}",
+                self.bucket,
+                DisplayErrorContext(&e)
+            ));
+        };
+        let code = e.code().unwrap_or("").to_string();
+        let message = e.message().unwrap_or("").to_string();
+        match (status, code.as_str()) {
+            (412, _) => StoreError::PreconditionFailed,
+            (409, _) => StoreError::Conflict,
+            (_, "NoSuchBucket") => StoreError::NoSuchBucket {
+                bucket: self.bucket.clone(),
+            },
+            (404, _) if conditional => StoreError::PreconditionFailed,
+            (404, "") => StoreError::NoSuchBucket {
+                bucket: self.bucket.clone(),
+            },
+            (403, _)
+            | (_, "AccessDenied")
+            | (_, "InvalidAccessKeyId")
+            | (_, "SignatureDoesNotMatch")
+            | (_, "ExpiredToken")
+            | (_, "InvalidToken") => StoreError::AccessDenied {
+                op,
+                bucket: self.bucket.clone(),
+                key: key.into(),
+                code: if code.is_empty() {
+                    status.to_string()
+                } else {
+                    code
+                },
+                message,
+            },
+            (501, _) => StoreError::NotImplemented { op, message },
+            (500..=599, _) | (429, _) => StoreError::Transient(format!(
+                "{op} on s3://{}/{key}: HTTP {status} {code} {message}",
+                self.bucket
+            )),
+            _ => StoreError::Other {
+                op,
+                status,
+                code,
+                message,
+            },
+        }
+    }
+}
+
+fn raw_status(raw: &HttpResponse) -> u16 {
+    raw.status().as_u16()
+}
+
+impl LeaseStore for S3Store {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                if let SdkError::ServiceError(se) = &e {
+                    if se.err().is_no_such_key() {
+                        return Ok(None);
+                    }
+                    if raw_status(se.raw()) == 404 && se.err().code() != Some("NoSuchBucket") {
+                        return Ok(None);
+                    }
+                }
+                return Err(self.classify("GetObject", key, false, e));
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let size = out.content_length().map(|n| n.max(0) as u64);
+        if let Some(n) = size {
+            if n > MAX_RECORD_BYTES as u64 {
+                return Ok(Some(Object {
+                    etag,
+                    size: n,
+                    body: Vec::new(),
+                }));
+            }
+        }
+        // The length header may be missing (chunked); cap the download anyway.
+        let mut body = Vec::new();
+        let mut stream = out.body;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                StoreError::Transient(format!(
+                    "reading s3://{}/{key} failed: {}",
+                    self.bucket,
+                    DisplayErrorContext(&e)
+                ))
+            })?;
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_RECORD_BYTES {
+                return Ok(Some(Object {
+                    etag,
+                    size: body.len() as u64,
+                    body: Vec::new(),
+                }));
+            }
+        }
+        if etag.is_empty() {
+            return Err(StoreError::Other {
+                op: "GetObject",
+                status: 200,
+                code: "NoETag".into(),
+                message: "the store returned no ETag; conditional writes need one".into(),
+            });
+        }
+        Ok(Some(Object {
+            etag,
+            size: body.len() as u64,
+            body,
+        }))
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<String, StoreError> {
+        let r = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .if_none_match("*")
+            .body(body.into())
+            .send()
+            .await;
+        match r {
+            Ok(o) => etag_or_ambiguous(o.e_tag()),
+            Err(e) => Err(self.classify("PutObject(If-None-Match)", key, false, e)),
+        }
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> Result<String, StoreError> {
+        let r = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .if_match(etag)
+            .body(body.into())
+            .send()
+            .await;
+        match r {
+            Ok(o) => etag_or_ambiguous(o.e_tag()),
+            Err(e) => Err(self.classify("PutObject(If-Match)", key, true, e)),
+        }
+    }
+
+    async fn delete_probe_object(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.classify("DeleteObject", key, false, e))
+    }
+}
+
+/// A successful PUT without an ETag cannot be renewed from; treat it as
+/// ambiguous so the caller reads the ETag back.
+fn etag_or_ambiguous(e: Option<&str>) -> Result<String, StoreError> {
+    match e {
+        Some(e) if !e.is_empty() => Ok(e.to_string()),
+        _ => Err(StoreError::Transient(
+            "the store accepted the write but returned no ETag".into(),
+        )),
+    }
+}

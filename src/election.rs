@@ -685,6 +685,7 @@ impl<S: LeaseStore> Election<S> {
             s.leader = None;
             s.valid_until = None;
         });
+        info!(event = "lost", term = h.record.term, reason = "shutdown", "no longer leader; releasing the lease");
         let mut rec = h.record.clone();
         rec.released = true;
         rec.renewed_at = wall_now();

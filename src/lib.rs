@@ -15,3 +15,7 @@ pub mod config;
 pub mod election;
 pub mod record;
 pub mod store;
+pub mod cli;
+pub mod cost;
+pub mod probe;
+pub mod signals;

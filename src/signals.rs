@@ -1,0 +1,39 @@
+//! OS signals, turned into one enum in one place.
+//!
+//! The first SIGTERM or SIGINT asks for a graceful stop (a leader releases
+//! the lease first). A second one exits the process at once, with the
+//! conventional 128 + signal number: the operator asked twice.
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// What a signal asks the daemon to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Stop gracefully: release the lease, then exit 0.
+    Stop,
+}
+
+/// Start listening. Returns a channel of [`Signal`]s; a second stop signal
+/// never reaches it, it ends the process.
+pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
+    let mut signals = Signals::new([SIGTERM, SIGINT])?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut stopping = false;
+            for sig in signals.forever() {
+                if stopping {
+                    warn!(signal = sig, "second stop signal; exiting at once");
+                    std::process::exit(128 + sig);
+                }
+                stopping = true;
+                info!(signal = sig, "stop signal; stopping gracefully (send it again to exit at once)");
+                let _ = tx.send(Signal::Stop);
+            }
+        })?;
+    Ok(rx)
+}

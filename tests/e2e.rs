@@ -1,0 +1,305 @@
+//! End to end: the real binary against a real SeaweedFS on loopback.
+//!
+//! Timings are short (lease 3 s, renew 2 s, retry 0.5 s) to keep the suite
+//! fast; bounds are generous so a busy 2-core machine does not flake them.
+//! Speed figures are measured by hand and reported, not asserted here.
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use support::*;
+
+const LEASE: Duration = Duration::from_secs(3);
+const RETRY: Duration = Duration::from_millis(500);
+const TIMING: &str = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n";
+
+fn leader_of(daemons: &[Daemon]) -> Vec<usize> {
+    daemons
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.believes_leader())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn wait_single_leader(daemons: &[Daemon], within: Duration) -> usize {
+    let end = Instant::now() + within;
+    loop {
+        let l = leader_of(daemons);
+        assert!(l.len() <= 1, "two copies believe they lead: {l:?}");
+        if l.len() == 1 {
+            return l[0];
+        }
+        assert!(Instant::now() < end, "no leader within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn lease_body(sw: &Seaweed, bucket: &str, key: &str) -> serde_json::Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let c = sw.client();
+    rt.block_on(async {
+        let o = c.get_object().bucket(bucket).key(key).send().await.expect("lease object");
+        let b = o.body.collect().await.unwrap().into_bytes();
+        serde_json::from_slice(&b).unwrap()
+    })
+}
+
+const KEY: &str = "s3-elector/e2e/lease.json";
+
+#[test]
+fn three_copies_one_leader_then_crash_failover_and_graceful_handover() {
+    let sw = Seaweed::start();
+    sw.bucket("three");
+    let cfg = sw.config(sw.dir.path(), "three", "three", TIMING);
+    let started = Instant::now();
+    let mut ds: Vec<Daemon> = ["a", "b", "c"].iter().map(|id| Daemon::start(id, &cfg)).collect();
+
+    // Exactly one leader; the others report it.
+    let l = wait_single_leader(&ds, Duration::from_secs(30));
+    let first_leader = started.elapsed();
+    let leader_id = ds[l].id.clone();
+    for (i, d) in ds.iter().enumerate() {
+        if i != l {
+            let seen = d.wait_event(Duration::from_secs(10), |e| {
+                e.event() == "observed" && e.str("leader") == Some(leader_id.as_str())
+            });
+            assert!(seen.is_some(), "{} never reported leader {leader_id}:\n{}", d.id, d.log_text());
+        }
+    }
+    eprintln!("first leader after {first_leader:?} (includes process start and the probe)");
+
+    // SIGKILL the leader: another copy takes over with a higher term, not
+    // before the lease could have run out, and within a generous bound.
+    let term1 = ds[l].events().iter().find(|e| e.event() == "acquired").unwrap().term().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let killed = Instant::now();
+    let killed_wall = SystemTime::now();
+    ds[l].kill();
+    let mut killed_at = vec![None; 3];
+    killed_at[l] = Some(killed_wall);
+    let l2 = wait_single_leader(&ds, LEASE + 2 * RETRY + Duration::from_secs(10));
+    let failover = killed.elapsed();
+    assert_ne!(l2, l);
+    let term2 = ds[l2].events().iter().rev().find(|e| e.event() == "acquired").unwrap().term().unwrap();
+    assert!(term2 > term1, "term {term2} after {term1}");
+    // The old leader's last renewal was at most one retry period (plus a
+    // request) before the kill; the follower waits a full lease after it.
+    assert!(
+        failover >= LEASE - RETRY - Duration::from_millis(300),
+        "took over {failover:?} after the kill; the lease is {LEASE:?}"
+    );
+    assert!(
+        failover <= LEASE + 2 * RETRY + Duration::from_secs(3),
+        "crash failover took {failover:?}"
+    );
+    eprintln!("crash failover after {failover:?}");
+
+    // SIGTERM the new leader: it releases and exits 0; the last copy takes
+    // over at about its next poll, well before the lease would expire.
+    let stopped = Instant::now();
+    ds[l2].signal("TERM");
+    let st = ds[l2].wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(st.success(), "graceful stop exits 0: {st:?}");
+    assert!(ds[l2].events().iter().any(|e| e.event() == "released"), "{}", ds[l2].log_text());
+    let l3 = wait_single_leader(&ds, Duration::from_secs(10));
+    let handover = stopped.elapsed();
+    assert!(![l, l2].contains(&l3));
+    assert!(handover < LEASE, "hand-over took {handover:?}, the lease is {LEASE:?}");
+    eprintln!("graceful hand-over after {handover:?}");
+    let rec = lease_body(&sw, "three", KEY);
+    assert_eq!(rec["holder"], ds[l3].id.as_str());
+    assert!(rec["term"].as_u64().unwrap() > term2);
+
+    let all: Vec<Interval> = ds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| intervals(d, killed_at[i]))
+        .collect();
+    check_intervals(all);
+}
+
+#[test]
+fn twenty_copies_on_a_fresh_key_never_overlap() {
+    let sw = Seaweed::start();
+    sw.bucket("twenty");
+    let cfg = sw.config(sw.dir.path(), "twenty", "twenty", TIMING);
+    let mut ds: Vec<Daemon> = (0..20).map(|i| Daemon::start(&format!("n{i:02}"), &cfg)).collect();
+    let mut killed_at = vec![None; ds.len()];
+    let mut leaders = Vec::new();
+    // Three changes of leader: stop (SIGTERM), crash (SIGKILL), stop.
+    for (round, sig) in ["TERM", "KILL", "TERM"].iter().enumerate() {
+        let l = wait_single_leader(&ds, Duration::from_secs(60));
+        leaders.push(ds[l].id.clone());
+        // Let it renew a few times with 19 pollers around.
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            assert!(leader_of(&ds).len() <= 1, "two leaders in round {round}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if *sig == "KILL" {
+            killed_at[l] = Some(SystemTime::now());
+            ds[l].kill();
+        } else {
+            ds[l].signal("TERM");
+            assert!(ds[l].wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
+        }
+    }
+    wait_single_leader(&ds, Duration::from_secs(60));
+    let all: Vec<Interval> = ds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| intervals(d, killed_at[i]))
+        .collect();
+    assert!(all.len() >= 4, "{all:#?}");
+    check_intervals(all);
+}
+
+#[test]
+fn check_passes_on_seaweedfs_and_prints_the_cost() {
+    let sw = Seaweed::start();
+    sw.bucket("checked");
+    let cfg = sw.config(sw.dir.path(), "c", "checked", "");
+    let (code, out, err) = run_cmd(&cfg, &["check"], &[]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("conformance probe: passed"), "{out}");
+    assert!(out.contains("leader 1800 PUT/hour"), "{out}");
+    assert!(out.contains("leader $6.48/month"), "{out}");
+    // The probe cleans up after itself and leaves the lease key alone.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let c = sw.client();
+    let keys = rt.block_on(async {
+        c.list_objects_v2().bucket("checked").send().await.unwrap().contents().len()
+    });
+    assert_eq!(keys, 0, "probe left objects behind");
+}
+
+#[test]
+fn missing_bucket_and_bad_credentials_are_named() {
+    let sw = Seaweed::start();
+    sw.bucket("exists");
+    let cfg = sw.config(sw.dir.path(), "nb", "no-such-bucket", TIMING);
+    for args in [&["check"][..], &["run"][..]] {
+        let (code, out, err) = run_cmd(&cfg, args, &[]);
+        assert_eq!(code, 69, "{args:?}: {out}{err}");
+        assert!(err.contains("bucket `no-such-bucket` does not exist"), "{args:?}: {err}");
+    }
+    let cfg = sw.config(sw.dir.path(), "bc", "exists", TIMING);
+    for args in [&["check"][..], &["run"][..]] {
+        let (code, out, err) = run_cmd(&cfg, args, &[("AWS_SECRET_ACCESS_KEY", "wrong")]);
+        assert_eq!(code, 69, "{args:?}: {out}{err}");
+        assert!(err.contains("access denied"), "{args:?}: {err}");
+    }
+    // No credentials at all: a message, not a hang on IMDS.
+    let started = Instant::now();
+    let mut cmd = daemon_command(&cfg);
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").arg("check");
+    cmd.env("HOME", sw.dir.path());
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(err.contains("no AWS credentials found"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_corrupt_lease_is_reported_never_clobbered_and_reset_on_request() {
+    let sw = Seaweed::start();
+    sw.bucket("corrupt");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let c = sw.client();
+    let junk = b"{\"owner\":\"another program\"}".to_vec();
+    rt.block_on(async {
+        c.put_object().bucket("corrupt").key(KEY).body(junk.clone().into()).send().await.unwrap();
+    });
+    let cfg = sw.config(sw.dir.path(), "corrupt", "corrupt", TIMING);
+    let d = Daemon::start("a", &cfg);
+    let e = d.wait_event(Duration::from_secs(20), |e| e.event() == "unusable_record");
+    assert!(e.is_some(), "{}", d.log_text());
+    std::thread::sleep(LEASE * 2);
+    assert!(!d.believes_leader());
+    let body = rt.block_on(async {
+        let o = c.get_object().bucket("corrupt").key(KEY).send().await.unwrap();
+        o.body.collect().await.unwrap().into_bytes().to_vec()
+    });
+    assert_eq!(body, junk, "the daemon must never overwrite a foreign object");
+
+    let (code, out, _) = run_cmd(&cfg, &["status", "--json"], &[]);
+    assert_eq!(code, 65, "{out}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(st["problem"].as_str().unwrap().contains("not an s3-elector lease record"));
+    let etag = st["etag"].as_str().unwrap().to_string();
+
+    let (code, _, err) = run_cmd(&cfg, &["reset", "--etag", "\"stale\""], &[]);
+    assert_eq!(code, 1, "a wrong ETag is refused: {err}");
+    let (code, out, err) = run_cmd(&cfg, &["reset", "--etag", &etag], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The running copy now takes the released lease.
+    let got = d.wait_event(Duration::from_secs(20), |e| e.event() == "acquired");
+    assert!(got.is_some(), "{}", d.log_text());
+    let (code, out, _) = run_cmd(&cfg, &["status"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("holder:      a"), "{out}");
+}
+
+/// Before relying on SeaweedFS: race many `If-Match` writers on the same
+/// ETag, round after round; exactly one may win each round.
+#[test]
+fn seaweedfs_if_match_is_atomic_under_racing_writers() {
+    use s3_elector::store::{s3::S3Store, LeaseStore, StoreError};
+    const WRITERS: usize = 16;
+    const ROUNDS: usize = 25;
+    let sw = Seaweed::start();
+    sw.bucket("race");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let cfg = s3_elector::config::S3Config {
+        bucket: "race".into(),
+        key: None,
+        prefix: None,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(sw.endpoint.clone()),
+        force_path_style: true,
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(30),
+    };
+    std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let (double, total) = rt.block_on(async {
+        let store = S3Store::connect(&cfg).await.unwrap();
+        let mut etag = store.put_if_absent("race/obj", b"round-0".to_vec()).await.unwrap();
+        let mut double = 0;
+        for round in 1..=ROUNDS {
+            let mut tasks = Vec::new();
+            for w in 0..WRITERS {
+                let (s, e) = (store.clone(), etag.clone());
+                tasks.push(tokio::spawn(async move {
+                    let body = format!("round-{round}-writer-{w}").into_bytes();
+                    (w, s.put_if_match("race/obj", body, &e).await)
+                }));
+            }
+            let mut winners = Vec::new();
+            for t in tasks {
+                match t.await.unwrap() {
+                    (w, Ok(e)) => winners.push((w, e)),
+                    (_, Err(StoreError::PreconditionFailed | StoreError::Conflict)) => {}
+                    (w, Err(e)) => panic!("writer {w} in round {round}: {e}"),
+                }
+            }
+            if winners.len() != 1 {
+                double += 1;
+                eprintln!("round {round}: {} winners", winners.len());
+            }
+            let cur = store.get("race/obj").await.unwrap().unwrap();
+            if let Some((w, e)) = winners.first() {
+                assert_eq!(cur.body, format!("round-{round}-writer-{w}").into_bytes());
+                assert_eq!(&cur.etag, e);
+            }
+            etag = cur.etag;
+        }
+        (double, ROUNDS)
+    });
+    eprintln!("{WRITERS} writers x {total} rounds: {double} rounds without exactly one winner");
+    assert_eq!(double, 0, "SeaweedFS If-Match is not atomic: {double} of {total} rounds");
+}

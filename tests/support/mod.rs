@@ -1,0 +1,469 @@
+//! Test support for end-to-end tests: a real SeaweedFS on loopback, real
+//! `s3-elector` processes, and a checker for leadership intervals.
+//!
+//! Everything binds 127.0.0.1 only, picks ports at run time, and is killed
+//! when its handle drops (also when a test panics).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+
+pub const ACCESS_KEY: &str = "test";
+pub const SECRET_KEY: &str = "testtest";
+
+/// Path of the daemon under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_s3-elector")
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The pinned `weed` binary that scripts/test installs.
+pub fn weed_path() -> PathBuf {
+    if let Ok(p) = std::env::var("S3E_WEED") {
+        return PathBuf::from(p);
+    }
+    let p = root().join(".tools/venv/bin/weed");
+    assert!(
+        p.exists(),
+        "SeaweedFS is not installed at {}; run scripts/test, which installs it",
+        p.display()
+    );
+    p
+}
+
+fn port_free(p: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", p)).is_ok()
+}
+
+/// A base port B with B..=B+11 free, and B+10+10000 free too (weed's worker
+/// dials the admin gRPC port at admin.port + 10000).
+fn free_base() -> u16 {
+    for _ in 0..500 {
+        let b: u16 = 20000 + (rand::random::<u16>() % 25000);
+        if (b..=b + 11).all(port_free) && port_free(b + 10 + 10000) {
+            return b;
+        }
+    }
+    panic!("no 12 consecutive free loopback ports found");
+}
+
+/// A free loopback port for a single listener.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// A running `weed mini`, on loopback only, telemetry off.
+pub struct Seaweed {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+    base: u16,
+}
+
+impl Seaweed {
+    pub fn start() -> Seaweed {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let ids = dir.path().join("identities.json");
+        std::fs::write(
+            &ids,
+            format!(
+                r#"{{"identities":[{{"name":"test","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            ),
+        )
+        .unwrap();
+        let base = free_base();
+        let mut s = Seaweed {
+            child: spawn_weed(dir.path(), &data, &ids, base),
+            endpoint: format!("http://127.0.0.1:{base}"),
+            dir,
+            base,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = self.client();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("weed exited early ({status}); see {}/weed.log", self.dir.path().display());
+            }
+            let ok = rt.block_on(async { client.list_buckets().send().await.is_ok() });
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "SeaweedFS did not become ready in 60s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// An SDK client for test set-up (creating buckets, planting objects).
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "test"))
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+
+    /// Create a bucket, retrying while the filer settles.
+    pub fn bucket(&self, name: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = self.client();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = rt.block_on(async { client.create_bucket().bucket(name).send().await });
+            match r {
+                Ok(_) => return,
+                Err(e) => {
+                    let msg = format!("{:?}", e);
+                    if msg.contains("BucketAlreadyOwnedByYou") || msg.contains("BucketAlreadyExists") {
+                        return;
+                    }
+                    assert!(Instant::now() < deadline, "cannot create bucket {name}: {msg}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+
+    /// Stop and start the same store again (same ports, same data).
+    pub fn restart(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        let data = self.dir.path().join("data");
+        let ids = self.dir.path().join("identities.json");
+        self.child = spawn_weed(self.dir.path(), &data, &ids, self.base);
+        self.wait_ready();
+    }
+
+    /// Write a config for one daemon and return its path.
+    pub fn config(&self, dir: &Path, name: &str, bucket: &str, extra: &str) -> PathBuf {
+        let p = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &p,
+            format!(
+                "election: e2e\ns3:\n  bucket: {bucket}\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{extra}",
+                self.endpoint
+            ),
+        )
+        .unwrap();
+        p
+    }
+}
+
+fn spawn_weed(dir: &Path, data: &Path, ids: &Path, b: u16) -> Child {
+    let log = std::fs::File::create(dir.join("weed.log")).unwrap();
+    let p = |n: u16| (b + n).to_string();
+    Command::new(weed_path())
+        .current_dir(dir)
+        .arg("mini")
+        .arg(format!("-dir={}", data.display()))
+        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+        .arg(format!("-s3.port={}", p(0)))
+        .arg(format!("-s3.port.grpc={}", p(1)))
+        .arg(format!("-s3.port.iceberg={}", p(2)))
+        .arg(format!("-s3.port.lance={}", p(3)))
+        .arg(format!("-master.port={}", p(4)))
+        .arg(format!("-master.port.grpc={}", p(5)))
+        .arg(format!("-volume.port={}", p(6)))
+        .arg(format!("-volume.port.grpc={}", p(7)))
+        .arg(format!("-filer.port={}", p(8)))
+        .arg(format!("-filer.port.grpc={}", p(9)))
+        .arg(format!("-admin.port={}", p(10)))
+        .arg(format!("-admin.port.grpc={}", p(10010)))
+        .arg(format!("-s3.config={}", ids.display()))
+        .args(["-master.telemetry=false", "-admin.ui=false", "-webdav=false"])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start weed")
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One log event of a daemon, as parsed from its JSON log.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub at: SystemTime,
+    pub json: serde_json::Value,
+}
+
+impl Event {
+    pub fn event(&self) -> &str {
+        self.json.get("event").and_then(|v| v.as_str()).unwrap_or("")
+    }
+    pub fn term(&self) -> Option<u64> {
+        self.json.get("term").and_then(|v| v.as_u64())
+    }
+    pub fn str(&self, k: &str) -> Option<&str> {
+        self.json.get(k).and_then(|v| v.as_str())
+    }
+}
+
+/// A running `s3-elector run`, its stderr parsed into events.
+pub struct Daemon {
+    pub id: String,
+    child: Option<Child>,
+    pub events: Arc<Mutex<Vec<Event>>>,
+    pub exit: Option<std::process::ExitStatus>,
+}
+
+impl Daemon {
+    pub fn start(id: &str, config: &Path) -> Daemon {
+        Self::start_with(id, config, &[])
+    }
+
+    pub fn start_with(id: &str, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = daemon_command(config);
+        cmd.args(["run"]).env("S3_ELECTOR_IDENTITY", id);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start s3-elector");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let ev = events.clone();
+        let tag = id.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("S3E_TEST_VERBOSE").is_some() {
+                    eprintln!("[{tag}] {line}");
+                }
+                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    ev.lock().unwrap().push(Event {
+                        at: SystemTime::now(),
+                        json: serde_json::json!({ "raw": line }),
+                    });
+                    continue;
+                };
+                let at = json
+                    .get("timestamp")
+                    .and_then(|t| t.as_str())
+                    .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+                    .unwrap_or_else(SystemTime::now);
+                ev.lock().unwrap().push(Event { at, json });
+            }
+        });
+        Daemon {
+            id: id.to_string(),
+            child: Some(child),
+            events,
+            exit: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Is the process running (not killed or exited)?
+    pub fn alive(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Is the process running, and does its last leadership event say it leads?
+    pub fn believes_leader(&self) -> bool {
+        self.alive()
+            && self
+            .events()
+            .iter()
+            .rev()
+            .find(|e| matches!(e.event(), "acquired" | "lost"))
+            .is_some_and(|e| e.event() == "acquired")
+    }
+
+    /// Wait until an event matches, up to `within`.
+    pub fn wait_event(&self, within: Duration, f: impl Fn(&Event) -> bool) -> Option<Event> {
+        let end = Instant::now() + within;
+        loop {
+            if let Some(e) = self.events().into_iter().find(|e| f(e)) {
+                return Some(e);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            self.exit = c.wait().ok();
+        }
+    }
+
+    /// Wait for the process to exit by itself, up to `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    self.child = None;
+                    self.exit = Some(st);
+                    std::thread::sleep(Duration::from_millis(50)); // let the log reader drain
+                    return Some(st);
+                }
+            } else {
+                return self.exit;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        self.events()
+            .iter()
+            .map(|e| e.json.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `Command` for the binary with test credentials and no IMDS.
+pub fn daemon_command(config: &Path) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("S3_ELECTOR_LOG_FORMAT", "json")
+        .env("S3_ELECTOR_LOG", "s3_elector=debug,info")
+        .env("S3_ELECTOR_CONFIG", config);
+    cmd
+}
+
+/// Run a one-shot command (`check`, `status`, ...) and capture it.
+pub fn run_cmd(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = daemon_command(config);
+    cmd.env("S3_ELECTOR_LOG_FORMAT", "text").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run s3-elector");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One believed-leadership interval of one copy.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    pub id: String,
+    pub term: u64,
+    pub from: SystemTime,
+    /// `None`: still leading (or killed while leading; then `killed_at`).
+    pub to: Option<SystemTime>,
+}
+
+/// Leadership intervals from a daemon's events. A copy killed while leading
+/// stops at `killed_at`.
+pub fn intervals(d: &Daemon, killed_at: Option<SystemTime>) -> Vec<Interval> {
+    let mut out: Vec<Interval> = Vec::new();
+    for e in d.events() {
+        match e.event() {
+            "acquired" => out.push(Interval {
+                id: d.id.clone(),
+                term: e.term().expect("acquired has a term"),
+                from: e.at,
+                to: None,
+            }),
+            "lost" => {
+                if let Some(last) = out.last_mut() {
+                    if last.to.is_none() {
+                        last.to = Some(e.at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let (Some(k), Some(last)) = (killed_at, out.last_mut()) {
+        if last.to.is_none() {
+            last.to = Some(k);
+        }
+    }
+    out
+}
+
+/// The checker: no two intervals overlap, no term has two holders, and
+/// terms grow with each new leadership. Panics with the evidence.
+pub fn check_intervals(mut all: Vec<Interval>) {
+    all.sort_by_key(|i| i.from);
+    let far = SystemTime::now() + Duration::from_secs(3600);
+    for w in all.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        let a_end = a.to.unwrap_or(far);
+        assert!(
+            a_end <= b.from,
+            "leadership overlap: {} (term {}) until {:?}, {} (term {}) from {:?}\n{all:#?}",
+            a.id, a.term, a_end, b.id, b.term, b.from
+        );
+        assert!(
+            b.term > a.term,
+            "terms must grow: {} had term {} then {} got term {}\n{all:#?}",
+            a.id, a.term, b.id, b.term
+        );
+    }
+}

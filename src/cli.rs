@@ -214,7 +214,10 @@ async fn run(a: RunArgs) -> i32 {
                 backoff = (backoff * 2).min(cfg.timing.lease_duration);
             }
             Err(e) => {
-                eprintln!("s3-elector: cannot join the election on {}: {e}", target(&cfg));
+                eprintln!(
+                    "s3-elector: cannot join the election on {}: {e}",
+                    target(&cfg)
+                );
                 return EXIT_UNAVAILABLE;
             }
         }
@@ -365,7 +368,10 @@ async fn status(a: StatusArgs) -> i32 {
     }
     if a.json {
         // A struct of strings, numbers and options always serializes.
-        println!("{}", serde_json::to_string_pretty(&out).expect("status serializes"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("status serializes")
+        );
     } else {
         print_status(&out);
     }
@@ -387,7 +393,10 @@ fn print_status(s: &StatusJson) {
     if let Some(p) = &s.problem {
         println!("problem:     {p}");
         println!("             the daemon will not touch it; after checking what wrote it, replace it with");
-        println!("             s3-elector reset --config FILE --etag '{}'", s.etag.as_deref().unwrap_or(""));
+        println!(
+            "             s3-elector reset --config FILE --etag '{}'",
+            s.etag.as_deref().unwrap_or("")
+        );
         return;
     }
     let Some(r) = &s.record else { return };
@@ -405,11 +414,20 @@ fn print_status(s: &StatusJson) {
     println!("state:       {state}");
     println!("term:        {}", r.term);
     println!("transitions: {}", r.transitions);
-    println!("lease:       {}", humantime::format_duration(r.lease_duration()));
+    println!(
+        "lease:       {}",
+        humantime::format_duration(r.lease_duration())
+    );
     println!("acquired:    {}", r.acquired_at);
     match s.age_seconds {
-        Some(a) => println!("renewed:     {} ({a:.1}s ago by this machine's clock)", r.renewed_at),
-        None => println!("renewed:     {} (in the future by this machine's clock)", r.renewed_at),
+        Some(a) => println!(
+            "renewed:     {} ({a:.1}s ago by this machine's clock)",
+            r.renewed_at
+        ),
+        None => println!(
+            "renewed:     {} (in the future by this machine's clock)",
+            r.renewed_at
+        ),
     }
 }
 
@@ -426,7 +444,10 @@ async fn reset(a: ResetArgs) -> i32 {
     let obj = match store.get(&key).await {
         Ok(Some(o)) => o,
         Ok(None) => {
-            eprintln!("s3-elector: {} does not exist; nothing to reset", target(&cfg));
+            eprintln!(
+                "s3-elector: {} does not exist; nothing to reset",
+                target(&cfg)
+            );
             return 1;
         }
         Err(e) => {

@@ -355,16 +355,10 @@ impl Config {
             ("timing.retry_period", t.retry_period),
         ] {
             if d < Duration::from_millis(10) {
-                add(
-                    name,
-                    format!("{} is too short; use at least 10ms", fmt(d)),
-                );
+                add(name, format!("{} is too short; use at least 10ms", fmt(d)));
             }
             if d > Duration::from_secs(3600) {
-                add(
-                    name,
-                    format!("{} is too long; use at most 1h", fmt(d)),
-                );
+                add(name, format!("{} is too long; use at most 1h", fmt(d)));
             }
         }
         if t.lease_duration <= t.renew_deadline {
@@ -472,7 +466,10 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err("is empty; name the election, e.g. `billing-cron`".into());
     }
     if name.len() > 128 {
-        return Err(format!("is {} characters long; use at most 128", name.len()));
+        return Err(format!(
+            "is {} characters long; use at most 128",
+            name.len()
+        ));
     }
     if let Some(c) = name
         .chars()
@@ -502,7 +499,9 @@ fn check_key(k: &str) -> Result<(), String> {
         return Err("is empty; remove it to use the default or give a key".into());
     }
     if k.starts_with('/') {
-        return Err(format!("`{k}` starts with '/'; S3 keys have no leading slash"));
+        return Err(format!(
+            "`{k}` starts with '/'; S3 keys have no leading slash"
+        ));
     }
     if k.len() > 900 {
         return Err(format!("is {} bytes long; use at most 900", k.len()));
@@ -520,7 +519,9 @@ fn check_url(u: &str) -> Result<(), String> {
         .ok_or_else(|| format!("`{u}` must start with http:// or https://"))?;
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("`{u}` has no host; write e.g. http://127.0.0.1:8333"));
+        return Err(format!(
+            "`{u}` has no host; write e.g. http://127.0.0.1:8333"
+        ));
     }
     Ok(())
 }
@@ -528,34 +529,35 @@ fn check_url(u: &str) -> Result<(), String> {
 /// Every key in the document that no struct knows, with a suggestion.
 fn unknown_keys(v: &mut serde_yaml::Value) -> Vec<Problem> {
     let mut out = Vec::new();
-    let check = |map: &mut serde_yaml::Mapping, prefix: &str, known: &[&str], out: &mut Vec<Problem>| {
-        let mut unknown = Vec::new();
-        for k in map.keys() {
-            let name = match k.as_str() {
-                Some(s) => s.to_string(),
-                None => format!("{k:?}"),
-            };
-            if !known.contains(&name.as_str()) {
-                let field = if prefix.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{prefix}.{name}")
+    let check =
+        |map: &mut serde_yaml::Mapping, prefix: &str, known: &[&str], out: &mut Vec<Problem>| {
+            let mut unknown = Vec::new();
+            for k in map.keys() {
+                let name = match k.as_str() {
+                    Some(s) => s.to_string(),
+                    None => format!("{k:?}"),
                 };
-                let hint = match closest(&name, known) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known keys here: {}", known.join(", ")),
-                };
-                out.push(Problem {
-                    field,
-                    message: format!("unknown key; {hint}"),
-                });
-                unknown.push(k.clone());
+                if !known.contains(&name.as_str()) {
+                    let field = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}.{name}")
+                    };
+                    let hint = match closest(&name, known) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("known keys here: {}", known.join(", ")),
+                    };
+                    out.push(Problem {
+                        field,
+                        message: format!("unknown key; {hint}"),
+                    });
+                    unknown.push(k.clone());
+                }
             }
-        }
-        for k in unknown {
-            map.remove(&k);
-        }
-    };
+            for k in unknown {
+                map.remove(&k);
+            }
+        };
     if let Some(top) = v.as_mapping_mut() {
         check(top, "", TOP_KEYS, &mut out);
         if let Some(s3) = top.get_mut("s3").and_then(|s| s.as_mapping_mut()) {
@@ -637,8 +639,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.lease_key(), "a/b/demo/lease.json");
-        let c = Config::from_yaml("election: demo\ns3:\n  bucket: leases\n  key: x.json\n", "t")
-            .unwrap();
+        let c = Config::from_yaml(
+            "election: demo\ns3:\n  bucket: leases\n  key: x.json\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.lease_key(), "x.json");
         assert_eq!(
             fields("election: demo\ns3:\n  bucket: leases\n  key: x\n  prefix: y\n"),
@@ -689,12 +694,18 @@ mod tests {
     fn missing_and_malformed_fields() {
         let p = problems("s3:\n  bucket: leases\n");
         assert_eq!(p[0].message, "required key `election` is missing");
-        assert_eq!(fields("election: d\ns3:\n  bucket: Bad_Bucket\n"), vec!["s3.bucket"]);
+        assert_eq!(
+            fields("election: d\ns3:\n  bucket: Bad_Bucket\n"),
+            vec!["s3.bucket"]
+        );
         assert_eq!(
             fields("election: d\ns3:\n  bucket: leases\n  endpoint_url: localhost:9000\n"),
             vec!["s3.endpoint_url"]
         );
-        assert_eq!(fields("election: 'a b'\ns3:\n  bucket: leases\n"), vec!["election"]);
+        assert_eq!(
+            fields("election: 'a b'\ns3:\n  bucket: leases\n"),
+            vec!["election"]
+        );
         assert_eq!(
             fields("identity: 'x/y'\nelection: d\ns3:\n  bucket: leases\n"),
             vec!["identity"]
@@ -709,9 +720,8 @@ mod tests {
 
     #[test]
     fn several_problems_at_once() {
-        let p = problems(
-            "election: ''\nbogus: 1\ns3:\n  bucket: x\ntiming:\n  lease_duration: 1s\n",
-        );
+        let p =
+            problems("election: ''\nbogus: 1\ns3:\n  bucket: x\ntiming:\n  lease_duration: 1s\n");
         let f: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
         assert!(f.contains(&"bogus"), "{f:?}");
         assert!(f.contains(&"election"), "{f:?}");
@@ -721,8 +731,11 @@ mod tests {
 
     #[test]
     fn identity_resolution_order() {
-        let c = Config::from_yaml("identity: file-id\nelection: d\ns3:\n  bucket: leases\n", "t")
-            .unwrap();
+        let c = Config::from_yaml(
+            "identity: file-id\nelection: d\ns3:\n  bucket: leases\n",
+            "t",
+        )
+        .unwrap();
         assert_eq!(c.resolve_identity(Some("env-id")).unwrap(), "env-id");
         assert_eq!(c.resolve_identity(None).unwrap(), "file-id");
         assert!(c.resolve_identity(Some("bad id")).is_err());

@@ -255,7 +255,9 @@ impl<S: LeaseStore> Election<S> {
             Seen::Record(r) if !r.released && !self.wrote(&r.nonce) => {
                 Some(obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()))
             }
-            Seen::Absent if obs.absent_after_record => Some(obs.first_seen + self.cfg.lease_duration),
+            Seen::Absent if obs.absent_after_record => {
+                Some(obs.first_seen + self.cfg.lease_duration)
+            }
             _ => None,
         }
     }
@@ -296,7 +298,8 @@ impl<S: LeaseStore> Election<S> {
     }
 
     fn progress(&self) {
-        self.tx.send_modify(|s| s.last_progress = Some(Instant::now()));
+        self.tx
+            .send_modify(|s| s.last_progress = Some(Instant::now()));
     }
 
     /// One follower step: read (unless the observed lease has just run out),
@@ -442,7 +445,10 @@ impl<S: LeaseStore> Election<S> {
         prev: Option<LeaseRecord>,
     ) -> Option<Held> {
         let now_wall = wall_now();
-        let term = prev.as_ref().map_or(self.max_term, |p| p.term.max(self.max_term)) + 1;
+        let term = prev
+            .as_ref()
+            .map_or(self.max_term, |p| p.term.max(self.max_term))
+            + 1;
         let transitions = match &prev {
             Some(p) if p.holder == self.cfg.identity => p.transitions,
             Some(p) => p.transitions + 1,
@@ -488,7 +494,12 @@ impl<S: LeaseStore> Election<S> {
                         if let Ok(r) = LeaseRecord::parse(&obj.body) {
                             if r.nonce == rec.nonce {
                                 info!(term, "acquire write had landed after all");
-                                return Some(self.became_leader(rec, obj.etag, sent, prev.as_ref()));
+                                return Some(self.became_leader(
+                                    rec,
+                                    obj.etag,
+                                    sent,
+                                    prev.as_ref(),
+                                ));
                             }
                         }
                         self.observe(Some(obj));
@@ -514,7 +525,7 @@ impl<S: LeaseStore> Election<S> {
         let deadline = sent + self.cfg.renew_deadline;
         self.max_term = self.max_term.max(rec.term);
         self.max_transitions = Some(rec.transitions);
-        let from = prev.map(|p| p.holder.clone()).unwrap_or_default();
+        let from = prev.map_or("none", |p| p.holder.as_str()).to_string();
         info!(event = "acquired", term = rec.term, previous = %from, "acquired lease; now leader");
         self.tx.send_modify(|s| {
             s.role = Role::Leader;
@@ -544,7 +555,12 @@ impl<S: LeaseStore> Election<S> {
             s.leader_address = None;
             s.valid_until = None;
         });
-        warn!(event = "lost", term = h.record.term, reason, "no longer leader");
+        warn!(
+            event = "lost",
+            term = h.record.term,
+            reason,
+            "no longer leader"
+        );
         self.observed = None;
         // Our last record, if it is still there, stays ours to re-acquire.
     }
@@ -604,7 +620,7 @@ impl<S: LeaseStore> Election<S> {
         rec.nonce = new_nonce();
         self.remember_nonce(&rec.nonce);
         let sent = Instant::now();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         match self
             .store
             .put_if_match(&self.cfg.key, rec.to_body(), &h.etag)
@@ -613,7 +629,11 @@ impl<S: LeaseStore> Election<S> {
             Ok(etag) => {
                 self.progress();
                 self.renewed(h, rec, etag, sent);
-                debug!(term = h.record.term, latency_ms = started.elapsed().as_millis() as u64, "renewed lease");
+                debug!(
+                    term = h.record.term,
+                    latency_ms = started.elapsed().as_millis() as u64,
+                    "renewed lease"
+                );
                 Ok(())
             }
             Err(StoreError::PreconditionFailed) => {
@@ -633,7 +653,12 @@ impl<S: LeaseStore> Election<S> {
     }
 
     /// Settle an unknown renewal by reading the record back.
-    async fn settle(&mut self, h: &mut Held, attempt: LeaseRecord, sent: Instant) -> Result<(), String> {
+    async fn settle(
+        &mut self,
+        h: &mut Held,
+        attempt: LeaseRecord,
+        sent: Instant,
+    ) -> Result<(), String> {
         match self.store.get(&self.cfg.key).await {
             Ok(Some(obj)) => {
                 self.progress();
@@ -648,7 +673,10 @@ impl<S: LeaseStore> Election<S> {
                         h.pending = None;
                         Ok(())
                     }
-                    Ok(r) => Err(format!("the lease now names {} (term {})", r.holder, r.term)),
+                    Ok(r) => Err(format!(
+                        "the lease now names {} (term {})",
+                        r.holder, r.term
+                    )),
                     Err(e) => Err(format!("the lease object now {e}")),
                 }
             }
@@ -685,7 +713,12 @@ impl<S: LeaseStore> Election<S> {
             s.leader = None;
             s.valid_until = None;
         });
-        info!(event = "lost", term = h.record.term, reason = "shutdown", "no longer leader; releasing the lease");
+        info!(
+            event = "lost",
+            term = h.record.term,
+            reason = "shutdown",
+            "no longer leader; releasing the lease"
+        );
         let mut rec = h.record.clone();
         rec.released = true;
         rec.renewed_at = wall_now();
@@ -698,7 +731,10 @@ impl<S: LeaseStore> Election<S> {
         {
             Ok(_) => info!(event = "released", term = rec.term, "released lease"),
             Err(StoreError::PreconditionFailed) => {
-                info!(term = rec.term, "lease had already changed; nothing to release")
+                info!(
+                    term = rec.term,
+                    "lease had already changed; nothing to release"
+                )
             }
             Err(e) => warn!(error = %e, term = rec.term,
                 "could not release the lease; followers take over when it expires"),

@@ -11,11 +11,11 @@
 //! - [`cli`]: the `run`, `check`, `status` and `reset` commands.
 #![forbid(unsafe_code)]
 
-pub mod config;
-pub mod election;
-pub mod record;
-pub mod store;
 pub mod cli;
+pub mod config;
 pub mod cost;
+pub mod election;
 pub mod probe;
+pub mod record;
 pub mod signals;
+pub mod store;

@@ -105,7 +105,9 @@ async fn scratch_steps<S: LeaseStore>(
         }
         Err(e) => return Err(e.into()),
     };
-    report.steps.push("create with If-None-Match: * on a new key: ok".into());
+    report
+        .steps
+        .push("create with If-None-Match: * on a new key: ok".into());
 
     let b2 = probe_body("second-create");
     match store.put_if_absent(key, b2).await {
@@ -122,7 +124,9 @@ async fn scratch_steps<S: LeaseStore>(
             "a refused If-None-Match: * create changed the object anyway".into(),
         ));
     }
-    report.steps.push("second create with If-None-Match: * refused: ok".into());
+    report
+        .steps
+        .push("second create with If-None-Match: * refused: ok".into());
 
     let b3 = probe_body("swap");
     let e3 = match store.put_if_match(key, b3.clone(), &e1).await {
@@ -139,7 +143,9 @@ async fn scratch_steps<S: LeaseStore>(
             "a write with a different body kept the same ETag".into(),
         ));
     }
-    report.steps.push("If-Match with the current ETag accepted: ok".into());
+    report
+        .steps
+        .push("If-Match with the current ETag accepted: ok".into());
 
     let b4 = probe_body("stale-swap");
     match store.put_if_match(key, b4, &e1).await {
@@ -156,7 +162,9 @@ async fn scratch_steps<S: LeaseStore>(
             "a refused If-Match write changed the object anyway".into(),
         ));
     }
-    report.steps.push("If-Match with a stale ETag refused: ok".into());
+    report
+        .steps
+        .push("If-Match with a stale ETag refused: ok".into());
     Ok(())
 }
 

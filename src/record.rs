@@ -94,7 +94,9 @@ impl LeaseRecord {
         match v.get("version").and_then(|s| s.as_u64()) {
             Some(n) if n == u64::from(VERSION) => {}
             Some(n) if n > u64::from(VERSION) => {
-                return Err(RecordError::FutureVersion(u32::try_from(n).unwrap_or(u32::MAX)))
+                return Err(RecordError::FutureVersion(
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                ))
             }
             other => {
                 return Err(RecordError::Malformed(format!(
@@ -188,7 +190,10 @@ mod tests {
 
     #[test]
     fn bad_bodies_are_classified() {
-        assert!(matches!(LeaseRecord::parse(b"hello"), Err(RecordError::NotJson(_))));
+        assert!(matches!(
+            LeaseRecord::parse(b"hello"),
+            Err(RecordError::NotJson(_))
+        ));
         assert_eq!(LeaseRecord::parse(b"{\"a\":1}"), Err(RecordError::Foreign));
         assert_eq!(LeaseRecord::parse(b"[1,2]"), Err(RecordError::Foreign));
         let future = format!("{{\"schema\":\"{SCHEMA}\",\"version\":7,\"term\":9}}");
@@ -203,7 +208,10 @@ mod tests {
             Err(RecordError::Malformed(_))
         ));
         let big = vec![b' '; MAX_RECORD_BYTES + 1];
-        assert!(matches!(LeaseRecord::parse(&big), Err(RecordError::TooLarge { .. })));
+        assert!(matches!(
+            LeaseRecord::parse(&big),
+            Err(RecordError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
                     std::process::exit(128 + sig);
                 }
                 stopping = true;
-                info!(signal = sig, "stop signal; stopping gracefully (send it again to exit at once)");
+                info!(
+                    signal = sig,
+                    "stop signal; stopping gracefully (send it again to exit at once)"
+                );
                 let _ = tx.send(Signal::Stop);
             }
         })?;

@@ -4,6 +4,8 @@
 //! fast; bounds are generous so a busy 2-core machine does not flake them.
 //! Speed figures are measured by hand and reported, not asserted here.
 
+#![allow(clippy::disallowed_types)] // end-to-end tests measure real elapsed time
+
 mod support;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -37,10 +39,19 @@ fn wait_single_leader(daemons: &[Daemon], within: Duration) -> usize {
 }
 
 fn lease_body(sw: &Seaweed, bucket: &str, key: &str) -> serde_json::Value {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let c = sw.client();
     rt.block_on(async {
-        let o = c.get_object().bucket(bucket).key(key).send().await.expect("lease object");
+        let o = c
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("lease object");
         let b = o.body.collect().await.unwrap().into_bytes();
         serde_json::from_slice(&b).unwrap()
     })
@@ -54,7 +65,10 @@ fn three_copies_one_leader_then_crash_failover_and_graceful_handover() {
     sw.bucket("three");
     let cfg = sw.config(sw.dir.path(), "three", "three", TIMING);
     let started = Instant::now();
-    let mut ds: Vec<Daemon> = ["a", "b", "c"].iter().map(|id| Daemon::start(id, &cfg)).collect();
+    let mut ds: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
 
     // Exactly one leader; the others report it.
     let l = wait_single_leader(&ds, Duration::from_secs(30));
@@ -65,24 +79,42 @@ fn three_copies_one_leader_then_crash_failover_and_graceful_handover() {
             let seen = d.wait_event(Duration::from_secs(10), |e| {
                 e.event() == "observed" && e.str("leader") == Some(leader_id.as_str())
             });
-            assert!(seen.is_some(), "{} never reported leader {leader_id}:\n{}", d.id, d.log_text());
+            assert!(
+                seen.is_some(),
+                "{} never reported leader {leader_id}:\n{}",
+                d.id,
+                d.log_text()
+            );
         }
     }
     eprintln!("first leader after {first_leader:?} (includes process start and the probe)");
 
     // SIGKILL the leader: another copy takes over with a higher term, not
     // before the lease could have run out, and within a generous bound.
-    let term1 = ds[l].events().iter().find(|e| e.event() == "acquired").unwrap().term().unwrap();
+    let term1 = ds[l]
+        .events()
+        .iter()
+        .find(|e| e.event() == "acquired")
+        .unwrap()
+        .term()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(1));
     let killed = Instant::now();
     let killed_wall = SystemTime::now();
     ds[l].kill();
-    let mut killed_at = vec![None; 3];
+    let mut killed_at = [None; 3];
     killed_at[l] = Some(killed_wall);
     let l2 = wait_single_leader(&ds, LEASE + 2 * RETRY + Duration::from_secs(10));
     let failover = killed.elapsed();
     assert_ne!(l2, l);
-    let term2 = ds[l2].events().iter().rev().find(|e| e.event() == "acquired").unwrap().term().unwrap();
+    let term2 = ds[l2]
+        .events()
+        .iter()
+        .rev()
+        .find(|e| e.event() == "acquired")
+        .unwrap()
+        .term()
+        .unwrap();
     assert!(term2 > term1, "term {term2} after {term1}");
     // The old leader's last renewal was at most one retry period (plus a
     // request) before the kill; the follower waits a full lease after it.
@@ -100,13 +132,22 @@ fn three_copies_one_leader_then_crash_failover_and_graceful_handover() {
     // over at about its next poll, well before the lease would expire.
     let stopped = Instant::now();
     ds[l2].signal("TERM");
-    let st = ds[l2].wait_exit(Duration::from_secs(10)).expect("exits after SIGTERM");
+    let st = ds[l2]
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
     assert!(st.success(), "graceful stop exits 0: {st:?}");
-    assert!(ds[l2].events().iter().any(|e| e.event() == "released"), "{}", ds[l2].log_text());
+    assert!(
+        ds[l2].events().iter().any(|e| e.event() == "released"),
+        "{}",
+        ds[l2].log_text()
+    );
     let l3 = wait_single_leader(&ds, Duration::from_secs(10));
     let handover = stopped.elapsed();
     assert!(![l, l2].contains(&l3));
-    assert!(handover < LEASE, "hand-over took {handover:?}, the lease is {LEASE:?}");
+    assert!(
+        handover < LEASE,
+        "hand-over took {handover:?}, the lease is {LEASE:?}"
+    );
     eprintln!("graceful hand-over after {handover:?}");
     let rec = lease_body(&sw, "three", KEY);
     assert_eq!(rec["holder"], ds[l3].id.as_str());
@@ -125,7 +166,9 @@ fn twenty_copies_on_a_fresh_key_never_overlap() {
     let sw = Seaweed::start();
     sw.bucket("twenty");
     let cfg = sw.config(sw.dir.path(), "twenty", "twenty", TIMING);
-    let mut ds: Vec<Daemon> = (0..20).map(|i| Daemon::start(&format!("n{i:02}"), &cfg)).collect();
+    let mut ds: Vec<Daemon> = (0..20)
+        .map(|i| Daemon::start(&format!("n{i:02}"), &cfg))
+        .collect();
     let mut killed_at = vec![None; ds.len()];
     let mut leaders = Vec::new();
     // Three changes of leader: stop (SIGTERM), crash (SIGKILL), stop.
@@ -143,7 +186,9 @@ fn twenty_copies_on_a_fresh_key_never_overlap() {
             ds[l].kill();
         } else {
             ds[l].signal("TERM");
-            assert!(ds[l].wait_exit(Duration::from_secs(10)).is_some_and(|s| s.success()));
+            assert!(ds[l]
+                .wait_exit(Duration::from_secs(10))
+                .is_some_and(|s| s.success()));
         }
     }
     wait_single_leader(&ds, Duration::from_secs(60));
@@ -167,10 +212,19 @@ fn check_passes_on_seaweedfs_and_prints_the_cost() {
     assert!(out.contains("leader 1800 PUT/hour"), "{out}");
     assert!(out.contains("leader $6.48/month"), "{out}");
     // The probe cleans up after itself and leaves the lease key alone.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let c = sw.client();
     let keys = rt.block_on(async {
-        c.list_objects_v2().bucket("checked").send().await.unwrap().contents().len()
+        c.list_objects_v2()
+            .bucket("checked")
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .len()
     });
     assert_eq!(keys, 0, "probe left objects behind");
 }
@@ -183,7 +237,10 @@ fn missing_bucket_and_bad_credentials_are_named() {
     for args in [&["check"][..], &["run"][..]] {
         let (code, out, err) = run_cmd(&cfg, args, &[]);
         assert_eq!(code, 69, "{args:?}: {out}{err}");
-        assert!(err.contains("bucket `no-such-bucket` does not exist"), "{args:?}: {err}");
+        assert!(
+            err.contains("bucket `no-such-bucket` does not exist"),
+            "{args:?}: {err}"
+        );
     }
     let cfg = sw.config(sw.dir.path(), "bc", "exists", TIMING);
     for args in [&["check"][..], &["run"][..]] {
@@ -194,7 +251,9 @@ fn missing_bucket_and_bad_credentials_are_named() {
     // No credentials at all: a message, not a hang on IMDS.
     let started = Instant::now();
     let mut cmd = daemon_command(&cfg);
-    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").arg("check");
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .arg("check");
     cmd.env("HOME", sw.dir.path());
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -207,11 +266,20 @@ fn missing_bucket_and_bad_credentials_are_named() {
 fn a_corrupt_lease_is_reported_never_clobbered_and_reset_on_request() {
     let sw = Seaweed::start();
     sw.bucket("corrupt");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let c = sw.client();
     let junk = b"{\"owner\":\"another program\"}".to_vec();
     rt.block_on(async {
-        c.put_object().bucket("corrupt").key(KEY).body(junk.clone().into()).send().await.unwrap();
+        c.put_object()
+            .bucket("corrupt")
+            .key(KEY)
+            .body(junk.clone().into())
+            .send()
+            .await
+            .unwrap();
     });
     let cfg = sw.config(sw.dir.path(), "corrupt", "corrupt", TIMING);
     let d = Daemon::start("a", &cfg);
@@ -220,15 +288,27 @@ fn a_corrupt_lease_is_reported_never_clobbered_and_reset_on_request() {
     std::thread::sleep(LEASE * 2);
     assert!(!d.believes_leader());
     let body = rt.block_on(async {
-        let o = c.get_object().bucket("corrupt").key(KEY).send().await.unwrap();
+        let o = c
+            .get_object()
+            .bucket("corrupt")
+            .key(KEY)
+            .send()
+            .await
+            .unwrap();
         o.body.collect().await.unwrap().into_bytes().to_vec()
     });
-    assert_eq!(body, junk, "the daemon must never overwrite a foreign object");
+    assert_eq!(
+        body, junk,
+        "the daemon must never overwrite a foreign object"
+    );
 
     let (code, out, _) = run_cmd(&cfg, &["status", "--json"], &[]);
     assert_eq!(code, 65, "{out}");
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(st["problem"].as_str().unwrap().contains("not an s3-elector lease record"));
+    assert!(st["problem"]
+        .as_str()
+        .unwrap()
+        .contains("not an s3-elector lease record"));
     let etag = st["etag"].as_str().unwrap().to_string();
 
     let (code, _, err) = run_cmd(&cfg, &["reset", "--etag", "\"stale\""], &[]);
@@ -252,7 +332,11 @@ fn seaweedfs_if_match_is_atomic_under_racing_writers() {
     const ROUNDS: usize = 25;
     let sw = Seaweed::start();
     sw.bucket("race");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let cfg = s3_elector::config::S3Config {
         bucket: "race".into(),
         key: None,
@@ -268,7 +352,10 @@ fn seaweedfs_if_match_is_atomic_under_racing_writers() {
     std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     let (double, total) = rt.block_on(async {
         let store = S3Store::connect(&cfg).await.unwrap();
-        let mut etag = store.put_if_absent("race/obj", b"round-0".to_vec()).await.unwrap();
+        let mut etag = store
+            .put_if_absent("race/obj", b"round-0".to_vec())
+            .await
+            .unwrap();
         let mut double = 0;
         for round in 1..=ROUNDS {
             let mut tasks = Vec::new();
@@ -301,5 +388,52 @@ fn seaweedfs_if_match_is_atomic_under_racing_writers() {
         (double, ROUNDS)
     });
     eprintln!("{WRITERS} writers x {total} rounds: {double} rounds without exactly one winner");
-    assert_eq!(double, 0, "SeaweedFS If-Match is not atomic: {double} of {total} rounds");
+    assert_eq!(
+        double, 0,
+        "SeaweedFS If-Match is not atomic: {double} of {total} rounds"
+    );
+}
+
+/// s3rver ignores If-None-Match and If-Match: the probe must refuse it,
+/// for `check` and for `run`, unless the loudly named override is set.
+#[test]
+fn the_probe_refuses_a_store_that_ignores_conditional_writes() {
+    let s = S3rver::start("nonconforming");
+    let cfg = s.dir.path().join("nc.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "election: nc\ns3:\n  bucket: nonconforming\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 2s\n  connect_timeout: 1s\n",
+            s.endpoint
+        ),
+    )
+    .unwrap();
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "S3RVER"),
+        ("AWS_SECRET_ACCESS_KEY", "S3RVER"),
+    ];
+    for args in [&["check"][..], &["run"][..]] {
+        let (code, out, err) = run_cmd(&cfg, args, &creds);
+        assert_eq!(code, 69, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("does not honour conditional writes"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("If-None-Match is ignored"), "{args:?}: {err}");
+    }
+    // With the override the daemon runs, and says loudly that it is unsafe.
+    let mut d = Daemon::start_with(
+        "x",
+        &cfg,
+        &[
+            creds[0],
+            creds[1],
+            ("S3_ELECTOR_UNSAFE_SKIP_CONFORMANCE_CHECK", "true"),
+        ],
+    );
+    let warned = d.wait_event(Duration::from_secs(20), |e| {
+        e.json.to_string().contains("UNSAFE")
+    });
+    assert!(warned.is_some(), "{}", d.log_text());
+    d.kill();
 }

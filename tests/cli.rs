@@ -1,0 +1,75 @@
+//! The command line without a store: config errors and usage.
+
+#![allow(clippy::disallowed_types)] // end-to-end tests measure real elapsed time
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+fn write(dir: &Path, yaml: &str) -> std::path::PathBuf {
+    let p = dir.join("c.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p
+}
+
+/// Each rule gives its message, naming the field, and exit code 64, for
+/// every command that reads the config.
+#[test]
+fn invalid_configs_exit_64_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &str)] = &[
+        ("s3:\n  bucket: leases\n", "`election`", "required key `election` is missing"),
+        ("election: e\ns3:\n  bucket: leases\n  regoin: x\n", "`s3.regoin`", "did you mean `region`"),
+        ("election: e\ns3:\n  bucket: Leases_1\n", "`s3.bucket`", "not a valid bucket name"),
+        ("election: e\ns3:\n  bucket: leases\n  key: k\n  prefix: p\n", "`s3.key`", "set only one"),
+        ("election: e\ns3:\n  bucket: leases\n  endpoint_url: localhost\n", "`s3.endpoint_url`", "must start with http"),
+        ("election: e\ns3:\n  bucket: leases\ntiming:\n  lease_duration: 10s\n", "`timing.renew_deadline`", "must be shorter than timing.lease_duration"),
+        ("election: e\ns3:\n  bucket: leases\n  request_timeout: 1s\n  connect_timeout: 1s\ntiming:\n  renew_deadline: 2s\n  retry_period: 2s\n", "`timing.retry_period`", "renew_deadline / 1.2"),
+        ("election: e\ns3:\n  bucket: leases\ntiming:\n  retry_period: 2\n", "`timing.retry_period`", "has no unit"),
+        ("election: e\ns3:\n  bucket: leases\n  request_timeout: 12s\n", "`s3.request_timeout`", "shorter than timing.renew_deadline"),
+        ("election: e\nidentity: 'a b'\ns3:\n  bucket: leases\n", "`identity`", "letters, digits"),
+        ("election: [\n", "", "not valid YAML"),
+    ];
+    for (yaml, field, msg) in cases {
+        let cfg = write(dir.path(), yaml);
+        for cmd in ["run", "check", "status"] {
+            let (code, out, err) = run_cmd(&cfg, &[cmd], &[]);
+            assert_eq!(code, 64, "{cmd} {yaml:?}: {out}{err}");
+            assert!(
+                err.contains(field) && err.contains(msg),
+                "{cmd} {yaml:?}: {err}"
+            );
+            assert!(err.contains("c.yaml"), "names the file: {err}");
+        }
+    }
+    // All problems at once, one line each.
+    let cfg = write(dir.path(), "election: ''\nbogus: 1\ns3:\n  bucket: x\n");
+    let (code, _, err) = run_cmd(&cfg, &["check"], &[]);
+    assert_eq!(code, 64);
+    assert_eq!(err.lines().count(), 3, "{err}");
+    // A missing file, and a bad identity from the environment.
+    let (code, _, err) = run_cmd(&dir.path().join("nope.yaml"), &["check"], &[]);
+    assert_eq!(code, 64);
+    assert!(err.contains("cannot read the file"), "{err}");
+    let cfg = write(dir.path(), "election: e\ns3:\n  bucket: leases\n");
+    let (code, _, err) = run_cmd(&cfg, &["check"], &[("S3_ELECTOR_IDENTITY", "no/slash")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("`identity`"), "{err}");
+}
+
+#[test]
+fn the_shipped_example_configs_pass_validation() {
+    for f in ["config/s3-elector.yaml", "config/local.yaml"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+        // `status` with an unreachable endpoint gets past config loading;
+        // exit 64 would mean the config itself is bad.
+        let (code, _, err) = run_cmd(
+            &p,
+            &["status"],
+            &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+        );
+        assert_ne!(code, 64, "{f}: {err}");
+    }
+}

@@ -232,6 +232,8 @@ async fn run(a: RunArgs) -> i32 {
         retry_period: cfg.timing.retry_period,
         advertise_address: cfg.advertise_address.clone(),
         jitter: true,
+        step_down_cooloff: cfg.timing.step_down_cooloff,
+        release_wait: cfg.child_kill_grace() + Duration::from_secs(1),
     };
     let election = Election::new(store, ecfg);
     let task = tokio::spawn(election.run(shutdown.clone()));

@@ -15,7 +15,7 @@
 //! each naming the field; the binary prints them one per line and exits 64.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -90,6 +90,131 @@ pub struct Config {
     /// the name is long on purpose.
     #[serde(default)]
     pub unsafe_skip_conformance_check: bool,
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// Where to keep a JSON copy of `GET /leader`, rewritten atomically.
+    #[serde(default)]
+    pub status_file: Option<PathBuf>,
+    #[serde(default)]
+    pub hooks: HooksConfig,
+    #[serde(default)]
+    pub child: ChildConfig,
+}
+
+/// The local HTTP endpoint.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Serve HTTP at all. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Address to bind. Default 127.0.0.1:4040.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Binding a non-loopback address must be asked for explicitly.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// Enable `POST /step-down` (and so `s3-elector step-down`). Default false.
+    #[serde(default)]
+    pub step_down: bool,
+    /// Connections served at once; more wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a client gets to send its request head.
+    #[serde(default = "default_header_timeout", deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: default_listen(),
+            allow_non_loopback: false,
+            step_down: false,
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+/// Loopback only by default.
+pub fn default_listen() -> String {
+    "127.0.0.1:4040".into()
+}
+fn default_max_connections() -> usize {
+    64
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Hook scripts run on leadership events.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HooksConfig {
+    #[serde(default)]
+    pub on_acquired: Option<Hook>,
+    #[serde(default)]
+    pub on_lost: Option<Hook>,
+    #[serde(default)]
+    pub on_leader_changed: Option<Hook>,
+    /// What a failing `on_acquired` does: `release` leadership (default) or `keep` it.
+    #[serde(default)]
+    pub on_acquired_failure: FailurePolicy,
+}
+
+/// One hook: an argv list (no shell unless you write `sh -c`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    pub command: Vec<String>,
+    /// After this the hook's whole process group gets SIGTERM, then SIGKILL.
+    #[serde(default = "default_hook_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+}
+
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    #[default]
+    Release,
+    Keep,
+}
+
+/// The supervised child (`s3-elector run -- program args`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChildConfig {
+    /// When the child exits by itself: `release` leadership (default) or `restart` it.
+    #[serde(default)]
+    pub on_exit: ChildExit,
+    /// Time between SIGTERM and SIGKILL to the child's process group.
+    /// Default: half of lease_duration - renew_deadline; must be shorter
+    /// than that gap, so the kill lands before another copy can lead.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub kill_grace: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChildExit {
+    #[default]
+    Release,
+    Restart,
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
 }
 
 /// Where the lease lives and how to talk to the store.
@@ -136,6 +261,9 @@ pub struct Timing {
     /// Interval between renewals (leader) and polls (follower).
     #[serde(default = "default_retry_period", deserialize_with = "de_duration")]
     pub retry_period: Duration,
+    /// After a manual step-down, how long to stay out of the race.
+    #[serde(default = "default_cooloff", deserialize_with = "de_duration")]
+    pub step_down_cooloff: Duration,
 }
 
 impl Default for Timing {
@@ -144,8 +272,14 @@ impl Default for Timing {
             lease_duration: default_lease_duration(),
             renew_deadline: default_renew_deadline(),
             retry_period: default_retry_period(),
+            step_down_cooloff: default_cooloff(),
         }
     }
+}
+
+/// Long enough for another copy to notice the release and take over.
+pub fn default_cooloff() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// client-go's default lease duration.
@@ -214,7 +348,41 @@ const TOP_KEYS: &[&str] = &[
     "s3",
     "timing",
     "unsafe_skip_conformance_check",
+    "http",
+    "status_file",
+    "hooks",
+    "child",
 ];
+const HTTP_KEYS: &[&str] = &[
+    "enabled",
+    "listen",
+    "allow_non_loopback",
+    "step_down",
+    "max_connections",
+    "header_timeout",
+];
+const HOOKS_KEYS: &[&str] = &[
+    "on_acquired",
+    "on_lost",
+    "on_leader_changed",
+    "on_acquired_failure",
+];
+const HOOK_KEYS: &[&str] = &["command", "timeout", "working_dir"];
+const CHILD_KEYS: &[&str] = &["on_exit", "kill_grace"];
+
+/// Known keys of each section, by dotted path.
+fn known_keys(path: &str) -> Option<&'static [&'static str]> {
+    Some(match path {
+        "" => TOP_KEYS,
+        "s3" => S3_KEYS,
+        "timing" => TIMING_KEYS,
+        "http" => HTTP_KEYS,
+        "hooks" => HOOKS_KEYS,
+        "hooks.on_acquired" | "hooks.on_lost" | "hooks.on_leader_changed" => HOOK_KEYS,
+        "child" => CHILD_KEYS,
+        _ => return None,
+    })
+}
 const S3_KEYS: &[&str] = &[
     "bucket",
     "key",
@@ -225,7 +393,12 @@ const S3_KEYS: &[&str] = &[
     "connect_timeout",
     "request_timeout",
 ];
-const TIMING_KEYS: &[&str] = &["lease_duration", "renew_deadline", "retry_period"];
+const TIMING_KEYS: &[&str] = &[
+    "lease_duration",
+    "renew_deadline",
+    "retry_period",
+    "step_down_cooloff",
+];
 
 impl Config {
     /// Read and validate a config file.
@@ -405,7 +578,107 @@ impl Config {
                 ),
             );
         }
+        self.validate_surfaces(&mut p);
         p
+    }
+
+    fn validate_surfaces(&self, p: &mut Vec<Problem>) {
+        let mut add = |field: &str, message: String| {
+            p.push(Problem {
+                field: field.into(),
+                message,
+            })
+        };
+        let fmt = |d: Duration| humantime::format_duration(d).to_string();
+        if self.http.enabled {
+            match self.http.listen.parse::<std::net::SocketAddr>() {
+                Err(_) => add(
+                    "http.listen",
+                    format!(
+                        "`{}` is not an IP:port address; write e.g. 127.0.0.1:4040",
+                        self.http.listen
+                    ),
+                ),
+                Ok(a) if !a.ip().is_loopback() && !self.http.allow_non_loopback => add(
+                    "http.listen",
+                    format!(
+                        "{a} is not a loopback address; set `http.allow_non_loopback: true` to serve beyond this host"
+                    ),
+                ),
+                Ok(_) => {}
+            }
+            if self.http.max_connections == 0 || self.http.max_connections > 10_000 {
+                add("http.max_connections", "must be between 1 and 10000".into());
+            }
+            if self.http.header_timeout.is_zero() {
+                add("http.header_timeout", "must be more than 0s".into());
+            }
+        } else if self.http.step_down {
+            add(
+                "http.step_down",
+                "needs the HTTP endpoint; set `http.enabled: true` or remove it".into(),
+            );
+        }
+        if let Some(path) = &self.status_file {
+            if path.as_os_str().is_empty() || path.file_name().is_none() {
+                add(
+                    "status_file",
+                    format!("`{}` is not a file path", path.display()),
+                );
+            }
+        }
+        for (name, hook) in [
+            ("hooks.on_acquired", &self.hooks.on_acquired),
+            ("hooks.on_lost", &self.hooks.on_lost),
+            ("hooks.on_leader_changed", &self.hooks.on_leader_changed),
+        ] {
+            let Some(h) = hook else { continue };
+            if h.command.first().is_none_or(|c| c.is_empty()) {
+                add(
+                    &format!("{name}.command"),
+                    "is empty; give the program and its arguments as a list, e.g. [\"/usr/local/bin/promote\", \"--now\"]".into(),
+                );
+            }
+            if h.timeout.is_zero() || h.timeout > Duration::from_secs(3600) {
+                add(
+                    &format!("{name}.timeout"),
+                    format!("{} is out of range; use between 1ms and 1h", fmt(h.timeout)),
+                );
+            }
+            if let Some(d) = &h.working_dir {
+                if !d.is_dir() {
+                    add(
+                        &format!("{name}.working_dir"),
+                        format!("`{}` is not a directory", d.display()),
+                    );
+                }
+            }
+        }
+        let gap = self
+            .timing
+            .lease_duration
+            .saturating_sub(self.timing.renew_deadline);
+        if let Some(g) = self.child.kill_grace {
+            if g.is_zero() || g >= gap {
+                add(
+                    "child.kill_grace",
+                    format!(
+                        "must be more than 0s and shorter than lease_duration - renew_deadline ({}), so the child is dead before another copy can lead",
+                        fmt(gap)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Grace between SIGTERM and SIGKILL for the supervised child.
+    pub fn child_kill_grace(&self) -> Duration {
+        self.child.kill_grace.unwrap_or_else(|| {
+            self.timing
+                .lease_duration
+                .saturating_sub(self.timing.renew_deadline)
+                / 2
+        })
     }
 
     /// The object key of the lease.
@@ -526,48 +799,46 @@ fn check_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Every key in the document that no struct knows, with a suggestion.
+/// Every key in the document that no struct knows, with a suggestion; the
+/// unknown keys are removed so that the rest can still be checked.
 fn unknown_keys(v: &mut serde_yaml::Value) -> Vec<Problem> {
     let mut out = Vec::new();
-    let check =
-        |map: &mut serde_yaml::Mapping, prefix: &str, known: &[&str], out: &mut Vec<Problem>| {
-            let mut unknown = Vec::new();
-            for k in map.keys() {
-                let name = match k.as_str() {
-                    Some(s) => s.to_string(),
-                    None => format!("{k:?}"),
-                };
-                if !known.contains(&name.as_str()) {
-                    let field = if prefix.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{prefix}.{name}")
-                    };
-                    let hint = match closest(&name, known) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!("known keys here: {}", known.join(", ")),
-                    };
-                    out.push(Problem {
-                        field,
-                        message: format!("unknown key; {hint}"),
-                    });
-                    unknown.push(k.clone());
-                }
-            }
-            for k in unknown {
-                map.remove(&k);
-            }
+    walk(v, "", &mut out);
+    out
+}
+
+fn walk(v: &mut serde_yaml::Value, path: &str, out: &mut Vec<Problem>) {
+    let (Some(known), Some(map)) = (known_keys(path), v.as_mapping_mut()) else {
+        return;
+    };
+    let mut unknown = Vec::new();
+    for (k, child) in map.iter_mut() {
+        let name = match k.as_str() {
+            Some(s) => s.to_string(),
+            None => format!("{k:?}"),
         };
-    if let Some(top) = v.as_mapping_mut() {
-        check(top, "", TOP_KEYS, &mut out);
-        if let Some(s3) = top.get_mut("s3").and_then(|s| s.as_mapping_mut()) {
-            check(s3, "s3", S3_KEYS, &mut out);
-        }
-        if let Some(t) = top.get_mut("timing").and_then(|s| s.as_mapping_mut()) {
-            check(t, "timing", TIMING_KEYS, &mut out);
+        let field = if path.is_empty() {
+            name.clone()
+        } else {
+            format!("{path}.{name}")
+        };
+        if known.contains(&name.as_str()) {
+            walk(child, &field, out);
+        } else {
+            let hint = match closest(&name, known) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => format!("known keys here: {}", known.join(", ")),
+            };
+            out.push(Problem {
+                field,
+                message: format!("unknown key; {hint}"),
+            });
+            unknown.push(k.clone());
         }
     }
-    out
+    for k in unknown {
+        map.remove(&k);
+    }
 }
 
 fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
@@ -719,6 +990,41 @@ mod tests {
     }
 
     #[test]
+    fn surfaces_are_validated() {
+        let base = "election: d\ns3:\n  bucket: leases\n";
+        assert_eq!(
+            fields(&format!("{base}http:\n  listen: 0.0.0.0:4040\n")),
+            vec!["http.listen"]
+        );
+        assert!(fields(&format!(
+            "{base}http:\n  listen: 0.0.0.0:4040\n  allow_non_loopback: true\n"
+        ))
+        .is_empty());
+        assert_eq!(
+            fields(&format!("{base}http:\n  listen: nope\n")),
+            vec!["http.listen"]
+        );
+        assert_eq!(
+            fields(&format!("{base}hooks:\n  on_lost:\n    command: []\n")),
+            vec!["hooks.on_lost.command"]
+        );
+        assert_eq!(
+            fields(&format!("{base}hooks:\n  on_lost:\n    comand: [x]\n")),
+            vec!["hooks.on_lost.comand", "hooks.on_lost"]
+        );
+        assert_eq!(
+            fields(&format!("{base}child:\n  kill_grace: 5s\n")),
+            vec!["child.kill_grace"]
+        );
+        assert_eq!(
+            fields(&format!("{base}hooks:\n  on_acquired_failure: maybe\n")),
+            vec!["hooks.on_acquired_failure"]
+        );
+        let c = Config::from_yaml(base, "t").unwrap();
+        assert_eq!(c.child_kill_grace(), Duration::from_millis(2500));
+    }
+
+    #[test]
     fn several_problems_at_once() {
         let p =
             problems("election: ''\nbogus: 1\ns3:\n  bucket: x\ntiming:\n  lease_duration: 1s\n");
@@ -760,8 +1066,17 @@ mod tests {
             s3:\n  bucket: leases\n  key: k\n  region: r\n  endpoint_url: http://h\n  force_path_style: true\n  connect_timeout: 1s\n  request_timeout: 2s\n\
             timing:\n  lease_duration: 15s\n  renew_deadline: 10s\n  retry_period: 2s\n";
         Config::from_yaml(yaml, "t").unwrap();
-        assert_eq!(TOP_KEYS.len(), 6);
+        assert_eq!(TOP_KEYS.len(), 10);
         assert_eq!(S3_KEYS.len(), 8);
-        assert_eq!(TIMING_KEYS.len(), 3);
+        assert_eq!(TIMING_KEYS.len(), 4);
+        let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\
+            http:\n  enabled: true\n  listen: 127.0.0.1:1\n  allow_non_loopback: false\n  step_down: true\n  max_connections: 4\n  header_timeout: 1s\n\
+            hooks:\n  on_acquired_failure: keep\n  on_acquired:\n    command: [a]\n    timeout: 1s\n    working_dir: /\n  on_lost:\n    command: [b]\n  on_leader_changed:\n    command: [c]\n\
+            child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\n";
+        Config::from_yaml(yaml, "t").unwrap();
+        assert_eq!(HTTP_KEYS.len(), 6);
+        assert_eq!(HOOK_KEYS.len(), 3);
+        assert_eq!(HOOKS_KEYS.len(), 4);
+        assert_eq!(CHILD_KEYS.len(), 2);
     }
 }

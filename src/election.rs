@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -48,6 +48,18 @@ pub struct ElectionConfig {
     pub advertise_address: Option<String>,
     /// Spread follower polls over `[retry, 1.2 × retry)`. Off in unit tests.
     pub jitter: bool,
+    /// After a step-down, stay out of the race this long.
+    pub step_down_cooloff: Duration,
+    /// How long a release waits for leader-only work (the supervised child)
+    /// to stop; if it does not, the lease is left to expire instead.
+    pub release_wait: Duration,
+}
+
+/// Requests to the election task from other parts of the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Give up leadership (if held), then sit out `step_down_cooloff`.
+    StepDown { reason: String },
 }
 
 /// This copy's role.
@@ -85,6 +97,10 @@ pub struct State {
     pub last_progress: Option<Instant>,
     /// What is currently wrong, if anything (unreadable record, S3 errors).
     pub problem: Option<String>,
+    /// The lease has been read (or written) at least once.
+    pub ready: bool,
+    /// After a step-down: not competing until then.
+    pub cooloff_until: Option<Instant>,
 }
 
 impl State {
@@ -102,6 +118,8 @@ impl State {
             valid_until: None,
             last_progress: None,
             problem: None,
+            ready: false,
+            cooloff_until: None,
         }
     }
 
@@ -172,11 +190,18 @@ pub struct Election<S: LeaseStore> {
     /// (after the key was deleted) continues the sequence.
     max_term: u64,
     max_transitions: Option<u64>,
+    commands: mpsc::Receiver<Command>,
+    command_tx: mpsc::Sender<Command>,
+    /// `true` while no leader-only work runs; a release waits for it.
+    release_barrier: Option<watch::Receiver<bool>>,
+    renew_observer: Option<Box<dyn Fn(Duration) + Send + Sync>>,
+    cooloff_until: Option<Instant>,
 }
 
 impl<S: LeaseStore> Election<S> {
     pub fn new(store: S, cfg: ElectionConfig) -> Self {
         let (tx, _) = watch::channel(State::new(&cfg));
+        let (command_tx, commands) = mpsc::channel(16);
         Election {
             store,
             cfg,
@@ -185,7 +210,28 @@ impl<S: LeaseStore> Election<S> {
             own_nonces: VecDeque::new(),
             max_term: 0,
             max_transitions: None,
+            commands,
+            command_tx,
+            release_barrier: None,
+            renew_observer: None,
+            cooloff_until: None,
         }
+    }
+
+    /// A sender for [`Command`]s (step-down requests).
+    pub fn command_sender(&self) -> mpsc::Sender<Command> {
+        self.command_tx.clone()
+    }
+
+    /// Make releases wait until `barrier` is `true` (no leader-only work
+    /// running), for at most `release_wait`.
+    pub fn set_release_barrier(&mut self, barrier: watch::Receiver<bool>) {
+        self.release_barrier = Some(barrier);
+    }
+
+    /// Called with the latency of every successful renewal (for metrics).
+    pub fn set_renew_observer(&mut self, f: impl Fn(Duration) + Send + Sync + 'static) {
+        self.renew_observer = Some(Box::new(f));
     }
 
     /// A receiver of the published state.
@@ -223,6 +269,10 @@ impl<S: LeaseStore> Election<S> {
                 // Shutdown first: a stopping follower has nothing to finish.
                 biased;
                 _ = shutdown.cancelled() => break,
+                Some(cmd) = self.commands.recv() => {
+                    let Command::StepDown { reason } = cmd;
+                    info!(reason, "step-down requested, but this copy does not lead; ignoring");
+                }
                 _ = sleep_until(wake) => {}
             }
         }
@@ -242,6 +292,9 @@ impl<S: LeaseStore> Election<S> {
             d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
         }
         let poll = now + d;
+        if let Some(c) = self.cooloff_until.filter(|c| *c > now) {
+            return poll.min(c);
+        }
         match self.takeover_time() {
             Some(t) if t > now => poll.min(t),
             _ => poll,
@@ -276,6 +329,9 @@ impl<S: LeaseStore> Election<S> {
     /// May this copy write now, given what it last saw? Returns the ETag to
     /// condition on (`None` = create) and the record it replaces.
     fn may_acquire(&self, now: Instant) -> Option<(Option<String>, Option<LeaseRecord>)> {
+        if self.cooloff_until.is_some_and(|t| now < t) {
+            return None;
+        }
         let obs = self.observed.as_ref()?;
         match &obs.seen {
             Seen::Unusable(_) => None,
@@ -434,6 +490,7 @@ impl<S: LeaseStore> Election<S> {
             s.renewed_at = ren;
             s.valid_until = until;
             s.problem = problem;
+            s.ready = true;
         });
     }
 
@@ -537,6 +594,7 @@ impl<S: LeaseStore> Election<S> {
             s.renewed_at = Some(rec.renewed_at.clone());
             s.valid_until = Some(deadline);
             s.problem = None;
+            s.ready = true;
         });
         Held {
             record: rec,
@@ -586,6 +644,16 @@ impl<S: LeaseStore> Election<S> {
                     self.release(&h).await;
                     return LeadEnd::Shutdown;
                 }
+                Some(cmd) = self.commands.recv() => {
+                    let Command::StepDown { reason } = cmd;
+                    info!(reason, "stepping down on request");
+                    self.release(&h).await;
+                    let until = Instant::now() + self.cfg.step_down_cooloff;
+                    self.cooloff_until = Some(until);
+                    self.tx.send_modify(|s| s.cooloff_until = Some(until));
+                    self.observed = None;
+                    return LeadEnd::Lost;
+                }
                 _ = sleep_until(next) => {}
             }
             last_attempt = Instant::now();
@@ -629,9 +697,14 @@ impl<S: LeaseStore> Election<S> {
             Ok(etag) => {
                 self.progress();
                 self.renewed(h, rec, etag, sent);
+                let latency = started.elapsed();
+                if let Some(f) = &self.renew_observer {
+                    f(latency);
+                }
                 debug!(
+                    event = "renewed",
                     term = h.record.term,
-                    latency_ms = started.elapsed().as_millis() as u64,
+                    latency_ms = latency.as_millis() as u64,
                     "renewed lease"
                 );
                 Ok(())
@@ -716,9 +789,19 @@ impl<S: LeaseStore> Election<S> {
         info!(
             event = "lost",
             term = h.record.term,
-            reason = "shutdown",
+            reason = "released",
             "no longer leader; releasing the lease"
         );
+        if let Some(b) = self.release_barrier.as_mut() {
+            let wait = self.cfg.release_wait;
+            if tokio::time::timeout(wait, b.wait_for(|idle| *idle))
+                .await
+                .is_err()
+            {
+                warn!(?wait, "leader-only work did not stop in time; not releasing, the lease will expire instead");
+                return;
+            }
+        }
         let mut rec = h.record.clone();
         rec.released = true;
         rec.renewed_at = wall_now();

@@ -26,6 +26,8 @@ fn cfg(id: &str) -> ElectionConfig {
         retry_period: RETRY,
         advertise_address: None,
         jitter: false,
+        step_down_cooloff: Duration::from_secs(10),
+        release_wait: Duration::from_secs(1),
     }
 }
 

@@ -9,17 +9,21 @@
 //! - 1: anything else.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, EXIT_CONFIG};
 use crate::cost::Cost;
-use crate::election::{Election, ElectionConfig};
+use crate::election::{Command as ElectionCommand, Election, ElectionConfig};
+use crate::metrics::{MeteredStore, Metrics};
 use crate::probe::{self, ProbeError};
 use crate::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
+use crate::signals::Signal;
 use crate::store::s3::S3Store;
 use crate::store::{LeaseStore, StoreError};
 
@@ -57,6 +61,9 @@ pub enum Command {
     Check(Common),
     /// Read the lease object and print holder, term and age.
     Status(StatusArgs),
+    /// Ask the daemon running with this config to give up leadership
+    /// (needs `http.step_down: true`; SIGUSR1 does the same).
+    StepDown(Common),
     /// Replace a lease object that is not a usable lease record (corrupt,
     /// another program's, a newer schema) with a released record. Needs the
     /// object's current ETag, as printed by `status`.
@@ -81,6 +88,15 @@ pub struct RunArgs {
     /// once are then possible.
     #[arg(long, env = "S3_ELECTOR_UNSAFE_SKIP_CONFORMANCE_CHECK")]
     pub unsafe_skip_conformance_check: bool,
+    /// Overrides `http.listen` (e.g. a pod IP in Kubernetes).
+    #[arg(long, env = "S3_ELECTOR_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Overrides `status_file`.
+    #[arg(long, env = "S3_ELECTOR_STATUS_FILE")]
+    pub status_file: Option<PathBuf>,
+    /// A program to run only while this copy leads (after `--`).
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub child: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +149,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Check(c) => check(c).await,
             Command::Status(s) => status(s).await,
             Command::Reset(r) => reset(r).await,
+            Command::StepDown(c) => step_down(c).await,
         }
     })
 }
@@ -164,23 +181,66 @@ fn target(cfg: &Config) -> String {
 }
 
 async fn run(a: RunArgs) -> i32 {
-    let (cfg, identity) = match load(&a.common) {
+    let (mut cfg, identity) = match load(&a.common) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let mut stop_signals = match crate::signals::listen() {
+    if a.http_listen.is_some() || a.status_file.is_some() {
+        if let Some(l) = &a.http_listen {
+            cfg.http.listen = l.clone();
+        }
+        if let Some(f) = &a.status_file {
+            cfg.status_file = Some(f.clone());
+        }
+        let problems = cfg.validate();
+        if !problems.is_empty() {
+            for p in problems {
+                eprintln!("s3-elector: config error (with command-line overrides): {p}");
+            }
+            return EXIT_CONFIG;
+        }
+    }
+    if a.child.first().is_some_and(|c| c.is_empty()) {
+        eprintln!("s3-elector: the program after `--` is empty");
+        return EXIT_CONFIG;
+    }
+    let mut signals = match crate::signals::listen() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("s3-elector: cannot install signal handlers: {e}");
             return 1;
         }
     };
-    let store = match connect(&cfg).await {
+    // Bind before anything else: a port in use is reported at once.
+    let listener = if cfg.http.enabled {
+        match tokio::net::TcpListener::bind(&cfg.http.listen).await {
+            Ok(l) => {
+                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+                    warn!(listen = %addr, "serving HTTP beyond loopback, as `http.allow_non_loopback` allows");
+                } else {
+                    info!(listen = %addr, "serving HTTP");
+                }
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!(
+                    "s3-elector: cannot listen on `http.listen` {}: {e}; choose another address or set `http.enabled: false`",
+                    cfg.http.listen
+                );
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    let s3 = match connect(&cfg).await {
         Ok(s) => s,
         Err(code) => return code,
     };
+    let metrics = Arc::new(Metrics::new());
+    let store = MeteredStore::new(s3, metrics.clone());
     let key = cfg.lease_key();
-    let shutdown = CancellationToken::new();
 
     // The probe: retry while the store is merely unreachable; give up on
     // anything only an operator can fix.
@@ -189,7 +249,7 @@ async fn run(a: RunArgs) -> i32 {
     loop {
         let attempt = tokio::select! {
             biased;
-            _ = stop_signals.recv() => return 0,
+            Some(Signal::Stop) = signals.recv() => return 0,
             r = probe::run(&store, &key, &identity) => r,
         };
         match attempt {
@@ -208,7 +268,7 @@ async fn run(a: RunArgs) -> i32 {
                 warn!(error = %m, retry_in = ?backoff, "store unreachable; retrying the conformance probe");
                 tokio::select! {
                     biased;
-                    _ = stop_signals.recv() => return 0,
+                    Some(Signal::Stop) = signals.recv() => return 0,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(cfg.timing.lease_duration);
@@ -224,7 +284,7 @@ async fn run(a: RunArgs) -> i32 {
     }
 
     let ecfg = ElectionConfig {
-        identity,
+        identity: identity.clone(),
         election: cfg.election.clone(),
         key,
         lease_duration: cfg.timing.lease_duration,
@@ -235,27 +295,199 @@ async fn run(a: RunArgs) -> i32 {
         step_down_cooloff: cfg.timing.step_down_cooloff,
         release_wait: cfg.child_kill_grace() + Duration::from_secs(1),
     };
-    let election = Election::new(store, ecfg);
-    let task = tokio::spawn(election.run(shutdown.clone()));
-    tokio::select! {
-        _ = stop_signals.recv() => {
-            shutdown.cancel();
-        }
+    let mut election = Election::new(store, ecfg);
+    let commands = election.command_sender();
+    let state = election.subscribe();
+    {
+        let m = metrics.clone();
+        election.set_renew_observer(move |d| m.observe_renewal(d));
+    }
+    let started = tokio::time::Instant::now();
+
+    // Leader-only work first: the release barrier must exist before the
+    // election can lead.
+    let stop_election = CancellationToken::new();
+    let stop_surfaces = CancellationToken::new();
+    let mut tasks = Vec::new();
+    let child_task = if a.child.is_empty() {
+        None
+    } else {
+        let (idle_tx, idle_rx) = watch::channel(true);
+        election.set_release_barrier(idle_rx);
+        let spec = crate::supervisor::ChildSpec {
+            argv: a.child.clone(),
+            on_exit: cfg.child.on_exit,
+            kill_grace: cfg.child_kill_grace(),
+            election: cfg.election.clone(),
+            identity: identity.clone(),
+        };
+        Some(tokio::spawn(crate::supervisor::run(
+            spec,
+            state.clone(),
+            idle_tx,
+            commands.clone(),
+            stop_election.clone(),
+        )))
+    };
+    if let Some(l) = listener {
+        let ctx = Arc::new(crate::http::Ctx {
+            state: state.clone(),
+            metrics: metrics.clone(),
+            step_down: cfg.http.step_down.then(|| commands.clone()),
+            lease_duration: cfg.timing.lease_duration,
+            health_margin: cfg.timing.retry_period,
+            started,
+        });
+        tasks.push(tokio::spawn(crate::http::serve(
+            l,
+            ctx,
+            cfg.http.max_connections,
+            cfg.http.header_timeout,
+            stop_surfaces.clone(),
+        )));
+    }
+    let status_task = cfg.status_file.clone().map(|p| {
+        tokio::spawn(crate::status_file::run(
+            p,
+            state.clone(),
+            cfg.timing.lease_duration / 2,
+            stop_surfaces.clone(),
+        ))
+    });
+    let hooks = &cfg.hooks;
+    let hooks_task = (hooks.on_acquired.is_some()
+        || hooks.on_lost.is_some()
+        || hooks.on_leader_changed.is_some())
+    .then(|| {
+        tokio::spawn(crate::hooks::run(
+            hooks.clone(),
+            cfg.election.clone(),
+            identity.clone(),
+            state.clone(),
+            commands.clone(),
+            stop_surfaces.clone(),
+        ))
+    });
+    tasks.push(tokio::spawn(crate::notify::run(
+        state.clone(),
+        cfg.timing.lease_duration,
+        started,
+        stop_surfaces.clone(),
+    )));
+    let election_task = tokio::spawn(election.run(stop_election.clone()));
+    crate::notify::ready();
+
+    // Until a stop signal (or the signal thread is gone).
+    while let Some(Signal::StepDown) = signals.recv().await {
+        let _ = commands
+            .send(ElectionCommand::StepDown {
+                reason: "SIGUSR1".into(),
+            })
+            .await;
+    }
+    crate::notify::stopping();
+    // The child is stopped first; the election's release waits for it.
+    stop_election.cancel();
+    let mut code = 0;
+    if let Some(t) = child_task {
+        let _ = t.await;
     }
     // The release is one request bounded by s3.request_timeout; allow for
     // an acquire or renewal in flight before it.
-    let bound = cfg.s3.request_timeout * 3 + Duration::from_secs(1);
-    match tokio::time::timeout(bound, task).await {
-        Ok(Ok(())) => 0,
+    let bound = cfg.s3.request_timeout * 3 + cfg.child_kill_grace() + Duration::from_secs(2);
+    match tokio::time::timeout(bound, election_task).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
             error!(error = %e, "election task failed");
-            1
+            code = 1;
         }
         Err(_) => {
             error!(?bound, "graceful stop took too long; exiting");
-            1
+            code = 1;
         }
     }
+    stop_surfaces.cancel();
+    if let Some(t) = hooks_task {
+        // A running on_lost is allowed to finish, within its own timeout.
+        let longest = [&hooks.on_acquired, &hooks.on_lost, &hooks.on_leader_changed]
+            .iter()
+            .filter_map(|h| h.as_ref().map(|h| h.timeout))
+            .max()
+            .unwrap_or_default();
+        if tokio::time::timeout(longest * 2 + Duration::from_secs(5), t)
+            .await
+            .is_err()
+        {
+            warn!("hooks did not finish in time");
+        }
+    }
+    if let Some(t) = status_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    crate::procs::kill_all_now();
+    code
+}
+
+/// Ask the local daemon to step down, through `POST /step-down`.
+async fn step_down(c: Common) -> i32 {
+    let (cfg, _) = match load(&c) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if !cfg.http.enabled || !cfg.http.step_down {
+        eprintln!("s3-elector: step-down needs `http.enabled: true` and `http.step_down: true` in the config (or send SIGUSR1 to the daemon)");
+        return EXIT_CONFIG;
+    }
+    // Validation guarantees the address parses.
+    let mut addr: std::net::SocketAddr = cfg.http.listen.parse().expect("validated address");
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    match post_step_down(addr).await {
+        Ok((202, body)) => {
+            println!("step-down requested: {}", body.trim());
+            0
+        }
+        Ok((status, body)) => {
+            eprintln!(
+                "s3-elector: the daemon at {addr} answered {status}: {}",
+                body.trim()
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!("s3-elector: cannot reach the daemon at http://{addr}: {e}; is it running?");
+            EXIT_UNAVAILABLE
+        }
+    }
+}
+
+async fn post_step_down(addr: std::net::SocketAddr) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(
+            format!("POST /step-down HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut buf = Vec::new();
+        s.take(64 * 1024).read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 10s"))??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
 }
 
 async fn check(c: Common) -> i32 {

@@ -256,6 +256,8 @@ impl Event {
 /// A running `s3-elector run`, its stderr parsed into events.
 pub struct Daemon {
     pub id: String,
+    /// Its HTTP port on 127.0.0.1.
+    pub http_port: u16,
     child: Option<Child>,
     pub events: Arc<Mutex<Vec<Event>>>,
     pub exit: Option<std::process::ExitStatus>,
@@ -267,8 +269,18 @@ impl Daemon {
     }
 
     pub fn start_with(id: &str, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(id, config, env, &[])
+    }
+
+    /// Start with extra environment and extra arguments after `run`
+    /// (e.g. `["--", "program"]`).
+    pub fn start_full(id: &str, config: &Path, env: &[(&str, &str)], args: &[&str]) -> Daemon {
         let mut cmd = daemon_command(config);
-        cmd.args(["run"]).env("S3_ELECTOR_IDENTITY", id);
+        let http_port = free_port();
+        cmd.args(["run"])
+            .args(args)
+            .env("S3_ELECTOR_IDENTITY", id)
+            .env("S3_ELECTOR_HTTP_LISTEN", format!("127.0.0.1:{http_port}"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -304,6 +316,7 @@ impl Daemon {
         });
         Daemon {
             id: id.to_string(),
+            http_port,
             child: Some(child),
             events,
             exit: None,
@@ -549,4 +562,34 @@ impl Drop for S3rver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
+pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read response");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// GET a JSON endpoint.
+pub fn get_json(port: u16, path: &str) -> (u16, serde_json::Value) {
+    let (st, body) = http(port, "GET", path);
+    (
+        st,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
 }

@@ -1,0 +1,382 @@
+//! Hook scripts on leadership events: `on_acquired`, `on_lost`,
+//! `on_leader_changed`.
+//!
+//! Invariants:
+//! - hooks run one at a time, in event order, never overlapping;
+//! - each runs in its own process group, with no shell (argv as given);
+//!   at its timeout the whole group gets SIGTERM, then SIGKILL; members of
+//!   the group still alive when the hook exits are killed too;
+//! - `on_lost` starts no later than this copy's leadership deadline, even if
+//!   the election task is stuck: the watcher keeps its own timer on the
+//!   deadline. A hook still running when leadership is lost is stopped
+//!   first (it cannot overlap `on_lost`);
+//! - stdout and stderr lines go to the log, tagged with the hook name
+//!   (lines are cut at 4 KiB);
+//! - a failing `on_acquired` asks the election to step down when the
+//!   policy is `release`.
+
+use std::collections::VecDeque;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{FailurePolicy, Hook, HooksConfig};
+use crate::election::{Command, Role, State};
+
+/// Longest hook output line kept in the log.
+const MAX_LINE: usize = 4096;
+/// SIGTERM-to-SIGKILL grace for a hook at its timeout.
+const HOOK_KILL_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Acquired,
+    Lost,
+    LeaderChanged,
+}
+
+impl EventKind {
+    fn name(self) -> &'static str {
+        match self {
+            EventKind::Acquired => "acquired",
+            EventKind::Lost => "lost",
+            EventKind::LeaderChanged => "leader_changed",
+        }
+    }
+    fn hook_name(self) -> &'static str {
+        match self {
+            EventKind::Acquired => "on_acquired",
+            EventKind::Lost => "on_lost",
+            EventKind::LeaderChanged => "on_leader_changed",
+        }
+    }
+}
+
+/// One leadership event, with what the hook's environment says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub leader: Option<String>,
+    pub previous_leader: Option<String>,
+    pub term: u64,
+}
+
+/// Turns published states into events. Pure, so it is unit-tested.
+#[derive(Debug, Default)]
+pub struct EventDetector {
+    leading: bool,
+    leader: Option<String>,
+}
+
+impl EventDetector {
+    /// Events implied by `s` at `now`, in order.
+    pub fn update(&mut self, s: &State, now: Instant) -> Vec<Event> {
+        let mut out = Vec::new();
+        let leading = s.is_leader(now);
+        let leader = if s.role == Role::Leader && !leading {
+            None
+        } else {
+            s.leader.clone()
+        };
+        if self.leading && !leading {
+            out.push(Event {
+                kind: EventKind::Lost,
+                leader: leader.clone(),
+                previous_leader: Some(s.identity.clone()),
+                term: s.term,
+            });
+        }
+        if let Some(l) = &leader {
+            if self.leader.as_ref() != Some(l) {
+                let previous = self.leader.clone().or_else(|| {
+                    // After a loss the previous leader was this copy.
+                    out.last().and_then(|e| e.previous_leader.clone())
+                });
+                if !self.leading && leading {
+                    out.push(Event {
+                        kind: EventKind::Acquired,
+                        leader: Some(l.clone()),
+                        previous_leader: previous.clone(),
+                        term: s.term,
+                    });
+                }
+                out.push(Event {
+                    kind: EventKind::LeaderChanged,
+                    leader: Some(l.clone()),
+                    previous_leader: previous,
+                    term: s.term,
+                });
+                self.leader = Some(l.clone());
+            } else if !self.leading && leading {
+                // Re-acquired our own lease (new term), same leader name.
+                out.push(Event {
+                    kind: EventKind::Acquired,
+                    leader: Some(l.clone()),
+                    previous_leader: Some(l.clone()),
+                    term: s.term,
+                });
+            }
+        }
+        self.leading = leading;
+        out
+    }
+}
+
+/// Run hooks for the events of `rx` until `shutdown`.
+pub async fn run(
+    cfg: HooksConfig,
+    election: String,
+    identity: String,
+    mut rx: watch::Receiver<State>,
+    commands: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+) {
+    let queue: Arc<Mutex<VecDeque<Event>>> = Arc::default();
+    let wake = Arc::new(Notify::new());
+    // Cancelled to stop the running hook early (leadership was lost).
+    let preempt: Arc<Mutex<CancellationToken>> = Arc::new(Mutex::new(CancellationToken::new()));
+
+    let exec = {
+        let (queue, wake, preempt, shutdown) = (
+            queue.clone(),
+            wake.clone(),
+            preempt.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                let Some(ev) = next else {
+                    tokio::select! {
+                        _ = wake.notified() => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                };
+                let hook = match ev.kind {
+                    EventKind::Acquired => &cfg.on_acquired,
+                    EventKind::Lost => &cfg.on_lost,
+                    EventKind::LeaderChanged => &cfg.on_leader_changed,
+                };
+                let Some(hook) = hook else { continue };
+                let token = {
+                    let mut p = preempt.lock().unwrap_or_else(|p| p.into_inner());
+                    if p.is_cancelled() {
+                        *p = CancellationToken::new();
+                    }
+                    p.clone()
+                };
+                let ok = run_hook(hook, &ev, &election, &identity, token).await;
+                if ev.kind == EventKind::Acquired
+                    && !ok
+                    && cfg.on_acquired_failure == FailurePolicy::Release
+                {
+                    warn!("on_acquired failed; releasing leadership (hooks.on_acquired_failure: release)");
+                    let _ = commands
+                        .send(Command::StepDown {
+                            reason: "on_acquired hook failed".into(),
+                        })
+                        .await;
+                }
+            }
+        })
+    };
+
+    let mut detector = EventDetector::default();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        let events = detector.update(&state, Instant::now());
+        if !events.is_empty() {
+            let lost = events.iter().any(|e| e.kind == EventKind::Lost);
+            if lost {
+                // Nothing may overlap on_lost: stop whatever runs now.
+                preempt.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+            }
+            queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(events);
+            wake.notify_one();
+        }
+        // Our own timer on the deadline: on_lost must not wait for the
+        // election task to notice.
+        let deadline = state
+            .valid_until
+            .filter(|_| state.is_leader(Instant::now()));
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = rx.changed() => if r.is_err() { break },
+            _ = async { match deadline { Some(d) => sleep_until(d).await, None => std::future::pending().await } } => {}
+        }
+    }
+    let _ = exec.await;
+}
+
+async fn forward<R: AsyncRead + Unpin>(r: R, hook: &'static str, stream: &'static str) {
+    let mut lines = BufReader::new(r).lines();
+    while let Ok(Some(mut line)) = lines.next_line().await {
+        if line.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str(" [cut]");
+        }
+        info!(hook, stream, "{line}");
+    }
+}
+
+/// Run one hook to completion (or timeout/preemption). True on exit 0.
+async fn run_hook(
+    hook: &Hook,
+    ev: &Event,
+    election: &str,
+    identity: &str,
+    preempt: CancellationToken,
+) -> bool {
+    let name = ev.kind.hook_name();
+    let mut cmd = tokio::process::Command::new(&hook.command[0]);
+    cmd.args(&hook.command[1..])
+        .env("S3_ELECTOR_EVENT", ev.kind.name())
+        .env("S3_ELECTOR_ELECTION", election)
+        .env("S3_ELECTOR_IDENTITY", identity)
+        .env("S3_ELECTOR_LEADER", ev.leader.as_deref().unwrap_or(""))
+        .env(
+            "S3_ELECTOR_PREVIOUS_LEADER",
+            ev.previous_leader.as_deref().unwrap_or(""),
+        )
+        .env("S3_ELECTOR_TERM", ev.term.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(d) = &hook.working_dir {
+        cmd.current_dir(d);
+    }
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            error!(hook = name, command = ?hook.command, error = %e, "cannot start hook; check the path and permissions");
+            return false;
+        }
+    };
+    let Some(pid) = child.id() else {
+        return false;
+    };
+    let pgid = pid as i32;
+    crate::procs::register(pgid);
+    info!(hook = name, pid, term = ev.term, "hook started");
+    let out = child
+        .stdout
+        .take()
+        .map(|o| tokio::spawn(forward(o, name, "stdout")));
+    let err = child
+        .stderr
+        .take()
+        .map(|e| tokio::spawn(forward(e, name, "stderr")));
+    let status = tokio::select! {
+        r = child.wait() => {
+            // Members of its group that outlive the hook are killed.
+            crate::procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+            crate::procs::unregister(pgid);
+            r.ok()
+        }
+        _ = tokio::time::sleep(hook.timeout) => {
+            warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
+            crate::procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE).await;
+            None
+        }
+        _ = preempt.cancelled() => {
+            warn!(hook = name, "leadership lost while the hook ran; stopping it so on_lost can run");
+            crate::procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE).await;
+            None
+        }
+    };
+    // Output pipes close when the group is dead; don't wait forever anyway.
+    for t in [out, err].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+    }
+    let took = started.elapsed();
+    match status {
+        Some(s) if s.success() => {
+            info!(
+                hook = name,
+                took_ms = took.as_millis() as u64,
+                "hook finished"
+            );
+            true
+        }
+        Some(s) => {
+            warn!(hook = name, status = %s, "hook failed");
+            false
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(role: Role, leader: Option<&str>, term: u64, valid: bool) -> State {
+        State {
+            role,
+            identity: "me".into(),
+            election: "e".into(),
+            leader: leader.map(Into::into),
+            leader_address: None,
+            term,
+            transitions: 0,
+            acquired_at: None,
+            renewed_at: None,
+            valid_until: valid.then(|| Instant::now() + Duration::from_secs(10)),
+            last_progress: None,
+            problem: None,
+            ready: true,
+            cooloff_until: None,
+        }
+    }
+
+    fn kinds(v: Vec<Event>) -> Vec<EventKind> {
+        v.into_iter().map(|e| e.kind).collect()
+    }
+
+    #[tokio::test]
+    async fn events_follow_the_state() {
+        use EventKind::*;
+        let mut d = EventDetector::default();
+        let now = Instant::now();
+        assert_eq!(
+            kinds(d.update(&st(Role::Follower, Some("a"), 1, true), now)),
+            vec![LeaderChanged]
+        );
+        assert!(d
+            .update(&st(Role::Follower, Some("a"), 1, true), now)
+            .is_empty());
+        let ev = d.update(&st(Role::Leader, Some("me"), 2, true), now);
+        assert_eq!(kinds(ev.clone()), vec![Acquired, LeaderChanged]);
+        assert_eq!(ev[0].previous_leader.as_deref(), Some("a"));
+        assert_eq!(ev[0].term, 2);
+        let ev = d.update(&st(Role::Follower, Some("b"), 3, true), now);
+        assert_eq!(kinds(ev.clone()), vec![Lost, LeaderChanged]);
+        assert_eq!(ev[1].previous_leader.as_deref(), Some("me"));
+        // A leader whose deadline passed is lost, even if the role lags.
+        d.update(&st(Role::Leader, Some("me"), 4, true), now);
+        let past = st(Role::Leader, Some("me"), 4, false);
+        assert_eq!(kinds(d.update(&past, now)), vec![Lost]);
+        // Re-acquiring our own lease with a new term is a new acquisition.
+        assert_eq!(
+            kinds(d.update(&st(Role::Leader, Some("me"), 5, true), now)),
+            vec![Acquired]
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! Prometheus metrics: the election's state (read from the watch channel at
+//! scrape time), renewal latency, and every S3 request by operation and
+//! outcome (counted by [`MeteredStore`], a decorator around the real store).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::time::Instant;
+
+use crate::election::State;
+use crate::store::{LeaseStore, Object, StoreError};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct S3Labels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+/// All metrics of one daemon.
+pub struct Metrics {
+    registry: Registry,
+    s3_requests: Family<S3Labels, Counter>,
+    renew_latency: Histogram,
+    is_leader: Gauge,
+    term: Gauge,
+    transitions: Gauge,
+    remaining: Gauge<f64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("s3_elector");
+        let s3_requests = Family::<S3Labels, Counter>::default();
+        registry.register(
+            "s3_requests",
+            "S3 requests by operation and outcome (ok, not_found, precondition_failed = 412, conflict = 409, transient, ...)",
+            s3_requests.clone(),
+        );
+        let renew_latency = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            "renew_latency_seconds",
+            "Latency of successful lease renewals",
+            renew_latency.clone(),
+        );
+        let is_leader = Gauge::default();
+        registry.register(
+            "is_leader",
+            "1 while this copy holds a valid lease",
+            is_leader.clone(),
+        );
+        let term = Gauge::default();
+        registry.register(
+            "term",
+            "Term (fencing token) of the lease as last seen",
+            term.clone(),
+        );
+        let transitions = Gauge::default();
+        registry.register(
+            "transitions",
+            "Changes of holder recorded in the lease",
+            transitions.clone(),
+        );
+        let remaining = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "lease_remaining_seconds",
+            "Leader: time to its renew deadline; follower: time until the observed lease could expire",
+            remaining.clone(),
+        );
+        Metrics {
+            registry,
+            s3_requests,
+            renew_latency,
+            is_leader,
+            term,
+            transitions,
+            remaining,
+        }
+    }
+
+    /// Count one request.
+    pub fn count(&self, operation: &'static str, outcome: &'static str) {
+        self.s3_requests
+            .get_or_create(&S3Labels { operation, outcome })
+            .inc();
+    }
+
+    pub fn observe_renewal(&self, d: Duration) {
+        self.renew_latency.observe(d.as_secs_f64());
+    }
+
+    /// The metrics in Prometheus/OpenMetrics text, with gauges from `state`.
+    pub fn render(&self, state: &State) -> String {
+        let now = Instant::now();
+        self.is_leader.set(i64::from(state.is_leader(now)));
+        self.term.set(i64::try_from(state.term).unwrap_or(i64::MAX));
+        self.transitions
+            .set(i64::try_from(state.transitions).unwrap_or(i64::MAX));
+        self.remaining.set(
+            state
+                .valid_until
+                .map_or(0.0, |d| d.saturating_duration_since(now).as_secs_f64()),
+        );
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("metrics encode");
+        out
+    }
+}
+
+fn outcome<T>(r: &Result<T, StoreError>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    }
+}
+
+/// A store that counts its requests into [`Metrics`].
+#[derive(Clone)]
+pub struct MeteredStore<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S: LeaseStore> MeteredStore<S> {
+    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
+        MeteredStore { inner, metrics }
+    }
+}
+
+impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
+        let r = self.inner.get(key).await;
+        let o = match &r {
+            Ok(None) => "not_found",
+            other => outcome(other),
+        };
+        self.metrics.count("get", o);
+        r
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<String, StoreError> {
+        let r = self.inner.put_if_absent(key, body).await;
+        self.metrics.count("put_if_none_match", outcome(&r));
+        r
+    }
+
+    async fn put_if_match(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        etag: &str,
+    ) -> Result<String, StoreError> {
+        let r = self.inner.put_if_match(key, body, etag).await;
+        self.metrics.count("put_if_match", outcome(&r));
+        r
+    }
+
+    async fn delete_probe_object(&self, key: &str) -> Result<(), StoreError> {
+        let r = self.inner.delete_probe_object(key).await;
+        self.metrics.count("delete", outcome(&r));
+        r
+    }
+}

@@ -1,0 +1,151 @@
+//! The status file: a JSON copy of `GET /leader` plus `updated_at`, for
+//! shell scripts and node agents.
+//!
+//! Invariants:
+//! - written atomically: a temporary file in the same directory, fsync,
+//!   rename over the old one, fsync of the directory; a reader sees the old
+//!   or the new content, never a mix;
+//! - rewritten on every change of role, leader or term, and at least every
+//!   `lease_duration / 2` (so `updated_at` shows the daemon is alive);
+//! - on graceful stop a final state (`role: stopped`, not leader) is written;
+//! - a write failure is logged and retried on the next change; the
+//!   election never waits for it.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::election::{Role, State};
+use crate::record::wall_now;
+use crate::view::LeaderView;
+
+#[derive(Serialize)]
+struct FileView {
+    #[serde(flatten)]
+    view: LeaderView,
+    updated_at: String,
+}
+
+/// Write `content` to `path` atomically.
+pub fn write_atomic(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn render(state: &State) -> Vec<u8> {
+    let v = FileView {
+        view: LeaderView::new(state, Instant::now()),
+        updated_at: wall_now(),
+    };
+    let mut b = serde_json::to_vec_pretty(&v).expect("status view serializes");
+    b.push(b'\n');
+    b
+}
+
+/// The parts of the state whose change forces a rewrite.
+fn key(s: &State) -> (Role, Option<String>, u64, bool) {
+    (
+        s.role,
+        s.leader.clone(),
+        s.term,
+        s.is_leader(Instant::now()),
+    )
+}
+
+/// Keep the file up to date until `shutdown`, then write the final state.
+pub async fn run(
+    path: PathBuf,
+    mut rx: watch::Receiver<State>,
+    refresh: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last_key = None;
+    let mut failing = false;
+    let mut next_refresh = Instant::now();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        let k = key(&state);
+        let now = Instant::now();
+        if last_key.as_ref() != Some(&k) || now >= next_refresh {
+            let p = path.clone();
+            let body = render(&state);
+            let r = tokio::task::spawn_blocking(move || write_atomic(&p, &body)).await;
+            match r {
+                Ok(Ok(())) => {
+                    if failing {
+                        info!(path = %path.display(), "status file written again");
+                    }
+                    failing = false;
+                    last_key = Some(k);
+                }
+                Ok(Err(e)) => {
+                    if !failing {
+                        error!(path = %path.display(), error = %e,
+                            "cannot write the status file; check that the directory exists and is writable. The election goes on");
+                    }
+                    failing = true;
+                }
+                Err(e) => error!(error = %e, "status file writer panicked"),
+            }
+            next_refresh = now + refresh;
+        }
+        // A leader's view expires at its deadline even if nothing is published.
+        let expiry = state.valid_until.filter(|_| state.role == Role::Leader);
+        let wake = expiry.map_or(next_refresh, |e| {
+            e.min(next_refresh).max(now + Duration::from_millis(1))
+        });
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = rx.changed() => if r.is_err() { break },
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    // Final state: whatever the election says, this copy no longer leads.
+    let mut last = rx.borrow().clone();
+    last.role = Role::Stopped;
+    last.valid_until = None;
+    if last.leader.as_deref() == Some(last.identity.as_str()) {
+        last.leader = None;
+    }
+    if let Err(e) = write_atomic(&path, &render(&last)) {
+        error!(path = %path.display(), error = %e, "cannot write the final status file");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("status.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        assert!(write_atomic(&d.path().join("missing/status.json"), b"x").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! The supervised child (`s3-elector run --config F -- program args`), in
+//! the style of `consul lock`: the program runs only while this copy leads.
+//!
+//! Invariants:
+//! - the child is started only while this copy holds a valid lease, with
+//!   `S3_ELECTOR_TERM` (and the hook variables) in its environment;
+//! - when leadership ends (published, or this task's own timer on the
+//!   deadline fires) its process group gets SIGTERM, then SIGKILL after
+//!   `kill_grace`; config checks keep `kill_grace < lease_duration -
+//!   renew_deadline`, so the kill lands before another copy can take over;
+//! - the release barrier reads `true` only while no child runs: a graceful
+//!   release (shutdown, step-down) waits for the child to be dead;
+//! - if the child exits by itself while leading, the policy decides:
+//!   `release` (step down) or `restart` (after a short pause).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::Child;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::ChildExit;
+use crate::election::{Command, State};
+
+/// Pause before restarting a child that exited (policy `restart`).
+const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// What the supervisor needs to know.
+pub struct ChildSpec {
+    pub argv: Vec<String>,
+    pub on_exit: ChildExit,
+    pub kill_grace: Duration,
+    pub election: String,
+    pub identity: String,
+}
+
+struct Running {
+    child: Child,
+    pgid: i32,
+    term: u64,
+}
+
+/// Supervise until `shutdown`; the child is stopped before this returns.
+pub async fn run(
+    spec: ChildSpec,
+    mut rx: watch::Receiver<State>,
+    idle: watch::Sender<bool>,
+    commands: mpsc::Sender<Command>,
+    shutdown: CancellationToken,
+) {
+    let mut running: Option<Running> = None;
+    let mut not_before = Instant::now();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        let now = Instant::now();
+        let leading = state.is_leader(now);
+        if !leading {
+            if let Some(r) = running.take() {
+                stop(r, &spec, "leadership ended").await;
+                let _ = idle.send(true);
+            }
+        } else if running.is_none() && now >= not_before {
+            match start(&spec, &state) {
+                Ok(r) => {
+                    let _ = idle.send(false);
+                    running = Some(r);
+                }
+                Err(e) => {
+                    error!(command = ?spec.argv, error = %e, "cannot start the supervised program; releasing leadership");
+                    let _ = commands
+                        .send(Command::StepDown {
+                            reason: "supervised program could not start".into(),
+                        })
+                        .await;
+                    not_before = now + RESTART_DELAY;
+                }
+            }
+        }
+        let deadline = state.valid_until.filter(|_| leading);
+        let retry_at = (leading && running.is_none()).then_some(not_before);
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            // Our own timer: the kill starts at the deadline even if the
+            // election task never publishes the loss.
+            _ = opt_sleep(deadline) => {}
+            status = async {
+                match running.as_mut() {
+                    Some(r) => r.child.wait().await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                let r = running.take().expect("a child was running");
+                crate::procs::signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+                crate::procs::unregister(r.pgid);
+                let _ = idle.send(true);
+                match spec.on_exit {
+                    ChildExit::Release => {
+                        warn!(status = ?status, term = r.term, "supervised program exited; releasing leadership (child.on_exit: release)");
+                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into() }).await;
+                        not_before = Instant::now() + RESTART_DELAY;
+                    }
+                    ChildExit::Restart => {
+                        warn!(status = ?status, term = r.term, "supervised program exited; restarting it (child.on_exit: restart)");
+                        not_before = Instant::now() + RESTART_DELAY;
+                    }
+                }
+            }
+            _ = opt_sleep(retry_at) => {}
+            r = rx.changed() => if r.is_err() { break },
+        }
+    }
+    if let Some(r) = running.take() {
+        stop(r, &spec, "shutting down").await;
+    }
+    let _ = idle.send(true);
+}
+
+async fn opt_sleep(at: Option<Instant>) {
+    match at {
+        Some(t) => sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
+    let mut cmd = tokio::process::Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .env("S3_ELECTOR_TERM", state.term.to_string())
+        .env("S3_ELECTOR_ELECTION", &spec.election)
+        .env("S3_ELECTOR_IDENTITY", &spec.identity)
+        .env("S3_ELECTOR_LEADER", &spec.identity)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let child = cmd.spawn()?;
+    let pgid = child.id().map_or(0, |p| p as i32);
+    crate::procs::register(pgid);
+    info!(event = "child_started", pid = pgid, term = state.term, command = ?spec.argv, "supervised program started");
+    Ok(Running {
+        child,
+        pgid,
+        term: state.term,
+    })
+}
+
+async fn stop(mut r: Running, spec: &ChildSpec, why: &str) {
+    info!(pid = r.pgid, term = r.term, why, grace = ?spec.kill_grace, "stopping the supervised program");
+    let status = crate::procs::stop_group(&mut r.child, r.pgid, spec.kill_grace).await;
+    info!(event = "child_stopped", pid = r.pgid, status = ?status, "supervised program stopped");
+}

@@ -1,0 +1,66 @@
+//! The JSON view of the election state, shared by `GET /leader` and the
+//! status file, so both always have the same schema.
+//!
+//! Schema (stable; fields are only ever added):
+//! `election`, `identity`, `role` (`starting|follower|leader|stopped`),
+//! `is_leader`, `leader` (null when none is known), `leader_address`, `term`,
+//! `transitions`, `acquired_at`, `renewed_at` (the record's wall-clock
+//! fields), `view_valid_for_seconds` (leader: until its renew deadline;
+//! follower: until the observed lease could expire; null when unknown),
+//! `ready`, `problem`.
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::election::{Role, State};
+
+/// `GET /leader` and the status file's content.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LeaderView {
+    pub election: String,
+    pub identity: String,
+    pub role: Role,
+    pub is_leader: bool,
+    pub leader: Option<String>,
+    pub leader_address: Option<String>,
+    pub term: u64,
+    pub transitions: u64,
+    pub acquired_at: Option<String>,
+    pub renewed_at: Option<String>,
+    pub view_valid_for_seconds: Option<f64>,
+    pub ready: bool,
+    pub problem: Option<String>,
+}
+
+impl LeaderView {
+    pub fn new(s: &State, now: Instant) -> LeaderView {
+        let is_leader = s.is_leader(now);
+        // A leader past its deadline is not leader, whatever the role says.
+        let role = if s.role == Role::Leader && !is_leader {
+            Role::Follower
+        } else {
+            s.role
+        };
+        LeaderView {
+            election: s.election.clone(),
+            identity: s.identity.clone(),
+            role,
+            is_leader,
+            leader: if s.role == Role::Leader && !is_leader {
+                None
+            } else {
+                s.leader.clone()
+            },
+            leader_address: s.leader_address.clone(),
+            term: s.term,
+            transitions: s.transitions,
+            acquired_at: s.acquired_at.clone(),
+            renewed_at: s.renewed_at.clone(),
+            view_valid_for_seconds: s
+                .valid_until
+                .map(|d| d.saturating_duration_since(now).as_secs_f64()),
+            ready: s.ready,
+            problem: s.problem.clone(),
+        }
+    }
+}

@@ -567,7 +567,18 @@ impl Drop for S3rver {
 /// A plain HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
 pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    // The daemon may still be starting: retry a refused connection briefly.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < end => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("connect to 127.0.0.1:{port}: {e}"),
+        }
+    };
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -592,4 +603,93 @@ pub fn get_json(port: u16, path: &str) -> (u16, serde_json::Value) {
         st,
         serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// A TCP proxy on loopback in front of an S3 endpoint that counts the HTTP
+/// requests passing through it, by method. Used to check the daemon's own
+/// request counters against what actually went over the wire.
+pub struct CountingProxy {
+    pub port: u16,
+    pub counts: Arc<Mutex<std::collections::HashMap<String, u64>>>,
+}
+
+impl CountingProxy {
+    pub fn start(upstream: &str) -> CountingProxy {
+        let up = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let counts: Arc<Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
+        let c = counts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = std::net::TcpStream::connect(&up) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let counts = c.clone();
+                std::thread::spawn(move || pump(client, server, Some(counts)));
+                std::thread::spawn(move || pump(s2, c2, None));
+            }
+        });
+        CountingProxy { port, counts }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.lock().unwrap().values().sum()
+    }
+}
+
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    counts: Option<Arc<Mutex<std::collections::HashMap<String, u64>>>>,
+) {
+    use std::io::{Read, Write};
+    let mut buf = [0u8; 16 * 1024];
+    let mut carry = Vec::new();
+    let mut skip = 0usize;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(c) = &counts {
+            // Parse the request stream: a head up to a blank line, then
+            // Content-Length bytes of body, then the next request.
+            carry.extend_from_slice(&buf[..n]);
+            loop {
+                if skip > 0 {
+                    let k = skip.min(carry.len());
+                    carry.drain(..k);
+                    skip -= k;
+                    if skip > 0 {
+                        break;
+                    }
+                }
+                let Some(p) = carry.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    break;
+                };
+                let head = String::from_utf8_lossy(&carry[..p]).into_owned();
+                carry.drain(..p + 4);
+                let method = head.split(' ').next().unwrap_or("").to_string();
+                *c.lock().unwrap().entry(method).or_default() += 1;
+                skip = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
 }

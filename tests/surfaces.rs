@@ -1,0 +1,497 @@
+//! End to end: the leadership surfaces (HTTP, status file, hooks,
+//! supervised child, systemd notify) of the real binary on real SeaweedFS.
+
+#![allow(clippy::disallowed_types)] // end-to-end tests measure real elapsed time
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const TIMING: &str = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n  step_down_cooloff: 1s\n";
+
+fn until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn leader_index(ds: &[Daemon]) -> Option<usize> {
+    let l: Vec<usize> = (0..ds.len())
+        .filter(|i| ds[*i].alive() && http(ds[*i].http_port, "GET", "/leader/health").0 == 200)
+        .collect();
+    assert!(
+        l.len() <= 1,
+        "two copies answer 200 on /leader/health: {l:?}"
+    );
+    l.first().copied()
+}
+
+#[test]
+fn http_endpoints_flip_on_step_down_and_agree() {
+    let sw = Seaweed::start();
+    sw.bucket("http");
+    let extra = format!("{TIMING}http:\n  step_down: true\n");
+    let cfg = sw.config(sw.dir.path(), "http", "http", &extra);
+    let ds: Vec<Daemon> = ["a", "b"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
+    until(Duration::from_secs(30), "a leader", || {
+        leader_index(&ds).is_some()
+    });
+    let l = leader_index(&ds).unwrap();
+    let f = 1 - l;
+    until(Duration::from_secs(10), "both ready and agreeing", || {
+        ds.iter().all(|d| {
+            let (st, v) = get_json(d.http_port, "/leader");
+            st == 200 && v["leader"] == ds[l].id.as_str()
+        })
+    });
+    let (_, lv) = get_json(ds[l].http_port, "/leader");
+    let (_, fv) = get_json(ds[f].http_port, "/leader");
+    assert_eq!(lv["is_leader"], true);
+    assert_eq!(fv["is_leader"], false);
+    assert_eq!(lv["term"], fv["term"]);
+    assert_eq!(fv["identity"], ds[f].id.as_str());
+    assert_eq!(lv["election"], "e2e");
+    assert!(lv["view_valid_for_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(http(ds[f].http_port, "GET", "/leader/health").0, 503);
+    for d in &ds {
+        assert_eq!(http(d.http_port, "GET", "/healthz").0, 200);
+        assert_eq!(http(d.http_port, "GET", "/readyz").0, 200);
+    }
+    // Errors are JSON: 404 and 405 (with Allow).
+    let (st, v) = get_json(ds[f].http_port, "/nope");
+    assert_eq!((st, v["status"].as_u64()), (404, Some(404)));
+    let (st, v) = get_json(ds[f].http_port, "/leader");
+    assert_eq!(st, 200, "{v}");
+    let (st, body) = http(ds[f].http_port, "DELETE", "/leader");
+    assert_eq!(st, 405, "{body}");
+    assert!(body.contains("use GET"), "{body}");
+    let (st, _) = http(ds[f].http_port, "GET", "/step-down");
+    assert_eq!(st, 405);
+
+    // Metrics parse as Prometheus text and count S3 requests.
+    let (st, m) = http(ds[l].http_port, "GET", "/metrics");
+    assert_eq!(st, 200);
+    let samples = parse_prometheus(&m);
+    assert_eq!(samples.get("s3_elector_is_leader"), Some(&1.0), "{m}");
+    let puts = samples
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("s3_elector_s3_requests_total{")
+                && k.contains("put_if_match")
+                && k.contains("\"ok\"")
+        })
+        .map(|(_, v)| *v)
+        .sum::<f64>();
+    assert!(puts >= 1.0, "renewals are counted: {m}");
+    assert!(
+        samples
+            .keys()
+            .any(|k| k.starts_with("s3_elector_renew_latency_seconds_bucket")),
+        "{m}"
+    );
+    let (_, fm) = http(ds[f].http_port, "GET", "/metrics");
+    assert_eq!(
+        parse_prometheus(&fm).get("s3_elector_is_leader"),
+        Some(&0.0)
+    );
+
+    // Step down over HTTP: the other copy takes over; both flip.
+    let (st, body) = http(ds[l].http_port, "POST", "/step-down");
+    assert_eq!(st, 202, "{body}");
+    until(Duration::from_secs(10), "the follower leads", || {
+        http(ds[f].http_port, "GET", "/leader/health").0 == 200
+    });
+    assert_eq!(http(ds[l].http_port, "GET", "/leader/health").0, 503);
+    until(
+        Duration::from_secs(5),
+        "/leader agrees on both copies",
+        || {
+            ds.iter()
+                .all(|d| get_json(d.http_port, "/leader").1["leader"] == ds[f].id.as_str())
+        },
+    );
+    // The CLI step-down reaches the same endpoint.
+    let mut cmd = daemon_command(&cfg);
+    cmd.env("S3_ELECTOR_LOG_FORMAT", "text").arg("step-down");
+    // The CLI reads http.listen from the file: point it at the new leader.
+    let cfg2 = sw.dir.path().join("cli.yaml");
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            "  step_down: true\n",
+            &format!(
+                "  step_down: true\n  listen: 127.0.0.1:{}\n",
+                ds[f].http_port
+            ),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run_cmd(&cfg2, &["step-down"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    until(Duration::from_secs(10), "leadership moves back", || {
+        http(ds[l].http_port, "GET", "/leader/health").0 == 200
+    });
+}
+
+/// `name{labels} value` lines to a map; panics on a malformed line.
+fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut out = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        out.insert(name.to_string(), v);
+    }
+    out
+}
+
+fn hook(file: &Path, extra: &str) -> String {
+    format!(
+        "    command: [\"sh\", \"-c\", \"echo \\\"$S3_ELECTOR_EVENT term=$S3_ELECTOR_TERM leader=$S3_ELECTOR_LEADER prev=$S3_ELECTOR_PREVIOUS_LEADER id=$S3_ELECTOR_IDENTITY election=$S3_ELECTOR_ELECTION\\\" >> {}{extra}\"]\n",
+        file.display()
+    )
+}
+
+#[test]
+fn hooks_run_in_order_with_their_environment() {
+    let sw = Seaweed::start();
+    sw.bucket("hooks");
+    let dir = sw.dir.path();
+    let log = dir.join("a-hooks.log");
+    let extra = format!(
+        "{TIMING}hooks:\n  on_acquired:\n{}  on_lost:\n{}  on_leader_changed:\n{}",
+        hook(&log, ""),
+        hook(&log, ""),
+        hook(&log, "")
+    );
+    let cfg = sw.config(dir, "hooks", "hooks", &extra);
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(30), "a leads", || a.believes_leader());
+    let b_cfg = sw.config(dir, "hooks-b", "hooks", TIMING);
+    let b = Daemon::start("b", &b_cfg);
+    a.signal("USR1"); // step down; b takes over
+    until(Duration::from_secs(15), "hooks for the hand-over", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 4
+    });
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(
+        lines[0].starts_with("acquired term=1 leader=a prev= id=a election=e2e"),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[1].starts_with("leader_changed term=1 leader=a"),
+        "{lines:#?}"
+    );
+    assert!(lines[2].starts_with("lost term=1"), "{lines:#?}");
+    assert!(
+        lines[3].starts_with("leader_changed term=2 leader=b prev=a"),
+        "{lines:#?}"
+    );
+    drop(b);
+}
+
+#[test]
+fn a_hanging_hook_is_killed_with_its_children_and_failure_releases() {
+    let sw = Seaweed::start();
+    sw.bucket("hang");
+    let dir = sw.dir.path();
+    let pids = dir.join("pids");
+    // on_acquired forks a grandchild, then hangs; 1 s timeout. It fails,
+    // so with the default policy the leader releases.
+    let extra = format!(
+        "{TIMING}hooks:\n  on_acquired:\n    command: [\"sh\", \"-c\", \"sleep 300 & echo $! >> {p}; echo $$ >> {p}; sleep 300\"]\n    timeout: 1s\n",
+        p = pids.display()
+    );
+    let cfg = sw.config(dir, "hang", "hang", &extra);
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(30), "the hook timed out", || {
+        a.events()
+            .iter()
+            .any(|e| e.json.to_string().contains("hook timed out"))
+    });
+    until(
+        Duration::from_secs(10),
+        "the failing hook released leadership",
+        || a.events().iter().any(|e| e.event() == "released"),
+    );
+    let text = std::fs::read_to_string(&pids).unwrap();
+    let first: Vec<&str> = text.lines().take(2).collect();
+    assert_eq!(first.len(), 2, "{text}");
+    until(
+        Duration::from_secs(10),
+        "hook and its child are gone",
+        || {
+            first
+                .iter()
+                .all(|p| !Path::new(&format!("/proc/{p}")).exists() || is_zombie(p))
+        },
+    );
+}
+
+fn is_zombie(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn the_status_file_is_never_seen_partial() {
+    let sw = Seaweed::start();
+    sw.bucket("status");
+    let dir = sw.dir.path();
+    let cfg = sw.config(dir, "status", "status", TIMING);
+    let file_a = dir.join("a-status.json");
+    let a = Daemon::start_with(
+        "a",
+        &cfg,
+        &[("S3_ELECTOR_STATUS_FILE", file_a.to_str().unwrap())],
+    );
+    let b = Daemon::start("b", &cfg);
+    until(Duration::from_secs(30), "status file exists", || {
+        file_a.exists()
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, file) = (stop.clone(), file_a.clone());
+        std::thread::spawn(move || {
+            let (mut reads, mut roles) = (0u64, std::collections::HashSet::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let text = std::fs::read_to_string(&file).expect("the file is always there");
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("partial or invalid status file ({e}): {text:?}"));
+                assert!(v["updated_at"].is_string());
+                roles.insert(v["role"].as_str().unwrap().to_string());
+                reads += 1;
+            }
+            (reads, roles)
+        })
+    };
+    // Many transitions: step each leader down in turn.
+    for _ in 0..6 {
+        let l = if a.believes_leader() { &a } else { &b };
+        if l.believes_leader() {
+            l.signal("USR1");
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (reads, roles) = reader.join().unwrap();
+    assert!(reads > 100, "{reads}");
+    assert!(
+        roles.contains("leader") && roles.contains("follower"),
+        "{roles:?}"
+    );
+    // Graceful stop writes a final "not leader".
+    a.signal("TERM");
+    until(Duration::from_secs(10), "final state", || {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file_a).unwrap()).unwrap();
+        v["role"] == "stopped" && v["is_leader"] == false
+    });
+    drop(b);
+}
+
+#[test]
+fn the_supervised_child_runs_only_on_the_leader_and_is_never_orphaned() {
+    let sw = Seaweed::start();
+    sw.bucket("child");
+    let dir = sw.dir.path();
+    let journal = dir.join("journal");
+    let marker = format!("s3e-child-{}", std::process::id());
+    // The child notes its start and its stop (on SIGTERM) in one journal.
+    let script = format!(
+        "trap 'echo stop $S3_ELECTOR_TERM $$ >> {j}; exit 0' TERM; echo start $S3_ELECTOR_TERM $$ >> {j}; while :; do sleep 0.1; done # {marker}",
+        j = journal.display()
+    );
+    let cfg = sw.config(dir, "child", "child", TIMING);
+    let args = ["--", "sh", "-c", script.as_str()];
+    let mut ds: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Daemon::start_full(id, &cfg, &[], &args))
+        .collect();
+    until(Duration::from_secs(30), "a child runs", || {
+        std::fs::read_to_string(&journal).is_ok_and(|t| t.contains("start"))
+    });
+    // Hand over: graceful stop, crash of the whole daemon is covered below.
+    for _ in 0..2 {
+        let l = (0..ds.len()).find(|i| ds[*i].alive() && ds[*i].believes_leader());
+        let Some(l) = l else {
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
+        ds[l].signal("TERM");
+        assert!(ds[l]
+            .wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success()));
+        let before = std::fs::read_to_string(&journal)
+            .unwrap()
+            .matches("start")
+            .count();
+        until(
+            Duration::from_secs(15),
+            "the next leader's child starts",
+            || {
+                std::fs::read_to_string(&journal)
+                    .unwrap()
+                    .matches("start")
+                    .count()
+                    > before
+            },
+        );
+    }
+    // Double SIGTERM on the last leader: it exits at once, the child is killed.
+    let l = (0..ds.len()).find(|i| ds[*i].alive()).unwrap();
+    until(Duration::from_secs(15), "last copy leads", || {
+        ds[l].believes_leader()
+    });
+    ds[l].signal("TERM");
+    ds[l].signal("TERM");
+    assert!(ds[l].wait_exit(Duration::from_secs(15)).is_some());
+    // The journal: strictly start, stop, start, stop ... with growing terms.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let entries: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    let mut running: Option<&str> = None;
+    for e in &entries {
+        match (e[0], running) {
+            ("start", None) => running = Some(e[1]),
+            ("stop", Some(t)) => {
+                assert_eq!(e[1], t, "{text}");
+                running = None;
+            }
+            _ => panic!("two children at once, or a stop without a start:\n{text}"),
+        }
+    }
+    assert!(
+        entries.iter().filter(|e| e[0] == "start").count() >= 3,
+        "{text}"
+    );
+    // No orphans anywhere.
+    until(Duration::from_secs(10), "no child process is left", || {
+        !std::process::Command::new("pgrep")
+            .args(["-f", &marker])
+            .status()
+            .unwrap()
+            .success()
+    });
+}
+
+#[test]
+fn systemd_notify_ready_status_and_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let sw = Seaweed::start();
+    sw.bucket("notify");
+    let dir = sw.dir.path();
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let cfg = sw.config(dir, "notify", "notify", TIMING);
+    let a = Daemon::start_with(
+        "a",
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "400000"),
+        ],
+    );
+    let mut got = Vec::new();
+    let end = Instant::now() + Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let all = got.join("\n");
+        if all.contains("READY=1")
+            && all.contains("STATUS=leader, term 1")
+            && all.matches("WATCHDOG=1").count() >= 3
+        {
+            break;
+        }
+    }
+    let all = got.join("\n");
+    assert!(all.contains("READY=1"), "{all}");
+    assert!(all.contains("STATUS=leader, term 1"), "{all}");
+    assert!(all.matches("WATCHDOG=1").count() >= 3, "{all}");
+    a.signal("TERM");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rest = String::new();
+    while let Ok(n) = sock.recv(&mut buf) {
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+        rest.push('\n');
+    }
+    assert!(rest.contains("STOPPING=1"), "{rest}");
+}
+
+/// The daemon's S3 request counters match the requests seen on the wire.
+#[test]
+fn metrics_s3_counters_match_the_requests_on_the_wire() {
+    let sw = Seaweed::start();
+    sw.bucket("count");
+    let proxy = CountingProxy::start(&sw.endpoint);
+    let dir = sw.dir.path();
+    let cfg = dir.join("count.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "election: e2e\ns3:\n  bucket: count\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{TIMING}",
+            proxy.endpoint()
+        ),
+    )
+    .unwrap();
+    let a = Daemon::start("a", &cfg);
+    let b = Daemon::start("b", &cfg);
+    until(Duration::from_secs(30), "a leader", || {
+        a.believes_leader() || b.believes_leader()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let sum = |d: &Daemon| -> f64 {
+        let (_, m) = http(d.http_port, "GET", "/metrics");
+        parse_prometheus(&m)
+            .iter()
+            .filter(|(k, _)| k.starts_with("s3_elector_s3_requests_total{"))
+            .map(|(_, v)| *v)
+            .sum()
+    };
+    let before = proxy.total();
+    let counted = sum(&a) + sum(&b);
+    let after = proxy.total();
+    // Requests in flight are on the wire but not yet counted: one per copy.
+    assert!(
+        counted <= after as f64,
+        "daemons counted {counted}, the wire saw {after}"
+    );
+    assert!(
+        counted + 2.0 >= before as f64,
+        "daemons counted {counted}, the wire saw {before}"
+    );
+    assert!(counted > 10.0, "{counted}");
+    eprintln!(
+        "wire: {:?}; daemons: {counted}",
+        proxy.counts.lock().unwrap()
+    );
+}

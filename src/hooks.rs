@@ -8,8 +8,8 @@
 //!   the group still alive when the hook exits are killed too;
 //! - `on_lost` starts no later than this copy's leadership deadline, even if
 //!   the election task is stuck: the watcher keeps its own timer on the
-//!   deadline. A hook still running when leadership is lost is stopped
-//!   first (it cannot overlap `on_lost`);
+//!   deadline. A hook still running when leadership is lost is killed
+//!   (SIGKILL to its group, no grace), since it may not overlap `on_lost`;
 //! - stdout and stderr lines go to the log, tagged with the hook name
 //!   (lines are cut at 4 KiB);
 //! - a failing `on_acquired` asks the election to step down when the
@@ -296,8 +296,9 @@ async fn run_hook(
             None
         }
         _ = preempt.cancelled() => {
-            warn!(hook = name, "leadership lost while the hook ran; stopping it so on_lost can run");
-            crate::procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE).await;
+            // on_lost must start by the deadline and never overlap: no grace.
+            warn!(hook = name, "leadership lost while the hook ran; killing it so on_lost can run");
+            crate::procs::stop_group(&mut child, pgid, Duration::ZERO).await;
             None
         }
     };

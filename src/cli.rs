@@ -187,7 +187,7 @@ async fn run(a: RunArgs) -> i32 {
     };
     if a.http_listen.is_some() || a.status_file.is_some() {
         if let Some(l) = &a.http_listen {
-            cfg.http.listen = l.clone();
+            cfg.http.listen = Some(l.clone());
         }
         if let Some(f) = &a.status_file {
             cfg.status_file = Some(f.clone());
@@ -213,7 +213,8 @@ async fn run(a: RunArgs) -> i32 {
     };
     // Bind before anything else: a port in use is reported at once.
     let listener = if cfg.http.enabled {
-        match tokio::net::TcpListener::bind(&cfg.http.listen).await {
+        let listen = cfg.http.listen_addr();
+        match tokio::net::TcpListener::bind(&listen).await {
             Ok(l) => {
                 let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
@@ -223,12 +224,21 @@ async fn run(a: RunArgs) -> i32 {
                 }
                 Some(l)
             }
-            Err(e) => {
+            // A port the operator chose must be served: fail loudly.
+            Err(e) if cfg.http.listen.is_some() => {
                 eprintln!(
-                    "s3-elector: cannot listen on `http.listen` {}: {e}; choose another address or set `http.enabled: false`",
-                    cfg.http.listen
+                    "s3-elector: cannot listen on `http.listen` {listen}: {e}; choose another address or set `http.enabled: false`"
                 );
                 return 1;
+            }
+            // The default port is often taken by another copy on the same
+            // host (tests, demos): keep electing, say so clearly.
+            Err(e) => {
+                error!(
+                    listen = %listen, error = %e,
+                    "cannot listen on the default HTTP address; running WITHOUT the HTTP endpoint. Set `http.listen` to a free address (or --http-listen), or `http.enabled: false`"
+                );
+                None
             }
         }
     } else {
@@ -442,7 +452,7 @@ async fn step_down(c: Common) -> i32 {
         return EXIT_CONFIG;
     }
     // Validation guarantees the address parses.
-    let mut addr: std::net::SocketAddr = cfg.http.listen.parse().expect("validated address");
+    let mut addr: std::net::SocketAddr = cfg.http.listen_addr().parse().expect("validated address");
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }

@@ -108,9 +108,11 @@ pub struct HttpConfig {
     /// Serve HTTP at all. Default true.
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Address to bind. Default 127.0.0.1:4040.
-    #[serde(default = "default_listen")]
-    pub listen: String,
+    /// Address to bind; `None` means the default, 127.0.0.1:4040 (see
+    /// [`HttpConfig::listen_addr`]). Kept optional so that a busy *default*
+    /// port can be told apart from a busy port the operator chose.
+    #[serde(default)]
+    pub listen: Option<String>,
     /// Binding a non-loopback address must be asked for explicitly.
     #[serde(default)]
     pub allow_non_loopback: bool,
@@ -129,12 +131,19 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             enabled: true,
-            listen: default_listen(),
+            listen: None,
             allow_non_loopback: false,
             step_down: false,
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
         }
+    }
+}
+
+impl HttpConfig {
+    /// The address to bind.
+    pub fn listen_addr(&self) -> String {
+        self.listen.clone().unwrap_or_else(default_listen)
     }
 }
 
@@ -591,12 +600,12 @@ impl Config {
         };
         let fmt = |d: Duration| humantime::format_duration(d).to_string();
         if self.http.enabled {
-            match self.http.listen.parse::<std::net::SocketAddr>() {
+            let listen = self.http.listen_addr();
+            match listen.parse::<std::net::SocketAddr>() {
                 Err(_) => add(
                     "http.listen",
                     format!(
-                        "`{}` is not an IP:port address; write e.g. 127.0.0.1:4040",
-                        self.http.listen
+                        "`{listen}` is not an IP:port address; write e.g. 127.0.0.1:4040"
                     ),
                 ),
                 Ok(a) if !a.ip().is_loopback() && !self.http.allow_non_loopback => add(

@@ -495,3 +495,32 @@ fn metrics_s3_counters_match_the_requests_on_the_wire() {
         proxy.counts.lock().unwrap()
     );
 }
+
+/// A busy port the operator chose is fatal, with a message naming it; the
+/// binding to a non-loopback address needs the explicit switch.
+#[test]
+fn http_listen_problems_are_reported() {
+    let sw = Seaweed::start();
+    sw.bucket("busy");
+    let dir = sw.dir.path();
+    let cfg = sw.config(dir, "busy", "busy", TIMING);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let (code, out, err) = run_cmd(
+        &cfg,
+        &["run"],
+        &[
+            ("S3_ELECTOR_HTTP_LISTEN", &listen),
+            ("S3_ELECTOR_IDENTITY", "a"),
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("cannot listen on `http.listen`") && err.contains(&listen),
+        "{err}"
+    );
+    let (code, _, err) = run_cmd(&cfg, &["run"], &[("S3_ELECTOR_HTTP_LISTEN", "0.0.0.0:0")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("allow_non_loopback"), "{err}");
+}

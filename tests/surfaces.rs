@@ -524,3 +524,98 @@ fn http_listen_problems_are_reported() {
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("allow_non_loopback"), "{err}");
 }
+
+/// With S3 gone, the leader's deadline still ends its leadership: on_lost
+/// starts and the supervised program is stopped, without any S3 answer.
+#[test]
+fn s3_unreachable_leader_runs_on_lost_and_stops_its_child_by_the_deadline() {
+    let mut sw = Seaweed::start();
+    sw.bucket("gone");
+    let dir = sw.dir.path().to_path_buf();
+    let journal = dir.join("journal");
+    let extra = format!(
+        "{TIMING}hooks:\n  on_lost:\n    command: [\"sh\", \"-c\", \"echo on_lost >> {j}\"]\n",
+        j = journal.display()
+    );
+    let cfg = sw.config(&dir, "gone", "gone", &extra);
+    let script = format!(
+        "trap 'echo child_stopped >> {j}; exit 0' TERM; echo child_started >> {j}; while :; do sleep 0.1; done",
+        j = journal.display()
+    );
+    let a = Daemon::start_full("a", &cfg, &[], &["--", "sh", "-c", &script]);
+    until(Duration::from_secs(30), "the child runs", || {
+        std::fs::read_to_string(&journal).is_ok_and(|t| t.contains("child_started"))
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let gone = Instant::now();
+    sw.stop();
+    // Renew deadline 2 s after the last renewal (before `gone`), kill grace
+    // 0.5 s, plus generous slack for a busy machine.
+    until(
+        Duration::from_secs(8),
+        "on_lost ran and the child stopped",
+        || {
+            let t = std::fs::read_to_string(&journal).unwrap_or_default();
+            t.contains("on_lost") && t.contains("child_stopped")
+        },
+    );
+    let took = gone.elapsed();
+    eprintln!("leadership ended {took:?} after S3 went away");
+    assert!(!a.believes_leader());
+    assert!(http(a.http_port, "GET", "/leader/health").0 == 503);
+    // Still alive and following, waiting for S3 to return.
+    assert!(a.alive());
+}
+
+/// Garbage, oversized and slow HTTP clients do not disturb the election.
+#[test]
+fn hostile_http_clients_do_not_disturb_the_election() {
+    use std::io::{Read, Write};
+    let sw = Seaweed::start();
+    sw.bucket("hostile");
+    let cfg = sw.config(
+        sw.dir.path(),
+        "hostile",
+        "hostile",
+        &format!("{TIMING}http:\n  header_timeout: 1s\n  max_connections: 8\n"),
+    );
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(30), "a leads", || a.believes_leader());
+    let port = a.http_port;
+    // Slow clients hold every connection slot for a while.
+    let slow: Vec<std::net::TcpStream> = (0..8)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    // Garbage.
+    let mut g = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    g.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = g.write_all(b"\x00\x01garbage\r\n\r\n");
+    let mut buf = Vec::new();
+    let _ = g.read_to_end(&mut buf);
+    // Oversized head (after the slow ones time out).
+    std::thread::sleep(Duration::from_secs(2));
+    drop(slow);
+    let mut big = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let huge = "x".repeat(64 * 1024);
+    let _ = write!(
+        big,
+        "GET /leader HTTP/1.1\r\nHost: t\r\nX-Big: {huge}\r\n\r\n"
+    );
+    let mut resp = String::new();
+    let _ = big.read_to_string(&mut resp);
+    assert!(
+        !resp.starts_with("HTTP/1.1 200"),
+        "{}",
+        &resp[..resp.len().min(200)]
+    );
+    // The daemon still serves and still leads, renewals uninterrupted.
+    let (st, v) = get_json(port, "/leader");
+    assert_eq!(st, 200);
+    assert_eq!(v["is_leader"], true);
+    assert!(
+        !a.events().iter().any(|e| e.event() == "lost"),
+        "{}",
+        a.log_text()
+    );
+}

@@ -164,6 +164,12 @@ impl Seaweed {
         }
     }
 
+    /// Kill the store (S3 becomes unreachable).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stop and start the same store again (same ports, same data).
     pub fn restart(&mut self) {
         let _ = Command::new("kill")

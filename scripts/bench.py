@@ -16,11 +16,11 @@ def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
-def config(name, lease, renew, retry):
+def config(name, lease, renew, retry, request_timeout="1s"):
     path = f"{WORK}/{name}.yaml"
     with open(path, "w") as f:
         f.write(f"election: {name}\ns3:\n  bucket: bench\n  endpoint_url: {ENDPOINT}\n"
-                f"  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n"
+                f"  force_path_style: true\n  region: us-east-1\n  request_timeout: {request_timeout}\n  connect_timeout: 300ms\n"
                 f"timing:\n  lease_duration: {lease}\n  renew_deadline: {renew}\n  retry_period: {retry}\n")
     return path
 
@@ -31,7 +31,7 @@ class Copy:
         self.ident = ident
         self.p = subprocess.Popen([BIN, "run", "--config", cfg], env=dict(
             ENV, S3_ELECTOR_IDENTITY=ident, S3_ELECTOR_HTTP_LISTEN=f"127.0.0.1:{self.port}"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=open(f"{WORK}/{ident}.log", "ab"))
         self.started = time.monotonic()
 
     def leads(self):
@@ -67,6 +67,10 @@ def wait_leader(copies, timeout=120):
             if c.p.poll() is None and c.leads():
                 return c
         time.sleep(0.01)
+        dead = [c for c in copies if c.p.poll() is not None]
+        if dead and len(dead) == len(copies):
+            log = open(f"{WORK}/{dead[0].ident}.log").read()[-2000:]
+            raise SystemExit(f"every copy exited; {dead[0].ident}'s log ends:\n{log}")
     raise SystemExit("no leader")
 
 
@@ -76,9 +80,9 @@ def stats(xs):
     return f"{xs[0]:.2f} | {statistics.median(xs):.2f} | {p99:.2f} | {xs[-1]:.2f}"
 
 
-def run_set(label, lease, renew, retry, lease_s):
+def run_set(label, lease, renew, retry, request_timeout):
     name = label.split()[0]
-    cfg = config(name, lease, renew, retry)
+    cfg = config(name, lease, renew, retry, request_timeout)
     copies = [Copy(cfg, f"{name}-{i}") for i in range(3)]
     t0 = time.monotonic()
     first = wait_leader(copies)
@@ -129,8 +133,9 @@ print(f"Produced by `scripts/bench {TRIALS}` on {time.strftime('%Y-%m-%d')}: {pl
 print("Seconds from the signal to the leader (min | median | p99 | max):\n")
 print("| timings | first leadership (fresh key) | crash failover (SIGKILL) | graceful hand-over (SIGTERM) |")
 print("|---|---|---|---|")
-for label, lease, renew, retry in (("fast (3s/1s/0.5s)", "3s", "1s", "500ms"), ("default (15s/10s/2s)", "15s", "10s", "2s")):
-    first, crash, grace = run_set(label, lease, renew, retry, None)
+for label, lease, renew, retry, rt in (("fast (3s/1s/0.5s)", "3s", "1s", "500ms", "800ms"),
+                                      ("default (15s/10s/2s)", "15s", "10s", "2s", "3s")):
+    first, crash, grace = run_set(label, lease, renew, retry, rt)
     print(f"| {label} | {first:.2f} (incl. process start and probe) | {stats(crash)} | {stats(grace)} |")
 fp = footprint(int(os.environ.get("BENCH_IDLE_SECONDS", "60")))
 print(f"\nFootprint over {fp['seconds']} s idle at the default timings: leader RSS "

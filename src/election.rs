@@ -93,7 +93,9 @@ pub struct State {
     /// Leader: the moment this copy stops being leader unless it renews.
     /// Follower: the earliest moment it could take over (if nobody renews).
     pub valid_until: Option<Instant>,
-    /// The last time a request to the store got a definite answer.
+    /// The last time a request to the store completed, with any outcome
+    /// (errors and timeouts included): the loop is alive. `/healthz` and the
+    /// systemd watchdog go quiet when this stops moving (a wedged loop).
     pub last_progress: Option<Instant>,
     /// What is currently wrong, if anything (unreadable record, S3 errors).
     pub problem: Option<String>,
@@ -379,6 +381,8 @@ impl<S: LeaseStore> Election<S> {
     }
 
     fn report_read_error(&self, e: &StoreError) {
+        // A failed request still completed: the loop is alive.
+        self.progress();
         if e.needs_operator() {
             error!(key = %self.cfg.key, error = %e, "cannot read the lease");
         } else {
@@ -719,6 +723,7 @@ impl<S: LeaseStore> Election<S> {
                 self.settle(h, rec, sent).await
             }
             Err(e) => {
+                self.progress();
                 warn!(error = %e, "renewal failed; will retry until the renew deadline");
                 Ok(())
             }
@@ -758,6 +763,7 @@ impl<S: LeaseStore> Election<S> {
                 Err("the lease object was deleted".into())
             }
             Err(e) => {
+                self.progress();
                 warn!(error = %e, "cannot settle the renewal yet; will retry");
                 Ok(())
             }

@@ -64,6 +64,13 @@ pub enum Command {
     /// Ask the daemon running with this config to give up leadership
     /// (needs `http.step_down: true`; SIGUSR1 does the same).
     StepDown(Common),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `s3-elector man > s3-elector.1`.
+    Man,
     /// Replace a lease object that is not a usable lease record (corrupt,
     /// another program's, a newer schema) with a released record. Needs the
     /// object's current ETag, as printed by `status`.
@@ -141,6 +148,25 @@ pub fn init_logging(cli: &Cli) {
 
 /// Run a command; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    // Commands that need no runtime.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "s3-elector", &mut std::io::stdout());
+            return 0;
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("s3-elector: cannot write the man page: {e}");
+                    1
+                }
+            };
+        }
+        _ => {}
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -159,22 +185,33 @@ pub fn main(cli: Cli) -> i32 {
             Command::Status(s) => status(s).await,
             Command::Reset(r) => reset(r).await,
             Command::StepDown(c) => step_down(c).await,
+            Command::Completions { .. } | Command::Man => unreachable!("handled above"),
         }
     })
 }
 
 /// Load the config and identity, or print every problem and give exit 64.
-fn load(c: &Common) -> Result<(Config, String), i32> {
+async fn load(c: &Common) -> Result<(Config, String), i32> {
     let cfg = Config::load(&c.config).map_err(|e| {
         for l in e.lines() {
             eprintln!("s3-elector: {l}");
         }
         EXIT_CONFIG
     })?;
-    let id = cfg.resolve_identity(c.identity.as_deref()).map_err(|p| {
-        eprintln!("s3-elector: config error: {p}");
-        EXIT_CONFIG
-    })?;
+    let discovered = if cfg.needs_instance_id(c.identity.as_deref()) {
+        Some(crate::store::s3::ec2_instance_id().await.map_err(|e| {
+            eprintln!("s3-elector: `identity_from: ec2-instance-id`: {e}; set `identity` or S3_ELECTOR_IDENTITY off EC2");
+            EXIT_UNAVAILABLE
+        })?)
+    } else {
+        None
+    };
+    let id = cfg
+        .resolve_identity(c.identity.as_deref(), discovered.as_deref())
+        .map_err(|p| {
+            eprintln!("s3-elector: config error: {p}");
+            EXIT_CONFIG
+        })?;
     Ok((cfg, id))
 }
 
@@ -190,7 +227,7 @@ fn target(cfg: &Config) -> String {
 }
 
 async fn run(a: RunArgs) -> i32 {
-    let (mut cfg, identity) = match load(&a.common) {
+    let (mut cfg, identity) = match load(&a.common).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -452,7 +489,7 @@ async fn run(a: RunArgs) -> i32 {
 
 /// Ask the local daemon to step down, through `POST /step-down`.
 async fn step_down(c: Common) -> i32 {
-    let (cfg, _) = match load(&c) {
+    let (cfg, _) = match load(&c).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -511,7 +548,7 @@ async fn post_step_down(addr: std::net::SocketAddr) -> std::io::Result<(u16, Str
 
 async fn check(a: CheckArgs) -> i32 {
     let c = a.common;
-    let (cfg, identity) = match load(&c) {
+    let (cfg, identity) = match load(&c).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -586,7 +623,7 @@ struct StatusJson {
 }
 
 async fn status(a: StatusArgs) -> i32 {
-    let (cfg, _) = match load(&a.common) {
+    let (cfg, _) = match load(&a.common).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -695,7 +732,7 @@ fn print_status(s: &StatusJson) {
 }
 
 async fn reset(a: ResetArgs) -> i32 {
-    let (cfg, identity) = match load(&a.common) {
+    let (cfg, identity) = match load(&a.common).await {
         Ok(x) => x,
         Err(code) => return code,
     };

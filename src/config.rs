@@ -76,6 +76,11 @@ pub struct Config {
     /// `--identity` / `S3_ELECTOR_IDENTITY` override it (e.g. from a pod name).
     #[serde(default)]
     pub identity: Option<String>,
+    /// Where the identity comes from when neither `identity` nor
+    /// `--identity` is set: `hostname` (default) or `ec2-instance-id` (read
+    /// from instance metadata, IMDSv2).
+    #[serde(default)]
+    pub identity_from: IdentitySource,
     /// Name of the election; part of the default lease key.
     pub election: String,
     /// Address other copies and users can reach this copy at, written into
@@ -226,6 +231,15 @@ fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, 
     de_duration(d).map(Some)
 }
 
+/// Source of the default identity.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentitySource {
+    #[default]
+    Hostname,
+    Ec2InstanceId,
+}
+
 /// Where the lease lives and how to talk to the store.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -352,6 +366,7 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 /// each listed key is accepted by serde and each struct field is listed.
 const TOP_KEYS: &[&str] = &[
     "identity",
+    "identity_from",
     "election",
     "advertise_address",
     "s3",
@@ -690,6 +705,13 @@ impl Config {
         })
     }
 
+    /// True when the identity must come from EC2 instance metadata.
+    pub fn needs_instance_id(&self, override_id: Option<&str>) -> bool {
+        self.identity_from == IdentitySource::Ec2InstanceId
+            && override_id.is_none_or(|o| o.is_empty())
+            && self.identity.is_none()
+    }
+
     /// The object key of the lease.
     pub fn lease_key(&self) -> String {
         if let Some(k) = &self.s3.key {
@@ -709,10 +731,19 @@ impl Config {
     }
 
     /// Resolve the identity: CLI/env override, then the file, then the hostname.
-    pub fn resolve_identity(&self, override_id: Option<&str>) -> Result<String, Problem> {
-        let id = match (override_id, &self.identity) {
-            (Some(o), _) if !o.is_empty() => o.to_string(),
-            (_, Some(i)) => i.clone(),
+    ///
+    /// With `identity_from: ec2-instance-id` and no explicit identity, the
+    /// caller fetches the instance id (see [`Config::needs_instance_id`])
+    /// and passes it as `discovered`.
+    pub fn resolve_identity(
+        &self,
+        override_id: Option<&str>,
+        discovered: Option<&str>,
+    ) -> Result<String, Problem> {
+        let id = match (override_id, &self.identity, discovered) {
+            (Some(o), _, _) if !o.is_empty() => o.to_string(),
+            (_, Some(i), _) => i.clone(),
+            (_, _, Some(d)) => d.to_string(),
             _ => gethostname::gethostname().to_string_lossy().into_owned(),
         };
         check_identity(&id).map_err(|message| Problem {
@@ -1051,11 +1082,20 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(c.resolve_identity(Some("env-id")).unwrap(), "env-id");
-        assert_eq!(c.resolve_identity(None).unwrap(), "file-id");
-        assert!(c.resolve_identity(Some("bad id")).is_err());
+        assert_eq!(c.resolve_identity(Some("env-id"), None).unwrap(), "env-id");
+        assert_eq!(c.resolve_identity(None, None).unwrap(), "file-id");
+        assert!(c.resolve_identity(Some("bad id"), None).is_err());
+        assert!(!c.needs_instance_id(None));
         let c = Config::from_yaml(GOOD, "t").unwrap();
-        assert!(!c.resolve_identity(None).unwrap().is_empty());
+        assert!(!c.resolve_identity(None, None).unwrap().is_empty());
+        let c = Config::from_yaml(
+            "identity_from: ec2-instance-id\nelection: d\ns3:\n  bucket: leases\n",
+            "t",
+        )
+        .unwrap();
+        assert!(c.needs_instance_id(None));
+        assert!(!c.needs_instance_id(Some("x")));
+        assert_eq!(c.resolve_identity(None, Some("i-0abc")).unwrap(), "i-0abc");
     }
 
     #[test]
@@ -1075,7 +1115,7 @@ mod tests {
             s3:\n  bucket: leases\n  key: k\n  region: r\n  endpoint_url: http://h\n  force_path_style: true\n  connect_timeout: 1s\n  request_timeout: 2s\n\
             timing:\n  lease_duration: 15s\n  renew_deadline: 10s\n  retry_period: 2s\n";
         Config::from_yaml(yaml, "t").unwrap();
-        assert_eq!(TOP_KEYS.len(), 10);
+        assert_eq!(TOP_KEYS.len(), 11);
         assert_eq!(S3_KEYS.len(), 8);
         assert_eq!(TIMING_KEYS.len(), 4);
         let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\

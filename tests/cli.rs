@@ -78,3 +78,78 @@ fn every_shipped_config_passes_check_offline() {
     }
     assert!(n >= 2, "found {n} configs");
 }
+
+/// `identity_from: ec2-instance-id` reads IMDSv2 (token, then instance id);
+/// here from a fake metadata service on loopback.
+#[test]
+fn identity_from_the_ec2_instance_id() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(8).map_while(Result::ok) {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            r.read_line(&mut first).unwrap();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h).unwrap();
+                if h.to_ascii_lowercase().starts_with("content-length:") {
+                    len = h[15..].trim().parse().unwrap_or(0);
+                }
+                if h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            r.read_exact(&mut body).unwrap();
+            let reply = if first.starts_with("PUT /latest/api/token") {
+                "token-123"
+            } else if first.starts_with("GET /latest/meta-data/instance-id") {
+                "i-0123456789abcdef0"
+            } else {
+                ""
+            };
+            let status = if reply.is_empty() {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let mut s = s;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nx-aws-ec2-metadata-token-ttl-seconds: 21600\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "identity_from: ec2-instance-id\nelection: e\ns3:\n  bucket: leases\n",
+    );
+    let mut cmd = daemon_command(&cfg);
+    cmd.env_remove("AWS_EC2_METADATA_DISABLED")
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .args(["check", "--offline"]);
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("identity: i-0123456789abcdef0"), "{text}");
+    // --identity still wins over the metadata.
+    let (code, out, _) = run_cmd(
+        &cfg,
+        &["check", "--offline"],
+        &[("S3_ELECTOR_IDENTITY", "node-x")],
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("identity: node-x"), "{out}");
+}

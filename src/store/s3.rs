@@ -309,3 +309,26 @@ fn etag_or_ambiguous(e: Option<&str>) -> Result<String, StoreError> {
         )),
     }
 }
+
+/// This instance's id from EC2 instance metadata (IMDSv2), within 5 s.
+/// Honours AWS_EC2_METADATA_SERVICE_ENDPOINT like the rest of the SDK.
+pub async fn ec2_instance_id() -> Result<String, String> {
+    let client = aws_config::imds::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .read_timeout(Duration::from_secs(2))
+        .max_attempts(2)
+        .build();
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get("/latest/meta-data/instance-id"),
+    )
+    .await
+    {
+        Ok(Ok(id)) => Ok(id.as_ref().trim().to_string()),
+        Ok(Err(e)) => Err(format!(
+            "cannot read the instance id from instance metadata ({})",
+            DisplayErrorContext(&e)
+        )),
+        Err(_) => Err("instance metadata did not answer within 5s".into()),
+    }
+}

@@ -699,3 +699,181 @@ fn pump(
     }
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
+
+/// What a [`FaultProxy`] does to the requests passing through it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Forward unchanged.
+    Pass,
+    /// Forward after a delay of `base` plus up to `jitter`.
+    Delay { base: Duration, jitter: Duration },
+    /// Swallow requests: no answer until the mode changes (a partition).
+    BlackHole,
+    /// Answer with this status and S3 error code instead of forwarding.
+    Respond(u16, &'static str),
+    /// Forward, let the store apply it, then drop the answer (a lost ack).
+    DropResponse,
+    /// Close the connection without answering.
+    Reset,
+}
+
+/// An HTTP-aware proxy in front of the store, one per daemon, whose
+/// behaviour can be changed at run time. Counts requests by outcome.
+pub struct FaultProxy {
+    pub port: u16,
+    mode: Arc<Mutex<Fault>>,
+    pub seen: Arc<Mutex<u64>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str) -> FaultProxy {
+        let up = upstream.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(Mutex::new(Fault::Pass));
+        let seen = Arc::new(Mutex::new(0));
+        let (m, s) = (mode.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let (up, m, s) = (up.clone(), m.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_faulty(client, &up, &m, &s);
+                });
+            }
+        });
+        FaultProxy { port, mode, seen }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, f: Fault) {
+        *self.mode.lock().unwrap() = f;
+    }
+}
+
+/// Read one HTTP message (head + body by Content-Length or chunked) from `r`.
+fn read_message(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Vec<u8>>> {
+    let mut msg = Vec::new();
+    let mut len = 0usize;
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+        msg.extend_from_slice(line.as_bytes());
+        if line == "\r\n" {
+            break;
+        }
+    }
+    if chunked {
+        loop {
+            let mut size_line = String::new();
+            r.read_line(&mut size_line)?;
+            msg.extend_from_slice(size_line.as_bytes());
+            let n = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            msg.extend_from_slice(&chunk);
+            if n == 0 {
+                break;
+            }
+        }
+    } else {
+        let mut body = vec![0; len];
+        r.read_exact(&mut body)?;
+        msg.extend_from_slice(&body);
+    }
+    Ok(Some(msg))
+}
+
+fn is_head_request(req: &[u8]) -> bool {
+    req.starts_with(b"HEAD ")
+}
+
+fn serve_faulty(
+    client: std::net::TcpStream,
+    up: &str,
+    mode: &Mutex<Fault>,
+    seen: &Mutex<u64>,
+) -> std::io::Result<()> {
+    use std::io::{BufReader, Write};
+    let mut from_client = BufReader::new(client.try_clone()?);
+    let mut to_client = client;
+    let mut upstream: Option<(std::net::TcpStream, BufReader<std::net::TcpStream>)> = None;
+    while let Some(req) = read_message(&mut from_client)? {
+        *seen.lock().unwrap() += 1;
+        let fault = mode.lock().unwrap().clone();
+        match fault {
+            Fault::BlackHole => {
+                // Hold the request until the mode changes (bounded).
+                let end = Instant::now() + Duration::from_secs(120);
+                while *mode.lock().unwrap() == Fault::BlackHole && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return Ok(());
+            }
+            Fault::Reset => return Ok(()),
+            Fault::Respond(status, code) => {
+                let body = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+                );
+                write!(
+                    to_client,
+                    "HTTP/1.1 {status} Injected\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )?;
+                continue;
+            }
+            Fault::Delay { base, jitter } => {
+                let j = if jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    Duration::from_millis(rand::random::<u64>() % jitter.as_millis().max(1) as u64)
+                };
+                std::thread::sleep(base + j);
+            }
+            Fault::Pass | Fault::DropResponse => {}
+        }
+        if upstream.is_none() {
+            let s = std::net::TcpStream::connect(up)?;
+            let r = BufReader::new(s.try_clone()?);
+            upstream = Some((s, r));
+        }
+        let (up_w, up_r) = upstream.as_mut().unwrap();
+        up_w.write_all(&req)?;
+        let resp = if is_head_request(&req) {
+            // A HEAD answer has no body whatever its Content-Length says.
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(up_r, &mut line)? == 0 || line == "\r\n" {
+                    head.extend_from_slice(line.as_bytes());
+                    break;
+                }
+                head.extend_from_slice(line.as_bytes());
+            }
+            head
+        } else {
+            match read_message(up_r)? {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        };
+        if fault == Fault::DropResponse {
+            return Ok(());
+        }
+        to_client.write_all(&resp)?;
+    }
+    Ok(())
+}

@@ -189,3 +189,66 @@ fn seaweedfs_restart_mid_run_recovers() {
     let all: Vec<Interval> = ds.iter().flat_map(|d| intervals(d, None)).collect();
     check_intervals(all);
 }
+
+#[test]
+fn fifty_copies_racing_on_one_key_elect_one_at_a_time() {
+    let sw = Seaweed::start();
+    sw.bucket("fifty");
+    let cfg = sw.config(sw.dir.path(), "fifty", "fifty", TIMING);
+    let mut ds: Vec<Daemon> = (0..50).map(|i| Daemon::start(&format!("c{i:02}"), &cfg)).collect();
+    for _ in 0..2 {
+        let l = wait_leader(&ds, Duration::from_secs(60));
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            assert!(leaders(&ds).len() <= 1, "two leaders among 50");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        ds[l].signal("TERM");
+        assert!(ds[l].wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()));
+    }
+    wait_leader(&ds, Duration::from_secs(60));
+    let n = check(&ds);
+    eprintln!("fifty: {n} intervals, 0 overlaps");
+}
+
+/// SIGSTOP the leader for longer than the lease: another copy takes over;
+/// on SIGCONT the old leader finds its deadline long past, acts as a
+/// follower, and its supervised program is stopped at once.
+#[test]
+fn a_stopped_and_resumed_leader_follows_and_stops_its_child() {
+    let sw = Seaweed::start();
+    sw.bucket("sigstop");
+    let dir = sw.dir.path();
+    let cfg = sw.config(dir, "sigstop", "sigstop", TIMING);
+    let journal = dir.join("journal");
+    let script = format!(
+        "trap 'echo stop $S3_ELECTOR_IDENTITY >> {j}; exit 0' TERM; echo start $S3_ELECTOR_IDENTITY >> {j}; while :; do sleep 0.1; done",
+        j = journal.display()
+    );
+    let args = ["--", "sh", "-c", script.as_str()];
+    let ds: Vec<Daemon> = ["a", "b"].iter().map(|id| Daemon::start_full(id, &cfg, &[], &args)).collect();
+    let l = wait_leader(&ds, Duration::from_secs(30));
+    let f = 1 - l;
+    let old = ds[l].id.clone();
+    until_ok(Duration::from_secs(10), || std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("start {old}"))));
+    ds[l].signal("STOP");
+    let new = ds[f].id.clone();
+    until_ok(Duration::from_secs(20), || ds[f].believes_leader());
+    ds[l].signal("CONT");
+    let resumed = Instant::now();
+    until_ok(Duration::from_secs(10), || std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("stop {old}"))));
+    eprintln!("resumed leader's child stopped {:?} after SIGCONT", resumed.elapsed());
+    let lost = ds[l].wait_event(Duration::from_secs(5), |e| e.event() == "lost");
+    assert!(lost.is_some(), "{}", ds[l].log_text());
+    assert!(!ds[l].believes_leader());
+    assert!(ds[f].believes_leader(), "{new} keeps leading");
+    until_ok(Duration::from_secs(10), || std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("start {new}"))));
+}
+
+fn until_ok(within: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < end, "condition not met within {within:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}

@@ -587,7 +587,11 @@ impl<S: LeaseStore> Election<S> {
         self.max_term = self.max_term.max(rec.term);
         self.max_transitions = Some(rec.transitions);
         let from = prev.map_or("none", |p| p.holder.as_str()).to_string();
-        info!(event = "acquired", term = rec.term, previous = %from, "acquired lease; now leader");
+        // valid_ms: how long this leadership lasts without a renewal, from now.
+        let valid_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        info!(event = "acquired", term = rec.term, previous = %from, valid_ms, "acquired lease; now leader");
         self.tx.send_modify(|s| {
             s.role = Role::Leader;
             s.leader = Some(rec.holder.clone());
@@ -709,6 +713,10 @@ impl<S: LeaseStore> Election<S> {
                     event = "renewed",
                     term = h.record.term,
                     latency_ms = latency.as_millis() as u64,
+                    valid_ms = h
+                        .deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_millis() as u64,
                     "renewed lease"
                 );
                 Ok(())
@@ -744,6 +752,15 @@ impl<S: LeaseStore> Election<S> {
                     Ok(r) if r.nonce == attempt.nonce => {
                         info!(term = r.term, "renewal had landed after all");
                         self.renewed(h, attempt, obj.etag, sent);
+                        debug!(
+                            event = "renewed",
+                            term = h.record.term,
+                            valid_ms = h
+                                .deadline
+                                .saturating_duration_since(Instant::now())
+                                .as_millis() as u64,
+                            "renewed lease (settled)"
+                        );
                         Ok(())
                     }
                     Ok(r) if r.nonce == h.record.nonce && obj.etag == h.etag => {

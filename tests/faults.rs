@@ -195,7 +195,9 @@ fn fifty_copies_racing_on_one_key_elect_one_at_a_time() {
     let sw = Seaweed::start();
     sw.bucket("fifty");
     let cfg = sw.config(sw.dir.path(), "fifty", "fifty", TIMING);
-    let mut ds: Vec<Daemon> = (0..50).map(|i| Daemon::start(&format!("c{i:02}"), &cfg)).collect();
+    let mut ds: Vec<Daemon> = (0..50)
+        .map(|i| Daemon::start(&format!("c{i:02}"), &cfg))
+        .collect();
     for _ in 0..2 {
         let l = wait_leader(&ds, Duration::from_secs(60));
         let end = Instant::now() + Duration::from_secs(3);
@@ -204,7 +206,9 @@ fn fifty_copies_racing_on_one_key_elect_one_at_a_time() {
             std::thread::sleep(Duration::from_millis(25));
         }
         ds[l].signal("TERM");
-        assert!(ds[l].wait_exit(Duration::from_secs(15)).is_some_and(|s| s.success()));
+        assert!(ds[l]
+            .wait_exit(Duration::from_secs(15))
+            .is_some_and(|s| s.success()));
     }
     wait_leader(&ds, Duration::from_secs(60));
     let n = check(&ds);
@@ -226,23 +230,35 @@ fn a_stopped_and_resumed_leader_follows_and_stops_its_child() {
         j = journal.display()
     );
     let args = ["--", "sh", "-c", script.as_str()];
-    let ds: Vec<Daemon> = ["a", "b"].iter().map(|id| Daemon::start_full(id, &cfg, &[], &args)).collect();
+    let ds: Vec<Daemon> = ["a", "b"]
+        .iter()
+        .map(|id| Daemon::start_full(id, &cfg, &[], &args))
+        .collect();
     let l = wait_leader(&ds, Duration::from_secs(30));
     let f = 1 - l;
     let old = ds[l].id.clone();
-    until_ok(Duration::from_secs(10), || std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("start {old}"))));
+    until_ok(Duration::from_secs(10), || {
+        std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("start {old}")))
+    });
     ds[l].signal("STOP");
     let new = ds[f].id.clone();
     until_ok(Duration::from_secs(20), || ds[f].believes_leader());
     ds[l].signal("CONT");
     let resumed = Instant::now();
-    until_ok(Duration::from_secs(10), || std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("stop {old}"))));
-    eprintln!("resumed leader's child stopped {:?} after SIGCONT", resumed.elapsed());
+    until_ok(Duration::from_secs(10), || {
+        std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("stop {old}")))
+    });
+    eprintln!(
+        "resumed leader's child stopped {:?} after SIGCONT",
+        resumed.elapsed()
+    );
     let lost = ds[l].wait_event(Duration::from_secs(5), |e| e.event() == "lost");
     assert!(lost.is_some(), "{}", ds[l].log_text());
     assert!(!ds[l].believes_leader());
     assert!(ds[f].believes_leader(), "{new} keeps leading");
-    until_ok(Duration::from_secs(10), || std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("start {new}"))));
+    until_ok(Duration::from_secs(10), || {
+        std::fs::read_to_string(&journal).is_ok_and(|t| t.contains(&format!("start {new}")))
+    });
 }
 
 fn until_ok(within: Duration, mut f: impl FnMut() -> bool) {
@@ -251,4 +267,104 @@ fn until_ok(within: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "condition not met within {within:?}");
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+/// A randomized soak mixing faults, crashes, graceful stops and freezes.
+/// 60 s by default; `S3E_SOAK_SECS` makes it longer (scripts/soak runs 10
+/// minutes); `S3E_SEED` replays a run. The checker runs over every copy
+/// that ever ran.
+#[test]
+fn randomized_soak_keeps_one_leader_at_a_time() {
+    let secs: u64 = std::env::var("S3E_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let seed: u64 = std::env::var("S3E_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| rand::random::<u16>() as u64 + 1);
+    eprintln!("soak: {secs} s, seed {seed} (replay with S3E_SEED={seed} S3E_SOAK_SECS={secs})");
+    let mut x = seed;
+    let mut rnd = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut g = group("soak", 4);
+    let cfgs: Vec<std::path::PathBuf> = (0..4)
+        .map(|i| g._sw.dir.path().join(format!("n{i}.yaml")))
+        .collect();
+    let mut retired: Vec<(Daemon, Option<std::time::SystemTime>)> = Vec::new();
+    let (mut with_leader, mut samples, mut actions) = (0u64, 0u64, 0u64);
+    let end = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < end {
+        let i = rnd(4) as usize;
+        actions += 1;
+        match rnd(10) {
+            0..=3 => {
+                let f = match rnd(8) {
+                    0 => Fault::BlackHole,
+                    1 => Fault::Respond(503, "SlowDown"),
+                    2 => Fault::Respond(500, "InternalError"),
+                    3 => Fault::Respond(409, "ConditionalRequestConflict"),
+                    4 => Fault::DropResponse,
+                    5 => Fault::Reset,
+                    6 => Fault::Delay {
+                        base: Duration::from_millis(100 + rnd(2500)),
+                        jitter: Duration::from_millis(300),
+                    },
+                    _ => Fault::Pass,
+                };
+                g.proxies[i].set(f);
+            }
+            4 | 5 => {
+                for p in &g.proxies {
+                    p.set(Fault::Pass);
+                }
+            }
+            6 => {
+                let mut d =
+                    std::mem::replace(&mut g.ds[i], Daemon::start(&format!("n{i}"), &cfgs[i]));
+                let at = std::time::SystemTime::now();
+                d.kill();
+                retired.push((d, Some(at)));
+            }
+            7 => {
+                if g.ds[i].alive() {
+                    g.ds[i].signal("TERM");
+                    let _ = g.ds[i].wait_exit(Duration::from_secs(15));
+                }
+                let d = std::mem::replace(&mut g.ds[i], Daemon::start(&format!("n{i}"), &cfgs[i]));
+                retired.push((d, None));
+            }
+            _ => {
+                if g.ds[i].alive() {
+                    g.ds[i].signal("STOP");
+                    std::thread::sleep(Duration::from_millis(300 + rnd(4500)));
+                    g.ds[i].signal("CONT");
+                }
+            }
+        }
+        let until = Instant::now() + Duration::from_millis(300 + rnd(1500));
+        while Instant::now() < until {
+            samples += 1;
+            with_leader += u64::from(g.ds.iter().any(|d| d.believes_leader()));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    for p in &g.proxies {
+        p.set(Fault::Pass);
+    }
+    wait_leader(&g.ds, Duration::from_secs(60));
+    let mut all: Vec<Interval> = g.ds.iter().flat_map(|d| intervals(d, None)).collect();
+    for (d, killed) in &retired {
+        all.extend(intervals(d, *killed));
+    }
+    let n = all.len();
+    check_intervals(all);
+    eprintln!(
+        "soak: seed {seed}, {actions} actions, {n} leadership intervals checked, 0 overlaps; a leader in {:.0} % of samples",
+        100.0 * with_leader as f64 / samples.max(1) as f64
+    );
 }

@@ -14,12 +14,23 @@ const TIMING: &str = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  ret
 const KEY: &str = "s3-elector/e2e/lease.json";
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn put(sw: &Seaweed, bucket: &str, body: Vec<u8>) {
     let c = sw.client();
-    rt().block_on(async { c.put_object().bucket(bucket).key(KEY).body(body.into()).send().await.unwrap() });
+    rt().block_on(async {
+        c.put_object()
+            .bucket(bucket)
+            .key(KEY)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap()
+    });
 }
 
 fn get(sw: &Seaweed, bucket: &str) -> Option<Vec<u8>> {
@@ -57,11 +68,20 @@ fn huge_and_future_lease_objects_are_reported_and_left_alone() {
     }
     // reset keeps the fencing token growing past the foreign record's term.
     let (_, out, _) = run_cmd(&cfg, &["status", "--json"], &[]);
-    let etag = serde_json::from_str::<serde_json::Value>(&out).unwrap()["etag"].as_str().unwrap().to_string();
-    let (code, out, err) = run_cmd(&cfg, &["reset", "--etag", &etag], &[("S3_ELECTOR_IDENTITY", "ops")]);
+    let etag = serde_json::from_str::<serde_json::Value>(&out).unwrap()["etag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, out, err) = run_cmd(
+        &cfg,
+        &["reset", "--etag", &etag],
+        &[("S3_ELECTOR_IDENTITY", "ops")],
+    );
     assert_eq!(code, 0, "{out}{err}");
     let d = Daemon::start("a", &cfg);
-    let acq = d.wait_event(Duration::from_secs(20), |e| e.event() == "acquired").expect("acquires");
+    let acq = d
+        .wait_event(Duration::from_secs(20), |e| e.event() == "acquired")
+        .expect("acquires");
     assert_eq!(acq.term(), Some(42));
 }
 
@@ -70,7 +90,10 @@ fn the_lease_key_deleted_while_held_is_recovered_without_overlap() {
     let sw = Seaweed::start();
     sw.bucket("deleted");
     let cfg = sw.config(sw.dir.path(), "deleted", "deleted", TIMING);
-    let ds: Vec<Daemon> = ["a", "b", "c"].iter().map(|id| Daemon::start(id, &cfg)).collect();
+    let ds: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
     let end = Instant::now() + Duration::from_secs(30);
     while !ds.iter().any(|d| d.believes_leader()) {
         assert!(Instant::now() < end);
@@ -78,12 +101,23 @@ fn the_lease_key_deleted_while_held_is_recovered_without_overlap() {
     }
     std::thread::sleep(Duration::from_secs(1));
     let c = sw.client();
-    rt().block_on(async { c.delete_object().bucket("deleted").key(KEY).send().await.unwrap() });
+    rt().block_on(async {
+        c.delete_object()
+            .bucket("deleted")
+            .key(KEY)
+            .send()
+            .await
+            .unwrap()
+    });
     std::thread::sleep(Duration::from_secs(8));
     let leaders: Vec<&Daemon> = ds.iter().filter(|d| d.believes_leader()).collect();
     assert_eq!(leaders.len(), 1);
-    let rec: serde_json::Value = serde_json::from_slice(&get(&sw, "deleted").expect("re-created")).unwrap();
-    assert!(rec["term"].as_u64().unwrap() >= 2, "the term continues: {rec}");
+    let rec: serde_json::Value =
+        serde_json::from_slice(&get(&sw, "deleted").expect("re-created")).unwrap();
+    assert!(
+        rec["term"].as_u64().unwrap() >= 2,
+        "the term continues: {rec}"
+    );
     let all: Vec<Interval> = ds.iter().flat_map(|d| intervals(d, None)).collect();
     check_intervals(all);
 }
@@ -99,11 +133,19 @@ fn a_missing_status_directory_and_a_flooding_hook_do_not_stop_the_election() {
     );
     let cfg = sw.config(dir, "flood", "flood", &extra);
     let d = Daemon::start("a", &cfg);
-    let e = d.wait_event(Duration::from_secs(20), |e| e.json.to_string().contains("cannot write the status file"));
+    let e = d.wait_event(Duration::from_secs(20), |e| {
+        e.json.to_string().contains("cannot write the status file")
+    });
     assert!(e.is_some(), "{}", d.log_text());
-    let done = d.wait_event(Duration::from_secs(30), |e| e.json.to_string().contains("hook finished"));
+    let done = d.wait_event(Duration::from_secs(30), |e| {
+        e.json.to_string().contains("hook finished")
+    });
     assert!(done.is_some(), "{}", d.log_text());
-    let cut = d.events().iter().filter(|e| e.json.to_string().contains("[cut]")).count();
+    let cut = d
+        .events()
+        .iter()
+        .filter(|e| e.json.to_string().contains("[cut]"))
+        .count();
     assert_eq!(cut, 40, "long lines are cut");
     assert!(d.believes_leader(), "still leading");
     assert!(!d.events().iter().any(|e| e.event() == "lost"));

@@ -456,32 +456,53 @@ pub struct Interval {
     pub to: Option<SystemTime>,
 }
 
-/// Leadership intervals from a daemon's events. A copy killed while leading
-/// stops at `killed_at`.
+/// Leadership intervals from a daemon's events. An interval ends at the
+/// copy's "lost" event, or at its own deadline (the last acquisition or
+/// renewal plus its `valid_ms`), whichever is first: past its deadline a
+/// copy never acts as leader, even if it was frozen (SIGSTOP) and logs the
+/// loss only later. A copy killed while leading stops at `killed_at`.
 pub fn intervals(d: &Daemon, killed_at: Option<SystemTime>) -> Vec<Interval> {
     let mut out: Vec<Interval> = Vec::new();
+    let mut deadline: Option<SystemTime> = None;
+    let valid = |e: &Event| {
+        e.json
+            .get("valid_ms")
+            .and_then(|v| v.as_u64())
+            .map(|ms| e.at + Duration::from_millis(ms))
+    };
+    let close = |out: &mut Vec<Interval>, at: SystemTime, deadline: Option<SystemTime>| {
+        if let Some(last) = out.last_mut() {
+            if last.to.is_none() {
+                last.to = Some(deadline.map_or(at, |d| d.min(at)));
+            }
+        }
+    };
     for e in d.events() {
         match e.event() {
-            "acquired" => out.push(Interval {
-                id: d.id.clone(),
-                term: e.term().expect("acquired has a term"),
-                from: e.at,
-                to: None,
-            }),
-            "lost" => {
-                if let Some(last) = out.last_mut() {
-                    if last.to.is_none() {
-                        last.to = Some(e.at);
-                    }
+            "acquired" => {
+                close(&mut out, e.at, deadline);
+                deadline = valid(&e);
+                out.push(Interval {
+                    id: d.id.clone(),
+                    term: e.term().expect("acquired has a term"),
+                    from: e.at,
+                    to: None,
+                });
+            }
+            "renewed" => {
+                if let Some(v) = valid(&e) {
+                    deadline = Some(v);
                 }
+            }
+            "lost" => {
+                close(&mut out, e.at, deadline);
+                deadline = None;
             }
             _ => {}
         }
     }
-    if let (Some(k), Some(last)) = (killed_at, out.last_mut()) {
-        if last.to.is_none() {
-            last.to = Some(k);
-        }
+    if let Some(k) = killed_at {
+        close(&mut out, k, deadline);
     }
     out
 }

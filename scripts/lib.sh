@@ -102,3 +102,18 @@ ensure_chart_tools() {
   fi
   PY="$TOOLS/venv/bin/python"
 }
+
+# libfaketime (Debian package faketime) for the clock tests.
+ensure_faketime() {
+  local lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+  if [ ! -e "$lib" ]; then
+    say "installing libfaketime (Debian package faketime)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y -q faketime >/dev/null 2>&1 ||
+      { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q faketime >/dev/null; } ||
+      die "cannot install the faketime package; install it (apt-get install faketime) and retry"
+  fi
+  [ -e "$lib" ] || die "libfaketime not found at $lib after installing faketime"
+  export S3E_LIBFAKETIME="$lib"
+}

@@ -567,7 +567,13 @@ async fn check(a: CheckArgs) -> i32 {
         }
         Err(code) => return code,
     };
-    let code = match probe::run(&store, &cfg.lease_key(), &identity).await {
+    // One retry for a transient failure: the first request may only have
+    // taught the client the store's clock.
+    let mut result = probe::run(&store, &cfg.lease_key(), &identity).await;
+    if matches!(result, Err(ProbeError::Store(StoreError::Transient(_)))) {
+        result = probe::run(&store, &cfg.lease_key(), &identity).await;
+    }
+    let code = match result {
         Ok(r) => {
             for s in &r.steps {
                 println!("probe: {s}");
@@ -604,6 +610,17 @@ fn print_cost(cfg: &Config) {
     );
 }
 
+/// Read, retrying once after a transient failure (e.g. clock skew learnt).
+async fn get_retrying_once(
+    store: &S3Store,
+    key: &str,
+) -> Result<Option<crate::store::Object>, StoreError> {
+    match store.get(key).await {
+        Err(StoreError::Transient(_)) => store.get(key).await,
+        other => other,
+    }
+}
+
 /// What `status --json` prints.
 #[derive(Debug, serde::Serialize)]
 struct StatusJson {
@@ -632,7 +649,7 @@ async fn status(a: StatusArgs) -> i32 {
         Err(code) => return code,
     };
     let key = cfg.lease_key();
-    let obj = match store.get(&key).await {
+    let obj = match get_retrying_once(&store, &key).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("s3-elector: cannot read {}: {e}", target(&cfg));
@@ -741,7 +758,7 @@ async fn reset(a: ResetArgs) -> i32 {
         Err(code) => return code,
     };
     let key = cfg.lease_key();
-    let obj = match store.get(&key).await {
+    let obj = match get_retrying_once(&store, &key).await {
         Ok(Some(o)) => o,
         Ok(None) => {
             eprintln!(

@@ -10,7 +10,11 @@
 //! - credentials are resolved once at start with a time bound, so a machine
 //!   without credentials gets a message instead of a hang on IMDS.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_smithy_async::time::{SharedTimeSource, TimeSource};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -38,11 +42,37 @@ pub enum SetupError {
     CredentialsTimeout,
 }
 
+/// The clock used to sign requests: the local wall clock plus the offset
+/// to the store's clock, learnt from its `Date` header when it answers
+/// `RequestTimeTooSkewed`. Wall-clock offset then costs one refused request
+/// instead of every request (monotonic time, which decides leadership, is
+/// never involved).
+#[derive(Debug, Default)]
+struct SkewedClock {
+    offset_ms: AtomicI64,
+}
+
+impl TimeSource for SkewedClockHandle {
+    fn now(&self) -> SystemTime {
+        let o = self.0.offset_ms.load(Ordering::Relaxed);
+        let now = SystemTime::now();
+        if o >= 0 {
+            now + Duration::from_millis(o as u64)
+        } else {
+            now - Duration::from_millis(o.unsigned_abs())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct SkewedClockHandle(Arc<SkewedClock>);
+
 /// The S3 implementation of the store.
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
     bucket: String,
+    clock: SkewedClockHandle,
 }
 
 impl S3Store {
@@ -87,7 +117,9 @@ impl S3Store {
             }
             Ok(Ok(_)) => {}
         }
+        let clock = SkewedClockHandle::default();
         let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+            .time_source(SharedTimeSource::new(clock.clone()))
             .force_path_style(cfg.force_path_style)
             .request_checksum_calculation(
                 aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
@@ -101,7 +133,31 @@ impl S3Store {
         Ok(S3Store {
             client: Client::from_conf(b.build()),
             bucket: cfg.bucket.clone(),
+            clock,
         })
+    }
+
+    /// Take the store's clock from a response's `Date` header; returns a
+    /// message when the offset was updated.
+    fn learn_skew(&self, raw: &HttpResponse) -> Option<String> {
+        let date = raw.headers().get("date")?;
+        let server = aws_smithy_types::DateTime::from_str(
+            date,
+            aws_smithy_types::date_time::Format::HttpDate,
+        )
+        .ok()?;
+        let server = SystemTime::try_from(server).ok()?;
+        let now = SystemTime::now();
+        let offset_ms: i64 = match server.duration_since(now) {
+            Ok(ahead) => ahead.as_millis() as i64,
+            Err(behind) => -(behind.duration().as_millis() as i64),
+        };
+        self.clock.0.offset_ms.store(offset_ms, Ordering::Relaxed);
+        tracing::warn!(offset_ms, "this machine's wall clock differs from the store's; signing requests with the store's time from now on (leadership does not use the wall clock)");
+        Some(format!(
+            "the store refused a request signed with this machine's wall clock ({:+.1}s off the store's); corrected, will retry",
+            offset_ms as f64 / 1000.0
+        ))
     }
 
     /// The bucket this store writes to.
@@ -134,6 +190,16 @@ impl S3Store {
         };
         let code = e.code().unwrap_or("").to_string();
         let message = e.message().unwrap_or("").to_string();
+        if matches!(
+            code.as_str(),
+            "RequestTimeTooSkewed" | "RequestExpired" | "RequestInTheFuture"
+        ) {
+            if let SdkError::ServiceError(se) = &e {
+                if let Some(msg) = self.learn_skew(se.raw()) {
+                    return StoreError::Transient(msg);
+                }
+            }
+        }
         match (status, code.as_str()) {
             (412, _) => StoreError::PreconditionFailed,
             (409, _) => StoreError::Conflict,

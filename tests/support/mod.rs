@@ -267,6 +267,9 @@ pub struct Daemon {
     child: Option<Child>,
     pub events: Arc<Mutex<Vec<Event>>>,
     pub exit: Option<std::process::ExitStatus>,
+    /// Rate of the copy's clocks relative to the host's (libfaketime `x`);
+    /// its `valid_ms` are divided by this to get host time.
+    pub clock_rate: f64,
 }
 
 impl Daemon {
@@ -300,6 +303,18 @@ impl Daemon {
         let stderr = child.stderr.take().unwrap();
         let ev = events.clone();
         let tag = id.to_string();
+        // Under libfaketime the copy's own timestamps are fake: use the
+        // host's clock at the moment each line arrives instead.
+        let faked = env
+            .iter()
+            .find(|(k, _)| *k == "FAKETIME")
+            .map(|(_, v)| v.to_string());
+        let receipt_time = faked.is_some();
+        let clock_rate = faked
+            .as_deref()
+            .and_then(|f| f.split('x').nth(1))
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or(1.0);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if std::env::var_os("S3E_TEST_VERBOSE").is_some() {
@@ -315,6 +330,7 @@ impl Daemon {
                 let at = json
                     .get("timestamp")
                     .and_then(|t| t.as_str())
+                    .filter(|_| !receipt_time)
                     .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
                     .unwrap_or_else(SystemTime::now);
                 ev.lock().unwrap().push(Event { at, json });
@@ -326,6 +342,7 @@ impl Daemon {
             child: Some(child),
             events,
             exit: None,
+            clock_rate,
         }
     }
 
@@ -417,6 +434,17 @@ impl Drop for Daemon {
     }
 }
 
+/// libfaketime, which scripts/test installs from Debian (package faketime).
+pub fn libfaketime() -> String {
+    let p = std::env::var("S3E_LIBFAKETIME")
+        .unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1".into());
+    assert!(
+        Path::new(&p).exists(),
+        "libfaketime not found at {p}; run scripts/test, which installs the faketime package"
+    );
+    p
+}
+
 /// A `Command` for the binary with test credentials and no IMDS.
 pub fn daemon_command(config: &Path) -> Command {
     let mut cmd = Command::new(bin());
@@ -468,7 +496,7 @@ pub fn intervals(d: &Daemon, killed_at: Option<SystemTime>) -> Vec<Interval> {
         e.json
             .get("valid_ms")
             .and_then(|v| v.as_u64())
-            .map(|ms| e.at + Duration::from_millis(ms))
+            .map(|ms| e.at + Duration::from_millis(ms).div_f64(d.clock_rate))
     };
     let close = |out: &mut Vec<Interval>, at: SystemTime, deadline: Option<SystemTime>| {
         if let Some(last) = out.last_mut() {

@@ -1,0 +1,137 @@
+//! Clocks: an offset of ±1 h must not matter at all; a clock running fast or
+//! slow is tolerated up to (lease − renew deadline)/(lease + renew deadline),
+//! 20 % at the timings used here (3 s / 2 s). Copies run under libfaketime.
+
+#![allow(clippy::disallowed_types)] // end-to-end tests measure real elapsed time
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const TIMING: &str = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n";
+
+struct Node {
+    proxy: FaultProxy,
+    d: Daemon,
+}
+
+fn start(sw: &Seaweed, bucket: &str, id: &str, faketime: Option<&str>) -> Node {
+    let proxy = FaultProxy::start(&sw.endpoint);
+    let cfg = sw.dir.path().join(format!("{id}.yaml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "election: clocks\ns3:\n  bucket: {bucket}\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{TIMING}",
+            proxy.endpoint()
+        ),
+    )
+    .unwrap();
+    let lib = libfaketime();
+    let env: Vec<(&str, &str)> = match faketime {
+        Some(f) => vec![
+            ("LD_PRELOAD", lib.as_str()),
+            ("FAKETIME", f),
+            ("FAKETIME_NO_CACHE", "1"),
+        ],
+        None => vec![],
+    };
+    Node {
+        proxy,
+        d: Daemon::start_with(id, &cfg, &env),
+    }
+}
+
+fn wait_leader(ns: &[Node], within: Duration) -> usize {
+    let end = Instant::now() + within;
+    loop {
+        let l: Vec<usize> = (0..ns.len())
+            .filter(|i| ns[*i].d.believes_leader())
+            .collect();
+        if l.len() == 1 {
+            return l[0];
+        }
+        assert!(
+            Instant::now() < end,
+            "no single leader within {within:?}: {l:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn check(ns: &[Node]) -> usize {
+    let all: Vec<Interval> = ns.iter().flat_map(|n| intervals(&n.d, None)).collect();
+    let n = all.len();
+    check_intervals(all);
+    n
+}
+
+/// Three copies at −1 h, 0 and +1 h: elections, a crash-free partition
+/// failover and graceful hand-overs behave exactly as without offsets.
+#[test]
+fn a_clock_offset_of_an_hour_does_not_matter() {
+    let sw = Seaweed::start();
+    sw.bucket("offset");
+    let ns = vec![
+        start(&sw, "offset", "minus", Some("-1h")),
+        start(&sw, "offset", "zero", None),
+        start(&sw, "offset", "plus", Some("+1h")),
+    ];
+    for round in 0..3 {
+        let l = wait_leader(&ns, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(1));
+        let cut = Instant::now();
+        ns[l].proxy.set(Fault::BlackHole);
+        let end = Instant::now() + Duration::from_secs(20);
+        let l2 = loop {
+            let l2 = wait_leader(&ns, end.saturating_duration_since(Instant::now()));
+            if l2 != l {
+                break l2;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = cut.elapsed();
+        assert_ne!(l, l2, "round {round}");
+        assert!(
+            took >= Duration::from_millis(2200),
+            "round {round}: took over after {took:?}"
+        );
+        ns[l].proxy.set(Fault::Pass);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let n = check(&ns);
+    eprintln!("offset: {n} intervals, 0 overlaps");
+}
+
+/// The edge of tolerated drift, one copy at a time: a follower whose clock
+/// runs 19 % fast, and a leader whose clock runs 16 % slow. The leader is
+/// cut off from S3, so it stops at its own deadline and the follower takes
+/// over at its own idea of the lease's end.
+#[test]
+fn clock_rate_drift_at_the_edge_keeps_one_leader() {
+    for (leader_rate, follower_rate) in [(None, Some("+0 x1.19")), (Some("+0 x0.84"), None)] {
+        let sw = Seaweed::start();
+        sw.bucket("drift");
+        // The leader starts first and alone, so it is the one we skew.
+        let l = start(&sw, "drift", "leader", leader_rate);
+        let end = Instant::now() + Duration::from_secs(30);
+        while !l.d.believes_leader() {
+            assert!(Instant::now() < end, "{}", l.d.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let f = start(&sw, "drift", "follower", follower_rate);
+        std::thread::sleep(Duration::from_secs(2));
+        let cut = Instant::now();
+        l.proxy.set(Fault::BlackHole);
+        let end = Instant::now() + Duration::from_secs(20);
+        while !f.d.believes_leader() {
+            assert!(Instant::now() < end, "{}", f.d.log_text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let took = cut.elapsed();
+        let ns = vec![l, f];
+        let n = check(&ns);
+        eprintln!("drift leader {leader_rate:?} follower {follower_rate:?}: takeover {took:?} after the cut, {n} intervals, 0 overlaps");
+    }
+}

@@ -12,6 +12,7 @@
 //!   election never waits for it.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,7 +42,14 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> std::io::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        // World-readable (0644, less the process umask): it holds no secrets
+        // and node agents read it.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)?;
         f.write_all(content)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

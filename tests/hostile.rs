@@ -150,3 +150,87 @@ fn a_missing_status_directory_and_a_flooding_hook_do_not_stop_the_election() {
     assert!(d.believes_leader(), "still leading");
     assert!(!d.events().iter().any(|e| e.event() == "lost"));
 }
+
+/// Expired credentials (the store answers ExpiredToken): the leader cannot
+/// renew, says why, steps down at its deadline, and recovers when the
+/// credentials work again.
+#[test]
+fn expired_credentials_are_named_and_survived() {
+    let sw = Seaweed::start();
+    sw.bucket("expired");
+    let proxy = FaultProxy::start(&sw.endpoint);
+    let cfg = sw.dir.path().join("expired.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "election: e2e\ns3:\n  bucket: expired\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{TIMING}",
+            proxy.endpoint()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start("a", &cfg);
+    let end = Instant::now() + Duration::from_secs(30);
+    while !d.believes_leader() {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.set(Fault::Respond(400, "ExpiredToken"));
+    let lost = d.wait_event(Duration::from_secs(10), |e| e.event() == "lost");
+    assert!(lost.is_some(), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("access denied (ExpiredToken)"),
+        "{}",
+        d.log_text()
+    );
+    proxy.set(Fault::Pass);
+    let back = d.wait_event(Duration::from_secs(20), |e| {
+        e.event() == "acquired" && e.term() == Some(2)
+    });
+    assert!(back.is_some(), "{}", d.log_text());
+}
+
+/// A flood of HTTP requests is served (or refused at the connection cap)
+/// without disturbing the election.
+#[test]
+fn an_http_flood_does_not_disturb_the_election() {
+    let sw = Seaweed::start();
+    sw.bucket("flooded");
+    let cfg = sw.config(sw.dir.path(), "flooded", "flooded", TIMING);
+    let d = Daemon::start("a", &cfg);
+    let end = Instant::now() + Duration::from_secs(30);
+    while !d.believes_leader() {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let port = d.http_port;
+    let stop = Instant::now() + Duration::from_secs(5);
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut n = 0u32;
+                while Instant::now() < stop && n < 5000 {
+                    if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                        use std::io::{Read, Write};
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                        let _ = s.write_all(
+                            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                        );
+                        let mut b = Vec::new();
+                        let _ = s.read_to_end(&mut b);
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    eprintln!("flood: {total} requests in 5 s");
+    assert!(d.believes_leader());
+    assert!(
+        !d.events().iter().any(|e| e.event() == "lost"),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(get_json(port, "/leader").1["is_leader"], true);
+}

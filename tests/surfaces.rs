@@ -339,29 +339,29 @@ fn the_supervised_child_runs_only_on_the_leader_and_is_never_orphaned() {
     });
     // Hand over: graceful stop, crash of the whole daemon is covered below.
     for _ in 0..2 {
-        let l = (0..ds.len()).find(|i| ds[*i].alive() && ds[*i].believes_leader());
-        let Some(l) = l else {
-            std::thread::sleep(Duration::from_millis(200));
-            continue;
+        let mut l = None;
+        until(Duration::from_secs(20), "a leader", || {
+            l = (0..ds.len()).find(|i| ds[*i].alive() && ds[*i].believes_leader());
+            l.is_some()
+        });
+        let l = l.unwrap();
+        // Count before the stop: the next child may start before the old
+        // daemon has even been reaped.
+        let count = || {
+            std::fs::read_to_string(&journal)
+                .unwrap()
+                .matches("start")
+                .count()
         };
+        let before = count();
         ds[l].signal("TERM");
         assert!(ds[l]
             .wait_exit(Duration::from_secs(15))
             .is_some_and(|s| s.success()));
-        let before = std::fs::read_to_string(&journal)
-            .unwrap()
-            .matches("start")
-            .count();
         until(
             Duration::from_secs(15),
             "the next leader's child starts",
-            || {
-                std::fs::read_to_string(&journal)
-                    .unwrap()
-                    .matches("start")
-                    .count()
-                    > before
-            },
+            || count() > before,
         );
     }
     // Double SIGTERM on the last leader: it exits at once, the child is killed.

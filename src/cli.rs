@@ -610,6 +610,32 @@ fn print_cost(cfg: &Config) {
     );
 }
 
+/// Load the config, connect, and read the lease object (for `status` and
+/// `reset`); on failure, the message is printed and the exit code returned.
+async fn read_lease(
+    c: &Common,
+) -> Result<
+    (
+        Config,
+        String,
+        S3Store,
+        String,
+        Option<crate::store::Object>,
+    ),
+    i32,
+> {
+    let (cfg, identity) = load(c).await?;
+    let store = connect(&cfg).await?;
+    let key = cfg.lease_key();
+    match get_retrying_once(&store, &key).await {
+        Ok(o) => Ok((cfg, identity, store, key, o)),
+        Err(e) => {
+            eprintln!("s3-elector: cannot read {}: {e}", target(&cfg));
+            Err(EXIT_UNAVAILABLE)
+        }
+    }
+}
+
 /// Read, retrying once after a transient failure (e.g. clock skew learnt).
 async fn get_retrying_once(
     store: &S3Store,
@@ -640,21 +666,9 @@ struct StatusJson {
 }
 
 async fn status(a: StatusArgs) -> i32 {
-    let (cfg, _) = match load(&a.common).await {
+    let (cfg, _, _, key, obj) = match read_lease(&a.common).await {
         Ok(x) => x,
         Err(code) => return code,
-    };
-    let store = match connect(&cfg).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let key = cfg.lease_key();
-    let obj = match get_retrying_once(&store, &key).await {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("s3-elector: cannot read {}: {e}", target(&cfg));
-            return EXIT_UNAVAILABLE;
-        }
     };
     let mut out = StatusJson {
         election: cfg.election.clone(),
@@ -668,12 +682,7 @@ async fn status(a: StatusArgs) -> i32 {
         looks_live: false,
     };
     if let Some(o) = &obj {
-        let parsed = if o.size > crate::record::MAX_RECORD_BYTES as u64 {
-            Err(RecordError::TooLarge { size: o.size })
-        } else {
-            LeaseRecord::parse(&o.body)
-        };
-        match parsed {
+        match o.record() {
             Ok(r) => {
                 let age = r.wall_age(SystemTime::now());
                 out.age_seconds = age.map(|d| d.as_secs_f64());
@@ -749,28 +758,16 @@ fn print_status(s: &StatusJson) {
 }
 
 async fn reset(a: ResetArgs) -> i32 {
-    let (cfg, identity) = match load(&a.common).await {
+    let (cfg, identity, store, key, obj) = match read_lease(&a.common).await {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let store = match connect(&cfg).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let key = cfg.lease_key();
-    let obj = match get_retrying_once(&store, &key).await {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            eprintln!(
-                "s3-elector: {} does not exist; nothing to reset",
-                target(&cfg)
-            );
-            return 1;
-        }
-        Err(e) => {
-            eprintln!("s3-elector: cannot read {}: {e}", target(&cfg));
-            return EXIT_UNAVAILABLE;
-        }
+    let Some(obj) = obj else {
+        eprintln!(
+            "s3-elector: {} does not exist; nothing to reset",
+            target(&cfg)
+        );
+        return 1;
     };
     if obj.etag != a.etag {
         eprintln!(
@@ -781,14 +778,12 @@ async fn reset(a: ResetArgs) -> i32 {
         );
         return 1;
     }
-    if obj.size <= crate::record::MAX_RECORD_BYTES as u64 {
-        if let Ok(r) = LeaseRecord::parse(&obj.body) {
-            eprintln!(
-                "s3-elector: {} is a valid lease record ({r}); reset only replaces unusable objects. Stop or step down the holder instead",
-                target(&cfg)
-            );
-            return 1;
-        }
+    if let Ok(r) = obj.record() {
+        eprintln!(
+            "s3-elector: {} is a valid lease record ({r}); reset only replaces unusable objects. Stop or step down the holder instead",
+            target(&cfg)
+        );
+        return 1;
     }
     let term = RecordError::salvage_term(&obj.body).unwrap_or(0);
     let now = wall_now();

@@ -403,17 +403,10 @@ impl<S: LeaseStore> Election<S> {
         let now = Instant::now();
         let (etag, seen) = match obj {
             None => (String::new(), Seen::Absent),
-            Some(o) => {
-                let parsed = if o.size > crate::record::MAX_RECORD_BYTES as u64 {
-                    Err(RecordError::TooLarge { size: o.size })
-                } else {
-                    LeaseRecord::parse(&o.body)
-                };
-                match parsed {
-                    Ok(r) => (o.etag, Seen::Record(r)),
-                    Err(e) => (o.etag, Seen::Unusable(e)),
-                }
-            }
+            Some(o) => match o.record() {
+                Ok(r) => (o.etag, Seen::Record(r)),
+                Err(e) => (o.etag, Seen::Unusable(e)),
+            },
         };
         let same = self.observed.as_ref().is_some_and(|o| {
             o.etag == etag && matches!(o.seen, Seen::Absent) == matches!(seen, Seen::Absent)

@@ -44,20 +44,7 @@ fn start(sw: &Seaweed, bucket: &str, id: &str, faketime: Option<&str>) -> Node {
 }
 
 fn wait_leader(ns: &[Node], within: Duration) -> usize {
-    let end = Instant::now() + within;
-    loop {
-        let l: Vec<usize> = (0..ns.len())
-            .filter(|i| ns[*i].d.believes_leader())
-            .collect();
-        if l.len() == 1 {
-            return l[0];
-        }
-        assert!(
-            Instant::now() < end,
-            "no single leader within {within:?}: {l:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_single_leader(&ns.iter().map(|n| &n.d).collect::<Vec<_>>(), within)
 }
 
 fn check(ns: &[Node]) -> usize {

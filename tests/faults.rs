@@ -51,18 +51,7 @@ fn leaders(ds: &[Daemon]) -> Vec<usize> {
 }
 
 fn wait_leader(ds: &[Daemon], within: Duration) -> usize {
-    let end = Instant::now() + within;
-    loop {
-        let l = leaders(ds);
-        if l.len() == 1 {
-            return l[0];
-        }
-        assert!(
-            Instant::now() < end,
-            "no single leader within {within:?}: {l:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_single_leader(&ds.iter().collect::<Vec<_>>(), within)
 }
 
 fn check(ds: &[Daemon]) -> usize {

@@ -31,6 +31,16 @@ pub struct Object {
     pub body: Vec<u8>,
 }
 
+impl Object {
+    /// The lease record in this object, or why it is not one.
+    pub fn record(&self) -> Result<crate::record::LeaseRecord, crate::record::RecordError> {
+        if self.size > crate::record::MAX_RECORD_BYTES as u64 {
+            return Err(crate::record::RecordError::TooLarge { size: self.size });
+        }
+        crate::record::LeaseRecord::parse(&self.body)
+    }
+}
+
 /// Errors from the store, classified for the election.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

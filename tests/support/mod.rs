@@ -926,3 +926,19 @@ fn serve_faulty(
     }
     Ok(())
 }
+
+/// Wait until exactly one of `ds` believes it leads; returns its index.
+pub fn wait_single_leader(ds: &[&Daemon], within: Duration) -> usize {
+    let end = Instant::now() + within;
+    loop {
+        let l: Vec<usize> = (0..ds.len()).filter(|i| ds[*i].believes_leader()).collect();
+        if l.len() == 1 {
+            return l[0];
+        }
+        assert!(
+            Instant::now() < end,
+            "no single leader within {within:?}: {l:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

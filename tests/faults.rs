@@ -357,3 +357,35 @@ fn randomized_soak_keeps_one_leader_at_a_time() {
         100.0 * with_leader as f64 / samples.max(1) as f64
     );
 }
+
+/// A proxy that strips the conditional headers turns a good store into one
+/// that ignores them: the conformance probe must catch it, and no copy may
+/// join the election.
+#[test]
+fn a_proxy_stripping_conditional_headers_is_caught_by_the_probe() {
+    let sw = Seaweed::start_open();
+    sw.bucket("stripped");
+    let proxy = FaultProxy::start(&sw.endpoint);
+    proxy.set(Fault::StripConditional);
+    let cfg = sw.dir.path().join("stripped.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "election: strip\ns3:\n  bucket: stripped\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{TIMING}",
+            proxy.endpoint()
+        ),
+    )
+    .unwrap();
+    for args in [&["check"][..], &["run"][..]] {
+        let (code, out, err) = run_cmd(&cfg, args, &[("S3_ELECTOR_IDENTITY", "a")]);
+        assert_eq!(code, 69, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("does not honour conditional writes"),
+            "{args:?}: {err}"
+        );
+    }
+    // The same store through an honest proxy passes.
+    proxy.set(Fault::Pass);
+    let (code, out, err) = run_cmd(&cfg, &["check"], &[("S3_ELECTOR_IDENTITY", "a")]);
+    assert_eq!(code, 0, "{out}{err}");
+}

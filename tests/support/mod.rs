@@ -75,17 +75,29 @@ pub struct Seaweed {
 
 impl Seaweed {
     pub fn start() -> Seaweed {
+        Self::start_auth(true)
+    }
+
+    /// A store without authentication (requests are not verified), so that
+    /// a proxy may rewrite signed headers.
+    pub fn start_open() -> Seaweed {
+        Self::start_auth(false)
+    }
+
+    fn start_auth(auth: bool) -> Seaweed {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let ids = dir.path().join("identities.json");
-        std::fs::write(
+        if auth {
+            std::fs::write(
             &ids,
             format!(
                 r#"{{"identities":[{{"name":"test","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
             ),
         )
         .unwrap();
+        }
         let base = free_base();
         let mut s = Seaweed {
             child: spawn_weed(dir.path(), &data, &ids, base),
@@ -217,7 +229,10 @@ fn spawn_weed(dir: &Path, data: &Path, ids: &Path, b: u16) -> Child {
         .arg(format!("-filer.port.grpc={}", p(9)))
         .arg(format!("-admin.port={}", p(10)))
         .arg(format!("-admin.port.grpc={}", p(10010)))
-        .arg(format!("-s3.config={}", ids.display()))
+        .args(
+            ids.exists()
+                .then(|| format!("-s3.config={}", ids.display())),
+        )
         .args([
             "-master.telemetry=false",
             "-admin.ui=false",
@@ -764,6 +779,9 @@ pub enum Fault {
     DropResponse,
     /// Close the connection without answering.
     Reset,
+    /// Forward without `If-Match` / `If-None-Match`, like a store that
+    /// ignores them (needs a store that does not verify signatures).
+    StripConditional,
 }
 
 /// An HTTP-aware proxy in front of the store, one per daemon, whose
@@ -846,6 +864,24 @@ fn read_message(r: &mut impl std::io::BufRead) -> std::io::Result<Option<Vec<u8>
     Ok(Some(msg))
 }
 
+/// The request without its If-Match / If-None-Match header lines.
+fn strip_conditional(req: &[u8]) -> Vec<u8> {
+    let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return req.to_vec();
+    };
+    let head = String::from_utf8_lossy(&req[..end]).into_owned();
+    let kept: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            !l.starts_with("if-match:") && !l.starts_with("if-none-match:")
+        })
+        .collect();
+    let mut out = kept.join("\r\n").into_bytes();
+    out.extend_from_slice(&req[end..]);
+    out
+}
+
 fn is_head_request(req: &[u8]) -> bool {
     req.starts_with(b"HEAD ")
 }
@@ -892,8 +928,13 @@ fn serve_faulty(
                 };
                 std::thread::sleep(base + j);
             }
-            Fault::Pass | Fault::DropResponse => {}
+            Fault::Pass | Fault::DropResponse | Fault::StripConditional => {}
         }
+        let req = if fault == Fault::StripConditional {
+            strip_conditional(&req)
+        } else {
+            req
+        };
         if upstream.is_none() {
             let s = std::net::TcpStream::connect(up)?;
             let r = BufReader::new(s.try_clone()?);

@@ -101,8 +101,6 @@ pub struct State {
     pub problem: Option<String>,
     /// The lease has been read (or written) at least once.
     pub ready: bool,
-    /// After a step-down: not competing until then.
-    pub cooloff_until: Option<Instant>,
 }
 
 impl State {
@@ -121,7 +119,6 @@ impl State {
             last_progress: None,
             problem: None,
             ready: false,
-            cooloff_until: None,
         }
     }
 
@@ -651,7 +648,6 @@ impl<S: LeaseStore> Election<S> {
                     self.release(&h).await;
                     let until = Instant::now() + self.cfg.step_down_cooloff;
                     self.cooloff_until = Some(until);
-                    self.tx.send_modify(|s| s.cooloff_until = Some(until));
                     self.observed = None;
                     return LeadEnd::Lost;
                 }

@@ -343,7 +343,6 @@ mod tests {
             last_progress: None,
             problem: None,
             ready: true,
-            cooloff_until: None,
         }
     }
 

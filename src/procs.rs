@@ -41,12 +41,16 @@ pub fn kill_all_now() {
         .copied()
         .collect();
     for g in groups {
-        let _ = killpg(Pid::from_raw(g), Signal::SIGKILL);
+        signal_group(g, Signal::SIGKILL);
     }
 }
 
 /// Send `sig` to a whole group; a group that is already gone is fine.
+/// Never signals pgid <= 1 (0 would be our own group, 1 init's).
 pub fn signal_group(pgid: i32, sig: Signal) {
+    if pgid <= 1 {
+        return;
+    }
     if let Err(e) = killpg(Pid::from_raw(pgid), sig) {
         if e != nix::errno::Errno::ESRCH {
             warn!(pgid, signal = %sig, error = %e, "cannot signal process group");

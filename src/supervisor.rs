@@ -137,7 +137,12 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
         .process_group(0)
         .kill_on_drop(true);
     let child = cmd.spawn()?;
-    let pgid = child.id().map_or(0, |p| p as i32);
+    // A pid is always there right after spawn; without one there is no
+    // group to manage, and pgid 0 would mean our own group.
+    let pgid = child
+        .id()
+        .map(|p| p as i32)
+        .ok_or_else(|| std::io::Error::other("the program exited before it could be supervised"))?;
     crate::procs::register(pgid);
     info!(event = "child_started", pid = pgid, term = state.term, command = ?spec.argv, "supervised program started");
     Ok(Running {

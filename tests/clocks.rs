@@ -102,20 +102,12 @@ fn clock_rate_drift_at_the_edge_keeps_one_leader() {
         sw.bucket("drift");
         // The leader starts first and alone, so it is the one we skew.
         let l = start(&sw, "drift", "leader", leader_rate);
-        let end = Instant::now() + Duration::from_secs(30);
-        while !l.d.believes_leader() {
-            assert!(Instant::now() < end, "{}", l.d.log_text());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_single_leader(&[&l.d], Duration::from_secs(30));
         let f = start(&sw, "drift", "follower", follower_rate);
         std::thread::sleep(Duration::from_secs(2));
         let cut = Instant::now();
         l.proxy.set(Fault::BlackHole);
-        let end = Instant::now() + Duration::from_secs(20);
-        while !f.d.believes_leader() {
-            assert!(Instant::now() < end, "{}", f.d.log_text());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_single_leader(&[&f.d], Duration::from_secs(20));
         let took = cut.elapsed();
         let ns = vec![l, f];
         let n = check(&ns);

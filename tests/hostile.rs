@@ -94,11 +94,7 @@ fn the_lease_key_deleted_while_held_is_recovered_without_overlap() {
         .iter()
         .map(|id| Daemon::start(id, &cfg))
         .collect();
-    let end = Instant::now() + Duration::from_secs(30);
-    while !ds.iter().any(|d| d.believes_leader()) {
-        assert!(Instant::now() < end);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_single_leader(&ds.iter().collect::<Vec<_>>(), Duration::from_secs(30));
     // Every copy must have seen the record: a copy that never saw it cannot
     // tell a deleted lease from a fresh election (a documented limit).
     for d in &ds {
@@ -188,11 +184,7 @@ fn expired_credentials_are_named_and_survived() {
     )
     .unwrap();
     let d = Daemon::start("a", &cfg);
-    let end = Instant::now() + Duration::from_secs(30);
-    while !d.believes_leader() {
-        assert!(Instant::now() < end);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_single_leader(&[&d], Duration::from_secs(30));
     proxy.set(Fault::Respond(400, "ExpiredToken"));
     let lost = d.wait_event(Duration::from_secs(10), |e| e.event() == "lost");
     assert!(lost.is_some(), "{}", d.log_text());
@@ -216,11 +208,7 @@ fn an_http_flood_does_not_disturb_the_election() {
     sw.bucket("flooded");
     let cfg = sw.config(sw.dir.path(), "flooded", "flooded", TIMING);
     let d = Daemon::start("a", &cfg);
-    let end = Instant::now() + Duration::from_secs(30);
-    while !d.believes_leader() {
-        assert!(Instant::now() < end);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_single_leader(&[&d], Duration::from_secs(30));
     let port = d.http_port;
     let stop = Instant::now() + Duration::from_secs(5);
     let workers: Vec<_> = (0..8)

@@ -49,7 +49,10 @@ fn port_free(p: u16) -> bool {
 /// dials the admin gRPC port at admin.port + 10000).
 fn free_base() -> u16 {
     for _ in 0..500 {
-        let b: u16 = 20000 + (rand::random::<u16>() % 25000);
+        // Below Linux's ephemeral range (32768+), where the many outgoing
+        // connections of a test could take a port between this check and
+        // weed's bind; b + 10010 stays below it too.
+        let b: u16 = 10000 + (rand::random::<u16>() % 12700);
         if (b..=b + 11).all(port_free) && port_free(b + 10 + 10000) {
             return b;
         }
@@ -85,7 +88,7 @@ impl Seaweed {
     }
 
     fn start_auth(auth: bool) -> Seaweed {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let ids = dir.path().join("identities.json");
@@ -98,18 +101,36 @@ impl Seaweed {
         )
         .unwrap();
         }
-        let base = free_base();
-        let mut s = Seaweed {
-            child: spawn_weed(dir.path(), &data, &ids, base),
-            endpoint: format!("http://127.0.0.1:{base}"),
-            dir,
-            base,
-        };
-        s.wait_ready();
-        s
+        // A port can still be taken between the check and weed's bind:
+        // then weed exits at once, and another base is tried.
+        let mut last = String::new();
+        for _ in 0..3 {
+            let base = free_base();
+            let child = spawn_weed(dir.path(), &data, &ids, base);
+            let mut s = Seaweed {
+                child,
+                endpoint: format!("http://127.0.0.1:{base}"),
+                dir,
+                base,
+            };
+            match s.try_ready() {
+                Ok(()) => return s,
+                Err(e) => {
+                    last = e;
+                    dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+                }
+            }
+        }
+        panic!("{last}");
     }
 
     fn wait_ready(&mut self) {
+        if let Err(e) = self.try_ready() {
+            panic!("{e}");
+        }
+    }
+
+    fn try_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -118,19 +139,27 @@ impl Seaweed {
         let client = self.client();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "weed exited early ({status}); see {}/weed.log",
-                    self.dir.path().display()
-                );
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+                let tail: String = log
+                    .chars()
+                    .rev()
+                    .take(1500)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                return Err(format!(
+                    "weed exited early ({status}); its log ends:\n{tail}"
+                ));
             }
             let ok = rt.block_on(async { client.list_buckets().send().await.is_ok() });
             if ok {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS did not become ready in 60s"
-            );
+            if Instant::now() > deadline {
+                return Err("SeaweedFS did not become ready in 60s".into());
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }

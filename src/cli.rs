@@ -350,6 +350,7 @@ async fn run(a: RunArgs) -> i32 {
         jitter: true,
         step_down_cooloff: cfg.timing.step_down_cooloff,
         release_wait: cfg.child_kill_grace() + Duration::from_secs(1),
+        rank_delay: crate::election::rank_delay_for(cfg.timing.retry_period),
     };
     let mut election = Election::new(store, ecfg);
     let commands = election.command_sender();
@@ -800,6 +801,7 @@ async fn reset(a: ResetArgs) -> i32 {
         nonce: new_nonce(),
         released: true,
         holder_address: None,
+        successors: Vec::new(),
     };
     match store.put_if_match(&key, rec.to_body(), &a.etag).await {
         Ok(_) => {

@@ -23,6 +23,21 @@
 //! 7. On shutdown a leader first publishes that it is no longer leader, then
 //!    releases the lease with a conditional write.
 //! 8. After losing, a copy follows and competes again; it never gives up.
+//! 9. Hints only ever make a copy *read* sooner, never write sooner: a
+//!    wake-up (`POST /wake`) causes at most one extra read, rate-limited; the
+//!    `successors` list in a record only *delays* the copies it does not put
+//!    first; phase-aligned polling only moves reads in time. None of them
+//!    changes rule 2.
+//!
+//! # Timing of follower reads
+//! A follower aims its reads just after the moment the holder's next renewal
+//! should become visible (the holder renews every `retry_period`), creeping a
+//! little earlier each period until one read comes too early; that read is
+//! retried once, `guard` later, then polling falls back to the plain period.
+//! So the last renewal before a crash is seen within about `guard` of being
+//! written, and the takeover (scheduled at exactly `first_seen + lease`)
+//! comes within about `guard` of the earliest safe moment, at the cost of
+//! roughly one extra read every five periods.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -32,6 +47,12 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 
 use crate::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
 use crate::store::{LeaseStore, Object, StoreError};
@@ -53,7 +74,25 @@ pub struct ElectionConfig {
     /// How long a release waits for leader-only work (the supervised child)
     /// to stop; if it does not, the lease is left to expire instead.
     pub release_wait: Duration,
+    /// How much later than the first-named successor the n-th one may take
+    /// an expired or released lease (n × this). See [`rank_delay_for`].
+    pub rank_delay: Duration,
 }
+
+/// Most successors named in a record; copies not named rank after them.
+pub const MAX_SUCCESSORS: usize = 8;
+
+/// The default spacing between successors: a tenth of the retry period,
+/// between 20 ms and 250 ms. Long enough for the first one's write to land
+/// before the next one tries (no contention at the store), short enough to
+/// add little when the first one is gone.
+pub fn rank_delay_for(retry_period: Duration) -> Duration {
+    (retry_period / 10).clamp(Duration::from_millis(20), Duration::from_millis(250))
+}
+
+/// Something to run after a successful release (wake the other candidates).
+pub type ReleaseHook =
+    Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Requests to the election task from other parts of the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +234,29 @@ pub struct Election<S: LeaseStore> {
     release_barrier: Option<watch::Receiver<bool>>,
     renew_observer: Option<Box<dyn Fn(Duration) + Send + Sync>>,
     cooloff_until: Option<Instant>,
+    /// Candidates to name as successors in written records.
+    successors: Option<watch::Receiver<Vec<String>>>,
+    /// Run after a successful release, bounded in time.
+    on_released: Option<ReleaseHook>,
+    /// Wake-ups from `POST /wake` (coalesced by `Notify`).
+    wake: Arc<Notify>,
+    /// A wake-up arrived and its read is still owed.
+    wake_due: Option<Instant>,
+    /// No wake-up read before this moment (the rate limit).
+    wake_allowed_from: Instant,
+    /// Phase-aligned polling (see the module docs).
+    phase: Option<Phase>,
+    /// When the last read was sent.
+    last_read: Option<Instant>,
+}
+
+/// Where the holder's renewals are expected.
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    /// Send time of the read that first saw the latest renewal.
+    anchor: Instant,
+    /// Aimed reads in a row that found no new renewal.
+    misses: u8,
 }
 
 impl<S: LeaseStore> Election<S> {
@@ -214,7 +276,64 @@ impl<S: LeaseStore> Election<S> {
             release_barrier: None,
             renew_observer: None,
             cooloff_until: None,
+            successors: None,
+            on_released: None,
+            wake: Arc::new(Notify::new()),
+            wake_due: None,
+            wake_allowed_from: Instant::now(),
+            phase: None,
+            last_read: None,
         }
+    }
+
+    /// Name these candidates (best first) as successors in written records.
+    pub fn set_successors(&mut self, rx: watch::Receiver<Vec<String>>) {
+        self.successors = Some(rx);
+    }
+
+    /// Run `f(term)` after each successful release, for at most a second.
+    pub fn set_on_released(&mut self, f: ReleaseHook) {
+        self.on_released = Some(f);
+    }
+
+    /// A handle that wakes this copy: it reads the lease once, soon (rate
+    /// limited to one read per [`Election::wake_interval`]).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Shortest time between two wake-up reads: a quarter of the retry
+    /// period, at least 50 ms. A storm of wake-ups costs at most four extra
+    /// reads per period.
+    pub fn wake_interval(&self) -> Duration {
+        (self.cfg.retry_period / 4).max(Duration::from_millis(50))
+    }
+
+    fn current_successors(&self) -> Vec<String> {
+        let Some(rx) = &self.successors else {
+            return Vec::new();
+        };
+        rx.borrow()
+            .iter()
+            .filter(|c| **c != self.cfg.identity)
+            .take(MAX_SUCCESSORS)
+            .cloned()
+            .collect()
+    }
+
+    /// This copy's place in a record's successor list: 0 for the first (or
+    /// when the list is empty), the list's length when not named.
+    fn rank(&self, r: &LeaseRecord) -> u32 {
+        r.successors
+            .iter()
+            .position(|c| *c == self.cfg.identity)
+            .unwrap_or(r.successors.len()) as u32
+    }
+
+    /// The guard after an early read, and how much earlier each aimed read
+    /// comes than the previous one.
+    fn guard(&self) -> Duration {
+        (self.cfg.retry_period / 20).clamp(Duration::from_millis(10), Duration::from_millis(100))
     }
 
     /// A sender for [`Command`]s (step-down requests).
@@ -263,17 +382,7 @@ impl<S: LeaseStore> Election<S> {
                     }
                 }
             }
-            let wake = self.next_wake();
-            tokio::select! {
-                // Shutdown first: a stopping follower has nothing to finish.
-                biased;
-                _ = shutdown.cancelled() => break,
-                Some(cmd) = self.commands.recv() => {
-                    let Command::StepDown { reason } = cmd;
-                    info!(reason, "step-down requested, but this copy does not lead; ignoring");
-                }
-                _ = sleep_until(wake) => {}
-            }
+            self.wait_for_next_read(&shutdown).await;
         }
         self.tx.send_modify(|s| {
             s.role = Role::Stopped;
@@ -282,35 +391,97 @@ impl<S: LeaseStore> Election<S> {
         info!(event = "stopped", "election stopped");
     }
 
-    /// When a follower should next act: the next poll, or the moment the
-    /// observed lease runs out, whichever is first.
+    /// Sleep until the next follower step: the next planned read, the
+    /// moment the observed lease may be taken, a wake-up, or shutdown.
+    async fn wait_for_next_read(&mut self, shutdown: &CancellationToken) {
+        let mut at = self.next_wake();
+        loop {
+            if let Some(w) = self.wake_due {
+                at = at.min(w);
+            }
+            tokio::select! {
+                // Shutdown first: a stopping follower has nothing to finish.
+                biased;
+                _ = shutdown.cancelled() => return,
+                Some(cmd) = self.commands.recv() => {
+                    let Command::StepDown { reason } = cmd;
+                    info!(reason, "step-down requested, but this copy does not lead; ignoring");
+                }
+                _ = self.wake.notified() => {
+                    let due = self.wake_allowed_from.max(Instant::now());
+                    self.wake_due = Some(self.wake_due.map_or(due, |d| d.min(due)));
+                    debug!(in_ms = due.saturating_duration_since(Instant::now()).as_millis() as u64,
+                        "wake-up received; reading the lease");
+                }
+                _ = sleep_until(at) => {
+                    if self.wake_due.is_some_and(|d| d <= Instant::now()) {
+                        self.wake_due = None;
+                        self.wake_allowed_from = Instant::now() + self.wake_interval();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// When a follower should next act: the next planned read, or the
+    /// moment the observed lease may be taken, whichever is first.
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
-        let mut d = self.cfg.retry_period;
-        if self.cfg.jitter {
-            d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
-        }
-        let poll = now + d;
+        let last = self.last_read.unwrap_or(now);
+        let period = self.cfg.retry_period;
+        let poll = match self.phase {
+            Some(Phase { anchor, misses: 0 }) => {
+                let creep = self.guard() / 5;
+                anchor + period.saturating_sub(creep)
+            }
+            Some(Phase { .. }) => last + self.guard(),
+            None => {
+                let mut d = period;
+                if self.cfg.jitter {
+                    d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
+                }
+                last + d
+            }
+        };
+        // Never read more often than the guard, whatever the plan says.
+        let poll = poll.max(last + self.guard()).max(now);
         if let Some(c) = self.cooloff_until.filter(|c| *c > now) {
             return poll.min(c);
         }
-        match self.takeover_time() {
+        match self.acquire_at() {
             Some(t) if t > now => poll.min(t),
             _ => poll,
         }
     }
 
-    /// When the observed lease may be taken over, if it is held by another.
+    /// When the observed lease may be taken over, if it is held by another
+    /// (published as the follower's `valid_until`).
     fn takeover_time(&self) -> Option<Instant> {
         let obs = self.observed.as_ref()?;
         match &obs.seen {
-            Seen::Record(r) if !r.released && !self.wrote(&r.nonce) => {
-                Some(obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()))
-            }
+            Seen::Record(r) if !r.released => self.acquire_at(),
+            Seen::Absent if obs.absent_after_record => self.acquire_at(),
+            _ => None,
+        }
+    }
+
+    /// The earliest moment this copy may write, given what it last saw;
+    /// `None` when it may not write at all (an unusable record).
+    fn acquire_at(&self) -> Option<Instant> {
+        let obs = self.observed.as_ref()?;
+        let delay = |r: &LeaseRecord| self.cfg.rank_delay * self.rank(r).min(MAX_SUCCESSORS as u32);
+        match &obs.seen {
+            Seen::Record(r) if self.wrote(&r.nonce) => Some(obs.first_seen),
+            Seen::Record(r) if r.released => Some(obs.first_seen + delay(r)),
+            Seen::Record(r) => Some(
+                obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()) + delay(r),
+            ),
             Seen::Absent if obs.absent_after_record => {
                 Some(obs.first_seen + self.cfg.lease_duration)
             }
-            _ => None,
+            Seen::Absent => Some(obs.first_seen),
+            Seen::Unusable(_) => None,
         }
     }
 
@@ -332,23 +503,13 @@ impl<S: LeaseStore> Election<S> {
             return None;
         }
         let obs = self.observed.as_ref()?;
+        if self.acquire_at().is_none_or(|t| now < t) {
+            return None;
+        }
         match &obs.seen {
             Seen::Unusable(_) => None,
-            Seen::Absent => {
-                if !obs.absent_after_record || now >= obs.first_seen + self.cfg.lease_duration {
-                    Some((None, None))
-                } else {
-                    None
-                }
-            }
-            Seen::Record(r) => {
-                let expired = self.takeover_time().is_some_and(|t| now >= t);
-                if r.released || self.wrote(&r.nonce) || expired {
-                    Some((Some(obs.etag.clone()), Some(r.clone())))
-                } else {
-                    None
-                }
-            }
+            Seen::Absent => Some((None, None)),
+            Seen::Record(r) => Some((Some(obs.etag.clone()), Some(r.clone()))),
         }
     }
 
@@ -361,11 +522,15 @@ impl<S: LeaseStore> Election<S> {
     /// and try to acquire when the rules allow it.
     async fn follower_tick(&mut self) -> Option<Held> {
         if self.may_acquire(Instant::now()).is_none() {
+            let sent = Instant::now();
+            let aimed = self.next_aim().is_some_and(|a| sent >= a);
+            self.last_read = Some(sent);
             let r = self.store.get(&self.cfg.key).await;
             match r {
                 Ok(obj) => {
                     self.progress();
-                    self.observe(obj);
+                    let changed = self.observe(obj);
+                    self.plan_reads(sent, changed, aimed);
                 }
                 Err(e) => {
                     self.report_read_error(&e);
@@ -375,6 +540,36 @@ impl<S: LeaseStore> Election<S> {
         }
         let (etag, prev) = self.may_acquire(Instant::now())?;
         self.try_acquire(etag, prev).await
+    }
+
+    /// When the next renewal is expected to be visible, if in phase.
+    fn next_aim(&self) -> Option<Instant> {
+        let p = self.phase?;
+        let creep = self.guard() / 5;
+        Some(p.anchor + self.cfg.retry_period.saturating_sub(creep))
+    }
+
+    /// Update the read plan after a read sent at `sent`.
+    fn plan_reads(&mut self, sent: Instant, changed: bool, aimed: bool) {
+        let live_other = self.observed.as_ref().is_some_and(|o| {
+            matches!(&o.seen, Seen::Record(r) if !r.released && !self.wrote(&r.nonce))
+        });
+        if !live_other {
+            self.phase = None;
+        } else if changed {
+            self.phase = Some(Phase {
+                anchor: sent,
+                misses: 0,
+            });
+        } else if aimed {
+            if let Some(p) = self.phase.as_mut() {
+                p.misses += 1;
+                if p.misses > 1 {
+                    // Two early reads in a row: the holder is late or gone.
+                    self.phase = None;
+                }
+            }
+        }
     }
 
     fn report_read_error(&self, e: &StoreError) {
@@ -395,8 +590,8 @@ impl<S: LeaseStore> Election<S> {
     }
 
     /// Take in a read result: track when this version was first seen and
-    /// publish what it says.
-    fn observe(&mut self, obj: Option<Object>) {
+    /// publish what it says. Returns whether the version is new.
+    fn observe(&mut self, obj: Option<Object>) -> bool {
         let now = Instant::now();
         let (etag, seen) = match obj {
             None => (String::new(), Seen::Absent),
@@ -409,7 +604,7 @@ impl<S: LeaseStore> Election<S> {
             o.etag == etag && matches!(o.seen, Seen::Absent) == matches!(seen, Seen::Absent)
         });
         if same {
-            return;
+            return false;
         }
         let absent_after_record = match (&seen, &self.observed) {
             (Seen::Absent, Some(prev)) => {
@@ -486,6 +681,7 @@ impl<S: LeaseStore> Election<S> {
             s.problem = problem;
             s.ready = true;
         });
+        true
     }
 
     /// Write a new record naming this copy, conditioned on `etag` (or on
@@ -518,6 +714,7 @@ impl<S: LeaseStore> Election<S> {
             nonce: new_nonce(),
             released: false,
             holder_address: self.cfg.advertise_address.clone(),
+            successors: self.current_successors(),
         };
         self.remember_nonce(&rec.nonce);
         let body = rec.to_body();
@@ -651,6 +848,8 @@ impl<S: LeaseStore> Election<S> {
                     self.observed = None;
                     return LeadEnd::Lost;
                 }
+                // A leader has nothing to learn from a wake-up.
+                _ = self.wake.notified() => continue,
                 _ = sleep_until(next) => {}
             }
             last_attempt = Instant::now();
@@ -683,6 +882,7 @@ impl<S: LeaseStore> Election<S> {
         let mut rec = h.record.clone();
         rec.renewed_at = wall_now();
         rec.nonce = new_nonce();
+        rec.successors = self.current_successors();
         self.remember_nonce(&rec.nonce);
         let sent = Instant::now();
         let started = Instant::now();
@@ -818,13 +1018,24 @@ impl<S: LeaseStore> Election<S> {
         rec.released = true;
         rec.renewed_at = wall_now();
         rec.nonce = new_nonce();
+        rec.successors = self.current_successors();
         self.remember_nonce(&rec.nonce);
         match self
             .store
             .put_if_match(&self.cfg.key, rec.to_body(), &h.etag)
             .await
         {
-            Ok(_) => info!(event = "released", term = rec.term, "released lease"),
+            Ok(_) => {
+                info!(event = "released", term = rec.term, successors = ?rec.successors, "released lease");
+                if let Some(f) = &self.on_released {
+                    if tokio::time::timeout(Duration::from_secs(1), f(rec.term))
+                        .await
+                        .is_err()
+                    {
+                        debug!("waking the other candidates took over a second; left it");
+                    }
+                }
+            }
             Err(StoreError::PreconditionFailed) => {
                 info!(
                     term = rec.term,

@@ -15,7 +15,7 @@ use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 use crate::election::State;
-use crate::store::{LeaseStore, Object, StoreError};
+use crate::store::{LeaseStore, Listed, Object, StoreError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct S3Labels {
@@ -171,9 +171,21 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
         r
     }
 
-    async fn delete_probe_object(&self, key: &str) -> Result<(), StoreError> {
-        let r = self.inner.delete_probe_object(key).await;
+    async fn delete_side_object(&self, key: &str) -> Result<(), StoreError> {
+        let r = self.inner.delete_side_object(key).await;
         self.metrics.count("delete", outcome(&r));
+        r
+    }
+
+    async fn put_side_object(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        let r = self.inner.put_side_object(key, body).await;
+        self.metrics.count("put", outcome(&r));
+        r
+    }
+
+    async fn list(&self, prefix: &str, max: usize) -> Result<Vec<Listed>, StoreError> {
+        let r = self.inner.list(prefix, max).await;
+        self.metrics.count("list", outcome(&r));
         r
     }
 }

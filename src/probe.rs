@@ -69,7 +69,7 @@ pub async fn run<S: LeaseStore>(
         }
     }
     if !matches!(result, Err(ProbeError::Store(ref e)) if e.needs_operator()) {
-        if let Err(e) = store.delete_probe_object(&key).await {
+        if let Err(e) = store.delete_side_object(&key).await {
             report.cleanup_warning = Some(format!(
                 "could not delete the probe object {key}: {e}; allow s3:DeleteObject on `{lease_key}.probe/*` or add a lifecycle rule"
             ));

@@ -50,6 +50,11 @@ pub struct LeaseRecord {
     /// Where the holder can be reached, if it said so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_address: Option<String>,
+    /// Candidates the holder saw alive, best first: a hint that spreads the
+    /// race for the lease (the first one goes first, the others a little
+    /// later). Never needed for safety; older builds ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub successors: Vec<String>,
 }
 
 /// Why a body is not a usable lease record.
@@ -173,6 +178,7 @@ mod tests {
             nonce: new_nonce(),
             released: false,
             holder_address: None,
+            successors: Vec::new(),
         }
     }
 

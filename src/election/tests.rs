@@ -28,6 +28,7 @@ fn cfg(id: &str) -> ElectionConfig {
         jitter: false,
         step_down_cooloff: Duration::from_secs(10),
         release_wait: Duration::from_secs(1),
+        rank_delay: Duration::from_millis(200),
     }
 }
 
@@ -77,6 +78,7 @@ fn foreign_holder(store: &MemoryStore, holder: &str, term: u64) -> String {
         nonce: new_nonce(),
         released: false,
         holder_address: Some("10.0.0.9:4040".into()),
+        successors: Vec::new(),
     };
     store.put_raw(KEY, &r.to_body())
 }

@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{LeaseStore, Object, StoreError};
+use super::{LeaseStore, Listed, Object, StoreError};
 
 /// What to do to the next matching request.
 #[derive(Debug, Clone)]
@@ -179,8 +179,30 @@ impl LeaseStore for MemoryStore {
         self.write(Op::PutIfMatch, key, body, Some(etag)).await
     }
 
-    async fn delete_probe_object(&self, key: &str) -> Result<(), StoreError> {
+    async fn delete_side_object(&self, key: &str) -> Result<(), StoreError> {
         self.lock().objects.remove(key);
         Ok(())
+    }
+
+    async fn put_side_object(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        self.put_raw(key, &body);
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str, max: usize) -> Result<Vec<Listed>, StoreError> {
+        let g = self.lock();
+        let mut v: Vec<Listed> = g
+            .objects
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (b, e))| Listed {
+                key: k.clone(),
+                etag: e.clone(),
+                size: b.len() as u64,
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v.truncate(max);
+        Ok(v)
     }
 }

@@ -4,9 +4,10 @@
 //! - the only writes are conditional: [`LeaseStore::put_if_absent`]
 //!   (`If-None-Match: *`) and [`LeaseStore::put_if_match`] (`If-Match`);
 //!   there is no unconditional PUT in this trait or its implementations;
-//! - [`LeaseStore::delete_probe_object`] is the one unconditional request,
-//!   and it exists only to clean up the conformance probe's scratch keys;
-//!   nothing calls it on the lease key;
+//! - the unconditional requests ([`LeaseStore::put_side_object`],
+//!   [`LeaseStore::delete_side_object`]) exist only for side objects: the
+//!   conformance probe's scratch keys and this copy's own entry in the
+//!   candidate registry; nothing calls them on the lease key;
 //! - a refused condition is [`StoreError::PreconditionFailed`], whether the
 //!   store said 412 or (for `If-Match` on a missing key) 404: stores differ;
 //! - [`StoreError::is_ambiguous`] errors (timeouts, 5xx, 409) mean a write
@@ -126,9 +127,33 @@ pub trait LeaseStore: Send + Sync + 'static {
         etag: &str,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
-    /// Delete a conformance-probe scratch object. Never used on the lease key.
-    fn delete_probe_object(&self, key: &str)
+    /// Delete a side object (probe scratch key, own registry entry).
+    /// Never used on the lease key.
+    fn delete_side_object(&self, key: &str)
         -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Write a side object unconditionally (this copy's registry entry).
+    /// Never used on the lease key.
+    fn put_side_object(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `max` objects whose keys start with `prefix` (one listing page).
+    fn list(
+        &self,
+        prefix: &str,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send;
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub etag: String,
+    pub size: u64,
 }
 
 impl<T: LeaseStore> LeaseStore for std::sync::Arc<T> {
@@ -150,10 +175,21 @@ impl<T: LeaseStore> LeaseStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<String, StoreError>> + Send {
         (**self).put_if_match(key, body, etag)
     }
-    fn delete_probe_object(
+    fn delete_side_object(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).delete_side_object(key)
+    }
+    fn put_side_object(
         &self,
         key: &str,
+        body: Vec<u8>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        (**self).delete_probe_object(key)
+        (**self).put_side_object(key, body)
+    }
+    fn list(
+        &self,
+        prefix: &str,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send {
+        (**self).list(prefix, max)
     }
 }

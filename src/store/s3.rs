@@ -24,7 +24,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
-use super::{LeaseStore, Object, StoreError};
+use super::{Listed, LeaseStore, Object, StoreError};
 use crate::config::S3Config;
 use crate::record::MAX_RECORD_BYTES;
 
@@ -353,7 +353,7 @@ impl LeaseStore for S3Store {
         }
     }
 
-    async fn delete_probe_object(&self, key: &str) -> Result<(), StoreError> {
+    async fn delete_side_object(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_object()
             .bucket(&self.bucket)
@@ -362,6 +362,41 @@ impl LeaseStore for S3Store {
             .await
             .map(|_| ())
             .map_err(|e| self.classify("DeleteObject", key, false, e))
+    }
+
+    async fn put_side_object(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(body.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.classify("PutObject", key, false, e))
+    }
+
+    async fn list(&self, prefix: &str, max: usize) -> Result<Vec<Listed>, StoreError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(i32::try_from(max).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|e| self.classify("ListObjectsV2", prefix, false, e))?;
+        Ok(out
+            .contents()
+            .iter()
+            .take(max)
+            .map(|o| Listed {
+                key: o.key().unwrap_or_default().to_string(),
+                etag: o.e_tag().unwrap_or_default().to_string(),
+                size: o.size().unwrap_or(0).max(0) as u64,
+            })
+            .collect())
     }
 }
 

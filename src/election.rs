@@ -253,10 +253,11 @@ pub struct Election<S: LeaseStore> {
 /// Where the holder's renewals are expected.
 #[derive(Debug, Clone, Copy)]
 struct Phase {
-    /// Send time of the read that first saw the latest renewal.
-    anchor: Instant,
-    /// Aimed reads in a row that found no new renewal.
-    misses: u8,
+    /// The next renewal is expected to become visible in `(lo, hi]`.
+    lo: Instant,
+    hi: Instant,
+    /// After an aimed read came too early: when to read again.
+    retry_at: Option<Instant>,
 }
 
 impl<S: LeaseStore> Election<S> {
@@ -431,11 +432,10 @@ impl<S: LeaseStore> Election<S> {
         let last = self.last_read.unwrap_or(now);
         let period = self.cfg.retry_period;
         let poll = match self.phase {
-            Some(Phase { anchor, misses: 0 }) => {
-                let creep = self.guard() / 5;
-                anchor + period.saturating_sub(creep)
-            }
-            Some(Phase { .. }) => last + self.guard(),
+            Some(Phase {
+                retry_at: Some(t), ..
+            }) => t,
+            Some(p) => self.aim(&p),
             None => {
                 let mut d = period;
                 if self.cfg.jitter {
@@ -444,8 +444,8 @@ impl<S: LeaseStore> Election<S> {
                 last + d
             }
         };
-        // Never read more often than the guard, whatever the plan says.
-        let poll = poll.max(last + self.guard()).max(now);
+        // Never read more often than every 5 ms, whatever the plan says.
+        let poll = poll.max(last + Duration::from_millis(5)).max(now);
         if let Some(c) = self.cooloff_until.filter(|c| *c > now) {
             return poll.min(c);
         }
@@ -521,16 +521,17 @@ impl<S: LeaseStore> Election<S> {
     /// One follower step: read (unless the observed lease has just run out),
     /// and try to acquire when the rules allow it.
     async fn follower_tick(&mut self) -> Option<Held> {
-        if self.may_acquire(Instant::now()).is_none() {
+        if self.may_acquire(Instant::now()).is_none() || self.recheck_before_writing() {
             let sent = Instant::now();
-            let aimed = self.next_aim().is_some_and(|a| sent >= a);
+            let aimed = self.phase.is_some_and(|p| sent >= self.aim(&p));
+            let previous = self.last_read;
             self.last_read = Some(sent);
             let r = self.store.get(&self.cfg.key).await;
             match r {
                 Ok(obj) => {
                     self.progress();
                     let changed = self.observe(obj);
-                    self.plan_reads(sent, changed, aimed);
+                    self.plan_reads(previous, sent, changed, aimed);
                 }
                 Err(e) => {
                     self.report_read_error(&e);
@@ -542,34 +543,83 @@ impl<S: LeaseStore> Election<S> {
         self.try_acquire(etag, prev).await
     }
 
-    /// When the next renewal is expected to be visible, if in phase.
-    fn next_aim(&self) -> Option<Instant> {
-        let p = self.phase?;
-        let creep = self.guard() / 5;
-        Some(p.anchor + self.cfg.retry_period.saturating_sub(creep))
+    /// A copy that is not the first-named successor reads once more when
+    /// its turn comes: a successor before it has most likely taken the lease
+    /// already, and a read is cheaper than a refused write.
+    fn recheck_before_writing(&self) -> bool {
+        let Some(obs) = self.observed.as_ref() else {
+            return false;
+        };
+        match &obs.seen {
+            Seen::Record(r) if !self.wrote(&r.nonce) && self.rank(r) > 0 => self
+                .acquire_at()
+                .is_some_and(|t| self.last_read.is_none_or(|l| l < t)),
+            _ => false,
+        }
     }
 
-    /// Update the read plan after a read sent at `sent`.
-    fn plan_reads(&mut self, sent: Instant, changed: bool, aimed: bool) {
+    /// When to read for the next renewal: in the middle of a window wider
+    /// than the guard (to narrow it), else `creep` before its end (so that
+    /// reads creep earlier until one comes too early).
+    fn aim(&self, p: &Phase) -> Instant {
+        let width = p.hi.saturating_duration_since(p.lo);
+        if width > self.guard() {
+            p.hi - width / 2
+        } else {
+            p.hi - (self.guard() / 5).min(width)
+        }
+    }
+
+    /// Update the read plan after a read sent at `sent` (the read before it
+    /// was sent at `previous`). See "Timing of follower reads" above.
+    fn plan_reads(
+        &mut self,
+        previous: Option<Instant>,
+        sent: Instant,
+        changed: bool,
+        aimed: bool,
+    ) {
         let live_other = self.observed.as_ref().is_some_and(|o| {
             matches!(&o.seen, Seen::Record(r) if !r.released && !self.wrote(&r.nonce))
         });
+        let period = self.cfg.retry_period;
+        let guard = self.guard();
+        let creep = guard / 5;
         if !live_other {
             self.phase = None;
-        } else if changed {
-            self.phase = Some(Phase {
-                anchor: sent,
-                misses: 0,
-            });
-        } else if aimed {
-            if let Some(p) = self.phase.as_mut() {
-                p.misses += 1;
-                if p.misses > 1 {
-                    // Two early reads in a row: the holder is late or gone.
-                    self.phase = None;
+            return;
+        }
+        if changed {
+            // Visible after the previous read (which saw the old version)
+            // and, if we were in phase, after the window's start.
+            let mut lo = previous.unwrap_or(sent).min(sent);
+            if let Some(p) = self.phase {
+                if p.lo < sent {
+                    lo = lo.max(p.lo);
                 }
             }
+            self.phase = Some(Phase {
+                // Widen by `creep` per period: renewals drift a little.
+                lo: lo + period.saturating_sub(creep),
+                hi: sent + period,
+                retry_at: None,
+            });
+            return;
         }
+        let Some(mut p) = self.phase else { return };
+        if !aimed {
+            return;
+        }
+        if p.retry_at.is_some() || sent > p.hi + guard {
+            // Early twice, or well past the window: the holder is late or
+            // gone. Poll at the plain period until the next renewal is seen.
+            self.phase = None;
+            return;
+        }
+        let wide = p.hi.saturating_duration_since(p.lo) > guard;
+        p.lo = p.lo.max(sent);
+        p.retry_at = Some(if wide { p.hi + creep } else { sent + guard });
+        self.phase = Some(p);
     }
 
     fn report_read_error(&self, e: &StoreError) {

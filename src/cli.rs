@@ -98,6 +98,9 @@ pub struct RunArgs {
     /// Overrides `http.listen` (e.g. a pod IP in Kubernetes).
     #[arg(long, env = "S3_ELECTOR_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Overrides `advertise_address` (e.g. `$(POD_IP):4040` in Kubernetes).
+    #[arg(long, env = "S3_ELECTOR_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
     /// Overrides `status_file`.
     #[arg(long, env = "S3_ELECTOR_STATUS_FILE")]
     pub status_file: Option<PathBuf>,
@@ -231,9 +234,12 @@ async fn run(a: RunArgs) -> i32 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if a.http_listen.is_some() || a.status_file.is_some() {
+    if a.http_listen.is_some() || a.status_file.is_some() || a.advertise_address.is_some() {
         if let Some(l) = &a.http_listen {
             cfg.http.listen = Some(l.clone());
+        }
+        if let Some(l) = &a.advertise_address {
+            cfg.advertise_address = Some(l.clone());
         }
         if let Some(f) = &a.status_file {
             cfg.status_file = Some(f.clone());
@@ -295,7 +301,7 @@ async fn run(a: RunArgs) -> i32 {
         Err(code) => return code,
     };
     let metrics = Arc::new(Metrics::new());
-    let store = MeteredStore::new(s3, metrics.clone());
+    let store = Arc::new(MeteredStore::new(s3, metrics.clone()));
     let key = cfg.lease_key();
 
     // The probe: retry while the store is merely unreachable; give up on
@@ -339,6 +345,18 @@ async fn run(a: RunArgs) -> i32 {
         }
     }
 
+    // Where other copies can reach our HTTP endpoint: the configured
+    // address, else the bound one when it is a specific IP.
+    let advertise = cfg.advertise_address.clone().or_else(|| {
+        listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| a.to_string())
+    });
+    if cfg.registry.enabled && advertise.is_none() {
+        info!("no address to advertise (HTTP off, or bound to an unspecified address): other copies cannot wake this one; set `advertise_address`");
+    }
     let ecfg = ElectionConfig {
         identity: identity.clone(),
         election: cfg.election.clone(),
@@ -346,15 +364,51 @@ async fn run(a: RunArgs) -> i32 {
         lease_duration: cfg.timing.lease_duration,
         renew_deadline: cfg.timing.renew_deadline,
         retry_period: cfg.timing.retry_period,
-        advertise_address: cfg.advertise_address.clone(),
+        advertise_address: advertise.clone(),
         jitter: true,
         step_down_cooloff: cfg.timing.step_down_cooloff,
         release_wait: cfg.child_kill_grace() + Duration::from_secs(1),
         rank_delay: crate::election::rank_delay_for(cfg.timing.retry_period),
     };
-    let mut election = Election::new(store, ecfg);
+    let mut election = Election::new(store.clone(), ecfg);
     let commands = election.command_sender();
     let state = election.subscribe();
+    let waker = election.waker();
+    let registry_waker = Arc::new(tokio::sync::Notify::new());
+    let registry_task = if cfg.registry.enabled {
+        let (succ_tx, succ_rx) = watch::channel(Vec::new());
+        election.set_successors(succ_rx);
+        let peers = crate::registry::Peers::default();
+        {
+            let peers = peers.clone();
+            let me = identity.clone();
+            election.set_on_released(Box::new(move |term| {
+                let peers = peers.clone();
+                let me = me.clone();
+                Box::pin(async move {
+                    let n = peers.wake_all(&me).await;
+                    info!(term, woken = n, "woke the other candidates");
+                })
+            }));
+        }
+        let settings = crate::registry::Settings {
+            prefix: cfg.registry_prefix(),
+            election: cfg.election.clone(),
+            identity: identity.clone(),
+            address: advertise.clone(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            refresh: cfg.registry.refresh,
+            list_interval: cfg.registry.list_interval,
+            // HTTP only, no S3 cost: often enough that a dead candidate
+            // is dropped before it matters.
+            check_interval: (cfg.timing.retry_period * 2)
+                .clamp(Duration::from_secs(1), Duration::from_secs(10))
+                .min(cfg.registry.list_interval),
+        };
+        Some((settings, succ_tx, peers))
+    } else {
+        None
+    };
     {
         let m = metrics.clone();
         election.set_renew_observer(move |d| m.observe_renewal(d));
@@ -391,6 +445,10 @@ async fn run(a: RunArgs) -> i32 {
             state: state.clone(),
             metrics: metrics.clone(),
             step_down: cfg.http.step_down.then(|| commands.clone()),
+            wake: cfg
+                .http
+                .wake
+                .then(|| (waker.clone(), registry_waker.clone())),
             lease_duration: cfg.timing.lease_duration,
             health_margin: cfg.timing.retry_period,
             started,
@@ -431,6 +489,17 @@ async fn run(a: RunArgs) -> i32 {
         started,
         stop_surfaces.clone(),
     )));
+    let registry_task = registry_task.map(|(settings, succ_tx, peers)| {
+        tokio::spawn(crate::registry::run(
+            store.clone(),
+            settings,
+            state.clone(),
+            succ_tx,
+            peers,
+            registry_waker.clone(),
+            stop_surfaces.clone(),
+        ))
+    });
     let election_task = tokio::spawn(election.run(stop_election.clone()));
     crate::notify::ready();
 
@@ -480,6 +549,10 @@ async fn run(a: RunArgs) -> i32 {
     }
     if let Some(t) = status_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    if let Some(t) = registry_task {
+        // Removes our entry: bounded by its own 2 s timeout.
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
     }
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(1), t).await;

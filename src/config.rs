@@ -83,8 +83,12 @@ pub struct Config {
     pub identity_from: IdentitySource,
     /// Name of the election; part of the default lease key.
     pub election: String,
-    /// Address other copies and users can reach this copy at, written into
-    /// the lease record while this copy leads. Informational only.
+    /// `host:port` where other copies reach this copy's HTTP endpoint: put
+    /// in the lease record while leading and in the candidate registry, so
+    /// that a leader that steps down can wake its successor. Defaults to the
+    /// bound `http.listen` address when that is a specific IP (loopback
+    /// addresses are only used by copies on the same host).
+    /// `--advertise-address` / `S3_ELECTOR_ADVERTISE_ADDRESS` override it.
     #[serde(default)]
     pub advertise_address: Option<String>,
     pub s3: S3Config,
@@ -104,6 +108,48 @@ pub struct Config {
     pub hooks: HooksConfig,
     #[serde(default)]
     pub child: ChildConfig,
+    #[serde(default)]
+    pub registry: RegistryConfig,
+}
+
+/// The candidate registry: each copy keeps a small object of its own next
+/// to the lease, saying how to reach it. A hint for fast hand-over only;
+/// never needed for safety.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Write this copy's entry and, while leading, read the others'.
+    /// Needs `s3:PutObject`/`s3:DeleteObject` on the entry and
+    /// `s3:ListBucket` on the prefix. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Rewrite this copy's entry this often (it is written at start and
+    /// removed on a graceful stop).
+    #[serde(default = "default_registry_refresh", deserialize_with = "de_duration")]
+    pub refresh: Duration,
+    /// While leading, list the registry this often (one LIST request).
+    #[serde(
+        default = "default_registry_list_interval",
+        deserialize_with = "de_duration"
+    )]
+    pub list_interval: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            enabled: true,
+            refresh: default_registry_refresh(),
+            list_interval: default_registry_list_interval(),
+        }
+    }
+}
+
+fn default_registry_refresh() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_registry_list_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// The local HTTP endpoint.
@@ -124,6 +170,11 @@ pub struct HttpConfig {
     /// Enable `POST /step-down` (and so `s3-elector step-down`). Default false.
     #[serde(default)]
     pub step_down: bool,
+    /// Accept `POST /wake`: read the lease once, soon. A wake-up can cause
+    /// at most one extra (rate-limited) read and never a write, so it needs
+    /// no token. Default true.
+    #[serde(default = "yes")]
+    pub wake: bool,
     /// Connections served at once; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -139,6 +190,7 @@ impl Default for HttpConfig {
             listen: None,
             allow_non_loopback: false,
             step_down: false,
+            wake: true,
             max_connections: default_max_connections(),
             header_timeout: default_header_timeout(),
         }
@@ -376,12 +428,15 @@ const TOP_KEYS: &[&str] = &[
     "status_file",
     "hooks",
     "child",
+    "registry",
 ];
+const REGISTRY_KEYS: &[&str] = &["enabled", "refresh", "list_interval"];
 const HTTP_KEYS: &[&str] = &[
     "enabled",
     "listen",
     "allow_non_loopback",
     "step_down",
+    "wake",
     "max_connections",
     "header_timeout",
 ];
@@ -404,6 +459,7 @@ fn known_keys(path: &str) -> Option<&'static [&'static str]> {
         "hooks" => HOOKS_KEYS,
         "hooks.on_acquired" | "hooks.on_lost" | "hooks.on_leader_changed" => HOOK_KEYS,
         "child" => CHILD_KEYS,
+        "registry" => REGISTRY_KEYS,
         _ => return None,
     })
 }
@@ -603,7 +659,29 @@ impl Config {
             );
         }
         self.validate_surfaces(&mut p);
+        let r = &self.registry;
+        if r.refresh < Duration::from_secs(1) || r.refresh > Duration::from_secs(86400) {
+            p.push(Problem {
+                field: "registry.refresh".into(),
+                message: format!("{} is out of range; use 1s to 24h", fmt(r.refresh)),
+            });
+        }
+        if r.list_interval < Duration::from_secs(1) || r.list_interval > Duration::from_secs(3600) {
+            p.push(Problem {
+                field: "registry.list_interval".into(),
+                message: format!("{} is out of range; use 1s to 1h", fmt(r.list_interval)),
+            });
+        }
         p
+    }
+
+    /// Prefix of the candidate registry: next to the lease key.
+    pub fn registry_prefix(&self) -> String {
+        let key = self.lease_key();
+        match key.strip_suffix("/lease.json") {
+            Some(dir) => format!("{dir}/candidates/"),
+            None => format!("{key}.candidates/"),
+        }
     }
 
     fn validate_surfaces(&self, p: &mut Vec<Problem>) {
@@ -1115,15 +1193,17 @@ mod tests {
             s3:\n  bucket: leases\n  key: k\n  region: r\n  endpoint_url: http://h\n  force_path_style: true\n  connect_timeout: 1s\n  request_timeout: 2s\n\
             timing:\n  lease_duration: 15s\n  renew_deadline: 10s\n  retry_period: 2s\n";
         Config::from_yaml(yaml, "t").unwrap();
-        assert_eq!(TOP_KEYS.len(), 11);
+        assert_eq!(TOP_KEYS.len(), 12);
         assert_eq!(S3_KEYS.len(), 8);
         assert_eq!(TIMING_KEYS.len(), 4);
         let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\
-            http:\n  enabled: true\n  listen: 127.0.0.1:1\n  allow_non_loopback: false\n  step_down: true\n  max_connections: 4\n  header_timeout: 1s\n\
+            http:\n  enabled: true\n  listen: 127.0.0.1:1\n  allow_non_loopback: false\n  step_down: true\n  wake: true\n  max_connections: 4\n  header_timeout: 1s\n\
+            registry:\n  enabled: true\n  refresh: 10m\n  list_interval: 30s\n\
             hooks:\n  on_acquired_failure: keep\n  on_acquired:\n    command: [a]\n    timeout: 1s\n    working_dir: /\n  on_lost:\n    command: [b]\n  on_leader_changed:\n    command: [c]\n\
             child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\n";
         Config::from_yaml(yaml, "t").unwrap();
-        assert_eq!(HTTP_KEYS.len(), 6);
+        assert_eq!(HTTP_KEYS.len(), 7);
+        assert_eq!(REGISTRY_KEYS.len(), 3);
         assert_eq!(HOOK_KEYS.len(), 3);
         assert_eq!(HOOKS_KEYS.len(), 4);
         assert_eq!(CHILD_KEYS.len(), 2);

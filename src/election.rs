@@ -79,6 +79,9 @@ pub struct ElectionConfig {
     pub rank_delay: Duration,
 }
 
+/// Wake-up reads that may happen back to back before the rate limit.
+pub const WAKE_BURST: f64 = 3.0;
+
 /// Most successors named in a record; copies not named rank after them.
 pub const MAX_SUCCESSORS: usize = 8;
 
@@ -91,8 +94,7 @@ pub fn rank_delay_for(retry_period: Duration) -> Duration {
 }
 
 /// Something to run after a successful release (wake the other candidates).
-pub type ReleaseHook =
-    Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub type ReleaseHook = Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Requests to the election task from other parts of the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +104,7 @@ pub enum Command {
 }
 
 /// This copy's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Has not yet read the lease.
@@ -140,6 +142,10 @@ pub struct State {
     pub problem: Option<String>,
     /// The lease has been read (or written) at least once.
     pub ready: bool,
+    /// This copy competes for the lease right now: false while it stops,
+    /// releases, or sits out a step-down cool-off. A leader checks this
+    /// (through `GET /leader`) before naming a copy as its successor.
+    pub candidate: bool,
 }
 
 impl State {
@@ -158,6 +164,7 @@ impl State {
             last_progress: None,
             problem: None,
             ready: false,
+            candidate: true,
         }
     }
 
@@ -242,8 +249,9 @@ pub struct Election<S: LeaseStore> {
     wake: Arc<Notify>,
     /// A wake-up arrived and its read is still owed.
     wake_due: Option<Instant>,
-    /// No wake-up read before this moment (the rate limit).
-    wake_allowed_from: Instant,
+    /// The wake-up rate limit: a bucket of [`WAKE_BURST`] reads, refilled
+    /// one per [`Election::wake_interval`]. (tokens, when last refilled)
+    wake_tokens: (f64, Instant),
     /// Phase-aligned polling (see the module docs).
     phase: Option<Phase>,
     /// When the last read was sent.
@@ -281,7 +289,7 @@ impl<S: LeaseStore> Election<S> {
             on_released: None,
             wake: Arc::new(Notify::new()),
             wake_due: None,
-            wake_allowed_from: Instant::now(),
+            wake_tokens: (WAKE_BURST, Instant::now()),
             phase: None,
             last_read: None,
         }
@@ -303,11 +311,31 @@ impl<S: LeaseStore> Election<S> {
         self.wake.clone()
     }
 
-    /// Shortest time between two wake-up reads: a quarter of the retry
-    /// period, at least 50 ms. A storm of wake-ups costs at most four extra
-    /// reads per period.
+    /// Sustained rate of wake-up reads: one per quarter retry period,
+    /// between 50 ms and 1 s. A storm of wake-ups costs at most
+    /// [`WAKE_BURST`] reads at once, then four extra reads per period (at
+    /// most one a second).
     pub fn wake_interval(&self) -> Duration {
-        (self.cfg.retry_period / 4).max(Duration::from_millis(50))
+        (self.cfg.retry_period / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    /// When the next wake-up read may happen, taking a token if it is now.
+    fn wake_slot(&mut self, now: Instant) -> Instant {
+        let (tokens, at) = self.wake_tokens;
+        let interval = self.wake_interval().as_secs_f64();
+        let tokens =
+            (tokens + now.saturating_duration_since(at).as_secs_f64() / interval).min(WAKE_BURST);
+        self.wake_tokens = (tokens, now);
+        if tokens >= 1.0 {
+            now
+        } else {
+            now + Duration::from_secs_f64((1.0 - tokens) * interval)
+        }
+    }
+
+    fn take_wake_token(&mut self, now: Instant) {
+        self.wake_slot(now);
+        self.wake_tokens.0 = (self.wake_tokens.0 - 1.0).max(0.0);
     }
 
     fn current_successors(&self) -> Vec<String> {
@@ -387,6 +415,7 @@ impl<S: LeaseStore> Election<S> {
         }
         self.tx.send_modify(|s| {
             s.role = Role::Stopped;
+            s.candidate = false;
             s.valid_until = None;
         });
         info!(event = "stopped", "election stopped");
@@ -409,7 +438,7 @@ impl<S: LeaseStore> Election<S> {
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
                 _ = self.wake.notified() => {
-                    let due = self.wake_allowed_from.max(Instant::now());
+                    let due = self.wake_slot(Instant::now());
                     self.wake_due = Some(self.wake_due.map_or(due, |d| d.min(due)));
                     debug!(in_ms = due.saturating_duration_since(Instant::now()).as_millis() as u64,
                         "wake-up received; reading the lease");
@@ -417,7 +446,7 @@ impl<S: LeaseStore> Election<S> {
                 _ = sleep_until(at) => {
                     if self.wake_due.is_some_and(|d| d <= Instant::now()) {
                         self.wake_due = None;
-                        self.wake_allowed_from = Instant::now() + self.wake_interval();
+                        self.take_wake_token(Instant::now());
                     }
                     return;
                 }
@@ -474,9 +503,9 @@ impl<S: LeaseStore> Election<S> {
         match &obs.seen {
             Seen::Record(r) if self.wrote(&r.nonce) => Some(obs.first_seen),
             Seen::Record(r) if r.released => Some(obs.first_seen + delay(r)),
-            Seen::Record(r) => Some(
-                obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()) + delay(r),
-            ),
+            Seen::Record(r) => {
+                Some(obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()) + delay(r))
+            }
             Seen::Absent if obs.absent_after_record => {
                 Some(obs.first_seen + self.cfg.lease_duration)
             }
@@ -572,16 +601,10 @@ impl<S: LeaseStore> Election<S> {
 
     /// Update the read plan after a read sent at `sent` (the read before it
     /// was sent at `previous`). See "Timing of follower reads" above.
-    fn plan_reads(
-        &mut self,
-        previous: Option<Instant>,
-        sent: Instant,
-        changed: bool,
-        aimed: bool,
-    ) {
-        let live_other = self.observed.as_ref().is_some_and(|o| {
-            matches!(&o.seen, Seen::Record(r) if !r.released && !self.wrote(&r.nonce))
-        });
+    fn plan_reads(&mut self, previous: Option<Instant>, sent: Instant, changed: bool, aimed: bool) {
+        let live_other = self.observed.as_ref().is_some_and(
+            |o| matches!(&o.seen, Seen::Record(r) if !r.released && !self.wrote(&r.nonce)),
+        );
         let period = self.cfg.retry_period;
         let guard = self.guard();
         let creep = guard / 5;
@@ -719,6 +742,7 @@ impl<S: LeaseStore> Election<S> {
             absent_after_record,
         });
         let until = self.takeover_time();
+        let candidate = self.cooloff_until.is_none_or(|c| now >= c);
         self.tx.send_modify(|s| {
             s.role = Role::Follower;
             s.leader = leader;
@@ -730,6 +754,7 @@ impl<S: LeaseStore> Election<S> {
             s.valid_until = until;
             s.problem = problem;
             s.ready = true;
+            s.candidate = candidate;
         });
         true
     }
@@ -840,6 +865,7 @@ impl<S: LeaseStore> Election<S> {
             s.valid_until = Some(deadline);
             s.problem = None;
             s.ready = true;
+            s.candidate = true;
         });
         Held {
             record: rec,
@@ -1047,6 +1073,7 @@ impl<S: LeaseStore> Election<S> {
             s.role = Role::Follower;
             s.leader = None;
             s.valid_until = None;
+            s.candidate = false;
         });
         info!(
             event = "lost",

@@ -9,6 +9,11 @@
 //! | `GET /leader/health` | 200 only while leading with more than a margin left |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /step-down` | 202 and a step-down, when `http.step_down` is on |
+//! | `POST /wake` | 202; the copy reads the lease once, soon (`http.wake`) |
+//!
+//! `POST /wake` needs no token: the worst a forged or replayed wake-up can
+//! do is one extra read of the lease, and the election serves at most one
+//! wake-up read per quarter retry period, however many arrive.
 //!
 //! Limits: at most `max_connections` connections are served at once (more
 //! are closed at once), the request head must arrive within
@@ -27,7 +32,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -47,6 +52,9 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// `Some` when `POST /step-down` is enabled.
     pub step_down: Option<mpsc::Sender<Command>>,
+    /// `Some` when `POST /wake` is enabled: the election's and the
+    /// registry's wake-up handles.
+    pub wake: Option<(Arc<Notify>, Arc<Notify>)>,
     pub lease_duration: Duration,
     /// `/leader/health` needs more than this much lease left.
     pub health_margin: Duration,
@@ -156,7 +164,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
     let path = req.uri().path();
     let allowed: &'static str = match path {
         "/leader" | "/healthz" | "/readyz" | "/leader/health" | "/metrics" => "GET, HEAD",
-        "/step-down" => "POST",
+        "/step-down" | "/wake" => "POST",
         _ => return error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
     };
     let method_ok = match allowed {
@@ -241,6 +249,22 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
                         "the election is busy; try again",
                     ),
                 }
+            }
+        },
+        "/wake" => match &ctx.wake {
+            None => error(
+                StatusCode::FORBIDDEN,
+                "wake-ups are disabled; set `http.wake: true` to enable them",
+            ),
+            Some((election, registry)) => {
+                debug!(%peer, "wake-up received");
+                ctx.metrics.count_wake();
+                election.notify_one();
+                registry.notify_one();
+                json(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({ "accepted": true }),
+                )
             }
         },
         _ => unreachable!("paths were matched above"),

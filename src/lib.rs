@@ -5,6 +5,7 @@
 //! - [`record`]: the lease record stored in the object.
 //! - [`store`]: the store seam, with the S3 and in-memory implementations.
 //! - [`election`]: the state machine; owns the lease, publishes [`election::State`].
+//! - [`registry`]: the candidate registry and wake-ups (fast hand-over hints).
 //! - [`probe`]: the conformance probe that refuses stores ignoring conditions.
 //! - [`cost`]: request rates and monthly cost implied by the timings.
 //! - [`signals`]: OS signals turned into one enum.
@@ -22,6 +23,7 @@ pub mod notify;
 pub mod probe;
 pub mod procs;
 pub mod record;
+pub mod registry;
 pub mod signals;
 pub mod status_file;
 pub mod store;

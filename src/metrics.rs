@@ -32,6 +32,7 @@ pub struct Metrics {
     term: Gauge,
     transitions: Gauge,
     remaining: Gauge<f64, AtomicU64>,
+    wakes: Counter,
 }
 
 impl Default for Metrics {
@@ -81,7 +82,14 @@ impl Metrics {
             "Leader: time to its renew deadline; follower: time until the observed lease could expire",
             remaining.clone(),
         );
+        let wakes = Counter::default();
+        registry.register(
+            "wake_ups_received",
+            "POST /wake requests received (each causes at most one rate-limited read)",
+            wakes.clone(),
+        );
         Metrics {
+            wakes,
             registry,
             s3_requests,
             renew_latency,
@@ -97,6 +105,10 @@ impl Metrics {
         self.s3_requests
             .get_or_create(&S3Labels { operation, outcome })
             .inc();
+    }
+
+    pub fn count_wake(&self) {
+        self.wakes.inc();
     }
 
     pub fn observe_renewal(&self, d: Duration) {

@@ -7,7 +7,8 @@
 //! `transitions`, `acquired_at`, `renewed_at` (the record's wall-clock
 //! fields), `view_valid_for_seconds` (leader: until its renew deadline;
 //! follower: until the observed lease could expire; null when unknown),
-//! `ready`, `problem`.
+//! `ready`, `problem`, `candidate` (competes for the lease now: false while
+//! stopping or in a step-down cool-off).
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -30,6 +31,7 @@ pub struct LeaderView {
     pub view_valid_for_seconds: Option<f64>,
     pub ready: bool,
     pub problem: Option<String>,
+    pub candidate: bool,
 }
 
 impl LeaderView {
@@ -61,6 +63,7 @@ impl LeaderView {
                 .map(|d| d.saturating_duration_since(now).as_secs_f64()),
             ready: s.ready,
             problem: s.problem.clone(),
+            candidate: s.candidate,
         }
     }
 }

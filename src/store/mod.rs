@@ -129,8 +129,7 @@ pub trait LeaseStore: Send + Sync + 'static {
 
     /// Delete a side object (probe scratch key, own registry entry).
     /// Never used on the lease key.
-    fn delete_side_object(&self, key: &str)
-        -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn delete_side_object(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Write a side object unconditionally (this copy's registry entry).
     /// Never used on the lease key.

@@ -24,7 +24,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
-use super::{Listed, LeaseStore, Object, StoreError};
+use super::{LeaseStore, Listed, Object, StoreError};
 use crate::config::S3Config;
 use crate::record::MAX_RECORD_BYTES;
 

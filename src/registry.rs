@@ -1,0 +1,492 @@
+//! The candidate registry and wake-ups: how a leader that steps down gets
+//! its successor moving within milliseconds instead of a poll.
+//!
+//! Each copy keeps one small object of its own next to the lease
+//! (`<prefix>/<election>/candidates/<identity>.json`) saying where its HTTP
+//! endpoint is. It writes the entry at start and every `registry.refresh`,
+//! and removes it on a graceful stop. While leading, a copy lists the
+//! registry every `registry.list_interval`, checks each entry by asking the
+//! address for `GET /leader` (the answer must name the same election and
+//! identity), and publishes the live ones, in order, as the successors to
+//! name in its records. After releasing the lease it sends `POST /wake` to
+//! them. A copy that joins sends one `POST /wake` to the leader it sees, so
+//! the leader lists the registry at once (at most once a second) instead of
+//! at its next interval.
+//!
+//! Invariants:
+//! - nothing here is needed for safety: a wake-up only makes a copy *read*
+//!   the lease (at most once per rate-limit interval), and the successor
+//!   list only delays the copies it does not name first. A stale, corrupt,
+//!   forged or unreachable entry costs at most one failed HTTP request and,
+//!   for a dead first successor, one rank delay;
+//! - registry errors are logged (once per kind of failure) and never stop
+//!   the election; without the registry everything runs at poll speed;
+//! - the only writes are to this copy's own entry; the lease key is never
+//!   touched;
+//! - an entry with a loopback address is used only by copies on the same
+//!   host (the entry names its host).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{watch, Notify};
+use tokio::time::{sleep, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::election::{Role, State, MAX_SUCCESSORS};
+use crate::record::wall_now;
+use crate::store::{LeaseStore, StoreError};
+
+/// Value of the entry's `schema` field.
+pub const ENTRY_SCHEMA: &str = "s3-elector/candidate";
+/// Entries larger than this are ignored.
+const MAX_ENTRY_BYTES: u64 = 4096;
+/// Most entries read from one listing.
+const MAX_ENTRIES: usize = 1000;
+/// Most candidates checked or woken at once.
+const MAX_PEERS: usize = 64;
+/// Time allowed for one HTTP exchange with a peer.
+const PEER_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One registry entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub schema: String,
+    pub election: String,
+    pub identity: String,
+    /// `host:port` of the copy's HTTP endpoint.
+    pub address: String,
+    /// Hostname of the machine, so loopback addresses are used only there.
+    pub host: String,
+    /// Wall-clock time of the write, for humans.
+    pub written_at: String,
+}
+
+impl Entry {
+    fn parse(body: &[u8]) -> Result<Entry, String> {
+        let e: Entry = serde_json::from_slice(body).map_err(|e| format!("not an entry: {e}"))?;
+        if e.schema != ENTRY_SCHEMA {
+            return Err(format!("schema is `{}`, not `{ENTRY_SCHEMA}`", e.schema));
+        }
+        if e.identity.is_empty() || e.address.is_empty() || e.address.len() > 256 {
+            return Err("empty identity or bad address".into());
+        }
+        Ok(e)
+    }
+
+    /// Whether this copy may use the entry's address at all.
+    fn reachable_from(&self, host: &str) -> bool {
+        let loopback = self
+            .address
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+            || self.address.starts_with("localhost:");
+        !loopback || self.host == host
+    }
+}
+
+/// What the registry task needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub prefix: String,
+    pub election: String,
+    pub identity: String,
+    /// Our own address; `None` = do not advertise (nobody can wake us).
+    pub address: Option<String>,
+    pub host: String,
+    pub refresh: Duration,
+    pub list_interval: Duration,
+    /// How often a leader re-checks the listed candidates over HTTP.
+    pub check_interval: Duration,
+}
+
+/// Shortest time between two listings asked for by wake-ups.
+const MIN_LIST_GAP: Duration = Duration::from_secs(1);
+
+impl Settings {
+    fn own_key(&self) -> String {
+        entry_key(&self.prefix, &self.identity)
+    }
+}
+
+/// The object key of `identity`'s entry. Characters outside a safe set are
+/// percent-encoded so that any identity makes one flat key.
+pub fn entry_key(prefix: &str, identity: &str) -> String {
+    let mut k = String::with_capacity(prefix.len() + identity.len() + 5);
+    k.push_str(prefix);
+    for b in identity.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            k.push(b as char);
+        } else {
+            k.push_str(&format!("%{b:02X}"));
+        }
+    }
+    k.push_str(".json");
+    k
+}
+
+/// Candidates a leader has checked, best first; shared with the waker.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    inner: Arc<Mutex<Vec<Entry>>>,
+}
+
+impl Peers {
+    fn set(&self, v: Vec<Entry>) {
+        *self.inner.lock().unwrap_or_else(|p| p.into_inner()) = v;
+    }
+
+    fn get(&self) -> Vec<Entry> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Send `POST /wake` to every checked candidate at once; returns how
+    /// many answered 2xx. Bounded by [`PEER_TIMEOUT`].
+    pub async fn wake_all(&self, identity: &str) -> usize {
+        let peers = self.get();
+        let tasks: Vec<_> = peers
+            .into_iter()
+            .filter(|p| p.identity != identity)
+            .take(MAX_PEERS)
+            .map(|p| {
+                tokio::spawn(async move {
+                    let r = exchange(&p.address, "POST", "/wake").await;
+                    debug!(peer = %p.identity, address = %p.address, ok = r.as_ref().is_ok_and(|(s, _)| *s < 300), "woke candidate");
+                    r.is_ok_and(|(s, _)| (200..300).contains(&s))
+                })
+            })
+            .collect();
+        let mut n = 0;
+        for t in tasks {
+            if t.await.unwrap_or(false) {
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// One HTTP/1.1 exchange with a peer (`Connection: close`): status and body.
+pub async fn exchange(address: &str, method: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
+    let work = async {
+        let mut s = TcpStream::connect(address)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = s.set_nodelay(true);
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\nUser-Agent: s3-elector\r\n\r\n"
+        );
+        s.write_all(req.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = Vec::new();
+        (&mut s)
+            .take(64 * 1024)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        parse_response(&buf)
+    };
+    timeout(PEER_TIMEOUT, work)
+        .await
+        .map_err(|_| format!("no answer within {PEER_TIMEOUT:?}"))?
+}
+
+fn parse_response(buf: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no complete response head")?;
+    let head = std::str::from_utf8(&buf[..split]).map_err(|_| "response head is not UTF-8")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or("no status code")?;
+    Ok((status, buf[split + 4..].to_vec()))
+}
+
+/// Does `entry`'s address answer as that very candidate, still competing?
+async fn check(entry: &Entry) -> bool {
+    #[derive(Deserialize)]
+    struct View {
+        election: String,
+        identity: String,
+        role: Role,
+        candidate: bool,
+    }
+    match exchange(&entry.address, "GET", "/leader").await {
+        Ok((200, body)) => serde_json::from_slice::<View>(&body).is_ok_and(|v| {
+            v.election == entry.election
+                && v.identity == entry.identity
+                && matches!(v.role, Role::Follower | Role::Starting)
+                && v.candidate
+        }),
+        _ => false,
+    }
+}
+
+/// Remembers which failures were already logged, so a broken registry
+/// logs once, not every interval.
+#[derive(Default)]
+struct Quiet {
+    seen: HashMap<&'static str, bool>,
+}
+
+impl Quiet {
+    fn warn(&mut self, what: &'static str, e: &StoreError, hint: &str) {
+        if self.seen.insert(what, true).is_none() {
+            warn!(error = %e, "candidate registry: {what} failed; {hint}. Hand-over falls back to polling");
+        } else {
+            debug!(error = %e, "candidate registry: {what} failed again");
+        }
+    }
+    fn ok(&mut self, what: &'static str) {
+        if self.seen.remove(what).is_some() {
+            info!("candidate registry: {what} works again");
+        }
+    }
+}
+
+/// Run until `shutdown`: keep our entry, and while leading keep `successors`
+/// and `peers` current. Removes our entry at the end.
+pub async fn run<S: LeaseStore>(
+    store: S,
+    cfg: Settings,
+    mut state: watch::Receiver<State>,
+    successors: watch::Sender<Vec<String>>,
+    peers: Peers,
+    woken: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut quiet = Quiet::default();
+    let own_key = cfg.own_key();
+    let mut next_write = Instant::now();
+    let mut next_list = Instant::now();
+    let mut next_check = Instant::now();
+    let mut entries: HashMap<String, (String, Option<Entry>)> = HashMap::new();
+    let mut listed: Vec<Entry> = Vec::new();
+    let mut was_leader = false;
+    let mut election_gone = false;
+    let mut written = false;
+    let mut announced = false;
+    let mut last_list: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if let Some(addr) = &cfg.address {
+            if now >= next_write {
+                let e = Entry {
+                    schema: ENTRY_SCHEMA.into(),
+                    election: cfg.election.clone(),
+                    identity: cfg.identity.clone(),
+                    address: addr.clone(),
+                    host: cfg.host.clone(),
+                    written_at: wall_now(),
+                };
+                let body = serde_json::to_vec(&e).expect("entry serializes");
+                match store.put_side_object(&own_key, body).await {
+                    Ok(()) => {
+                        written = true;
+                        quiet.ok("writing this copy's entry");
+                        debug!(key = %own_key, address = %addr, "registry entry written");
+                        next_write = now + cfg.refresh;
+                    }
+                    Err(e) => {
+                        quiet.warn("writing this copy's entry", &e,
+                            "grant s3:PutObject on the candidates prefix or set `registry.enabled: false`");
+                        next_write = now + cfg.list_interval.min(cfg.refresh);
+                    }
+                }
+            }
+        }
+        let (leading, leader_address) = {
+            let s = state.borrow();
+            (s.role == Role::Leader, s.leader_address.clone())
+        };
+        if written && !announced && !leading {
+            if let Some(addr) = leader_address.filter(|a| Some(a) != cfg.address.as_ref()) {
+                // Tell the leader we are here; it lists the registry.
+                announced = true;
+                let r = exchange(&addr, "POST", "/wake").await;
+                debug!(leader = %addr, ok = r.is_ok(), "announced this copy to the leader");
+            }
+        }
+        if leading && !was_leader {
+            // Just acquired: learn the candidates now.
+            next_list = now;
+            next_check = now;
+        }
+        was_leader = leading;
+        if leading && now >= next_list {
+            next_list = now + cfg.list_interval;
+            last_list = Some(now);
+            match store.list(&cfg.prefix, MAX_ENTRIES).await {
+                Ok(items) => {
+                    quiet.ok("listing candidates");
+                    let mut fresh = HashMap::new();
+                    for it in items {
+                        if it.key == own_key {
+                            continue;
+                        }
+                        if let Some((etag, e)) = entries.remove(&it.key) {
+                            if etag == it.etag {
+                                fresh.insert(it.key, (etag, e));
+                                continue;
+                            }
+                        }
+                        let entry = if it.size > MAX_ENTRY_BYTES {
+                            debug!(key = %it.key, size = it.size, "ignoring an oversized registry entry");
+                            None
+                        } else {
+                            match store.get(&it.key).await {
+                                Ok(Some(o)) => match Entry::parse(&o.body) {
+                                    Ok(e) if e.election == cfg.election => Some(e),
+                                    Ok(_) => None,
+                                    Err(m) => {
+                                        debug!(key = %it.key, problem = %m, "ignoring a registry entry");
+                                        None
+                                    }
+                                },
+                                Ok(None) => None,
+                                Err(e) => {
+                                    quiet.warn(
+                                        "reading an entry",
+                                        &e,
+                                        "grant s3:GetObject on the candidates prefix",
+                                    );
+                                    None
+                                }
+                            }
+                        };
+                        fresh.insert(it.key, (it.etag, entry));
+                    }
+                    entries = fresh;
+                    listed = entries
+                        .values()
+                        .filter_map(|(_, e)| e.clone())
+                        .filter(|e| e.identity != cfg.identity && e.reachable_from(&cfg.host))
+                        .collect();
+                    listed.sort_by(|a, b| a.identity.cmp(&b.identity));
+                    listed.truncate(MAX_PEERS);
+                    next_check = now;
+                }
+                Err(e) => quiet.warn(
+                    "listing candidates",
+                    &e,
+                    "grant s3:ListBucket on the candidates prefix or set `registry.enabled: false`",
+                ),
+            }
+        }
+        if leading && now >= next_check {
+            next_check = now + cfg.check_interval;
+            let checks: Vec<_> = listed
+                .iter()
+                .cloned()
+                .map(|e| tokio::spawn(async move { (check(&e).await, e) }))
+                .collect();
+            let mut live = Vec::new();
+            for c in checks {
+                if let Ok((true, e)) = c.await {
+                    live.push(e);
+                }
+            }
+            let names: Vec<String> = live
+                .iter()
+                .map(|e| e.identity.clone())
+                .take(MAX_SUCCESSORS)
+                .collect();
+            if *successors.borrow() != names {
+                info!(successors = ?names, candidates = listed.len(), "successors checked");
+            }
+            peers.set(live);
+            successors.send_replace(names);
+        }
+        let wake_at = if leading {
+            next_list.min(next_check)
+        } else {
+            next_write
+        };
+        let wake_at = if cfg.address.is_some() {
+            wake_at.min(next_write)
+        } else {
+            wake_at
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = state.changed(), if !election_gone => election_gone = r.is_err(),
+            _ = woken.notified() => {
+                if leading {
+                    // A candidate joined (or someone asked): list soon.
+                    let earliest = last_list.map_or(now, |l| l + MIN_LIST_GAP);
+                    next_list = next_list.min(earliest.max(Instant::now()));
+                }
+            }
+            _ = tokio::time::sleep_until(wake_at) => {}
+        }
+        // Role changes come in bursts; let them settle.
+        sleep(Duration::from_millis(1)).await;
+    }
+    if cfg.address.is_some() {
+        match timeout(Duration::from_secs(2), store.delete_side_object(&own_key)).await {
+            Ok(Ok(())) => debug!(key = %own_key, "registry entry removed"),
+            Ok(Err(e)) => debug!(key = %own_key, error = %e, "could not remove the registry entry"),
+            Err(_) => debug!(key = %own_key, "removing the registry entry timed out"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_flat_and_safe() {
+        assert_eq!(
+            entry_key("p/candidates/", "web-1"),
+            "p/candidates/web-1.json"
+        );
+        assert_eq!(
+            entry_key("p/", "a/b c"),
+            "p/a%2Fb%20c.json",
+            "slashes and spaces cannot escape the prefix"
+        );
+    }
+
+    #[test]
+    fn loopback_entries_are_used_only_on_their_host() {
+        let e = |addr: &str| Entry {
+            schema: ENTRY_SCHEMA.into(),
+            election: "e".into(),
+            identity: "x".into(),
+            address: addr.into(),
+            host: "h1".into(),
+            written_at: String::new(),
+        };
+        assert!(e("127.0.0.1:4040").reachable_from("h1"));
+        assert!(!e("127.0.0.1:4040").reachable_from("h2"));
+        assert!(!e("localhost:4040").reachable_from("h2"));
+        assert!(e("10.0.0.5:4040").reachable_from("h2"));
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        assert!(Entry::parse(b"not json").is_err());
+        assert!(Entry::parse(br#"{"schema":"other","election":"e","identity":"a","address":"x:1","host":"h","written_at":""}"#).is_err());
+        assert!(Entry::parse(br#"{"schema":"s3-elector/candidate","election":"e","identity":"","address":"x:1","host":"h","written_at":""}"#).is_err());
+        assert!(Entry::parse(br#"{"schema":"s3-elector/candidate","election":"e","identity":"a","address":"x:1","host":"h","written_at":""}"#).is_ok());
+    }
+
+    #[test]
+    fn responses_parse() {
+        assert_eq!(
+            parse_response(b"HTTP/1.1 202 Accepted\r\nA: b\r\n\r\n{}").unwrap(),
+            (202, b"{}".to_vec())
+        );
+        assert!(parse_response(b"HTTP/1.1 200").is_err());
+    }
+}

@@ -1,0 +1,259 @@
+//! End to end: fast hand-over through the candidate registry and wake-ups,
+//! against a real SeaweedFS on loopback.
+//!
+//! The retry period here is long (20 s) on purpose: a hand-over that comes
+//! within a couple of seconds cannot be explained by a poll, only by a
+//! wake-up. Each test asserts the property (who woke whom, how many reads a
+//! storm caused, no overlap), never a speed target.
+
+#![allow(clippy::disallowed_types)] // end-to-end tests measure real elapsed time
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use support::*;
+
+const SLOW_POLL: &str =
+    "timing:\n  lease_duration: 40s\n  renew_deadline: 30s\n  retry_period: 20s\n";
+
+/// Wait until `d` logs that it checked `n` successors.
+fn wait_successors(d: &Daemon, n: usize, within: Duration) {
+    let ok = d.wait_event(within, |e| {
+        e.json
+            .get("successors")
+            .and_then(|s| s.as_str())
+            .is_some_and(|s| s.matches('"').count() == 2 * n)
+            && e.json.get("message").and_then(|m| m.as_str()) == Some("successors checked")
+    });
+    assert!(
+        ok.is_some(),
+        "{} never checked {n} successors:\n{}",
+        d.id,
+        d.log_text()
+    );
+}
+
+fn acquired_after(d: &Daemon, t: SystemTime) -> Option<SystemTime> {
+    d.events()
+        .iter()
+        .find(|e| e.event() == "acquired" && e.at >= t)
+        .map(|e| e.at)
+}
+
+#[test]
+fn a_stopping_leader_wakes_its_successor_instead_of_waiting_for_a_poll() {
+    let sw = Seaweed::start();
+    sw.bucket("handover");
+    let cfg = sw.config(sw.dir.path(), "handover", "handover", SLOW_POLL);
+    let mut ds: Vec<Daemon> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
+    let mut killed_at = vec![None; ds.len()];
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    let mut l = wait_single_leader(&refs, Duration::from_secs(60));
+    // Three hand-overs in a row, each to the successor the leader named.
+    for round in 0..3 {
+        let alive = ds.iter().filter(|d| d.alive()).count();
+        wait_successors(&ds[l], alive - 1, Duration::from_secs(30));
+        let stop = SystemTime::now();
+        ds[l].signal("TERM");
+        assert!(ds[l]
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()));
+        // The stopping copy says whom it woke.
+        let woke = ds[l].events().iter().any(|e| {
+            e.json.get("message").and_then(|m| m.as_str()) == Some("woke the other candidates")
+                && e.json.get("woken").and_then(|n| n.as_u64()) == Some(alive as u64 - 1)
+        });
+        assert!(
+            woke,
+            "round {round}: no wake-ups sent:\n{}",
+            ds[l].log_text()
+        );
+        let end = Instant::now() + Duration::from_secs(60);
+        let (next, at) = loop {
+            if let Some((i, t)) = ds
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.alive())
+                .find_map(|(i, d)| acquired_after(d, stop).map(|t| (i, t)))
+            {
+                break (i, t);
+            }
+            assert!(Instant::now() < end, "round {round}: nobody took over");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let took = at.duration_since(stop).unwrap_or_default();
+        eprintln!(
+            "round {round}: {} took over {took:?} after SIGTERM",
+            ds[next].id
+        );
+        // A poll could come only 20 s after the previous one; the wake-up
+        // made it happen at once. Generous bound for a busy machine.
+        assert!(
+            took < Duration::from_secs(5),
+            "round {round}: hand-over took {took:?}, as if by polling"
+        );
+        let woken = ds[next].events().iter().any(|e| {
+            e.at >= stop
+                && e.json.get("message").and_then(|m| m.as_str())
+                    == Some("wake-up received; reading the lease")
+        });
+        assert!(
+            woken,
+            "round {round}: {} took over without a wake-up",
+            ds[next].id
+        );
+        killed_at[l] = None;
+        l = next;
+    }
+    let all: Vec<Interval> = ds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| intervals(d, killed_at[i]))
+        .collect();
+    assert!(all.len() >= 4, "{all:#?}");
+    check_intervals(all);
+    for d in ds.iter_mut().filter(|d| d.alive()) {
+        d.signal("TERM");
+        d.wait_exit(Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn a_storm_of_forged_wake_ups_costs_bounded_reads_and_never_a_takeover() {
+    let sw = Seaweed::start();
+    sw.bucket("storm");
+    let timing = "timing:\n  lease_duration: 6s\n  renew_deadline: 4s\n  retry_period: 2s\n";
+    let cfg = sw.config(sw.dir.path(), "leader", "storm", timing);
+    let a = Daemon::start("a", &cfg);
+    wait_single_leader(&[&a], Duration::from_secs(30));
+    // The follower talks to S3 through a counting proxy.
+    let proxy = CountingProxy::start(&sw.endpoint);
+    let fcfg = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&sw.endpoint, &proxy.endpoint());
+    let fpath = sw.dir.path().join("follower.yaml");
+    std::fs::write(&fpath, fcfg).unwrap();
+    let b = Daemon::start("b", &fpath);
+    b.wait_event(Duration::from_secs(30), |e| e.event() == "observed")
+        .expect("follower observed the lease");
+    std::thread::sleep(Duration::from_millis(500));
+    let gets_before = proxy
+        .counts
+        .lock()
+        .unwrap()
+        .get("GET")
+        .copied()
+        .unwrap_or(0);
+    let t0 = Instant::now();
+    let mut sent = 0;
+    while t0.elapsed() < Duration::from_secs(6) {
+        for d in [&a, &b] {
+            let (st, _) = http(d.http_port, "POST", "/wake");
+            assert_eq!(st, 202);
+            sent += 1;
+        }
+        assert!(
+            !b.believes_leader(),
+            "a wake-up made the follower take over"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let gets = proxy
+        .counts
+        .lock()
+        .unwrap()
+        .get("GET")
+        .copied()
+        .unwrap_or(0)
+        - gets_before;
+    // At most one wake-up read per quarter period (0.5 s) plus the polls
+    // (one per period, plus an early one now and then), plus slack.
+    let bound = (secs / 0.5).ceil() as u64 + (secs / 2.0).ceil() as u64 * 2 + 3 + 3;
+    assert!(sent > 200, "only {sent} wake-ups sent");
+    assert!(
+        gets <= bound,
+        "{sent} wake-ups caused {gets} reads in {secs:.1}s (bound {bound})"
+    );
+    assert!(a.believes_leader() && !b.believes_leader());
+    let (_, m) = http(b.http_port, "GET", "/metrics");
+    assert!(m.contains("s3_elector_wake_ups_received_total"), "{m}");
+    check_intervals([intervals(&a, None), intervals(&b, None)].concat());
+}
+
+#[test]
+fn corrupt_or_lying_registry_entries_only_cost_speed() {
+    let sw = Seaweed::start();
+    sw.bucket("junk");
+    let cfg = sw.config(sw.dir.path(), "junk", "junk", SLOW_POLL);
+    let mut a = Daemon::start("a", &cfg);
+    wait_single_leader(&[&a], Duration::from_secs(30));
+    let b = Daemon::start("b", &cfg);
+    b.wait_event(Duration::from_secs(30), |e| e.event() == "observed")
+        .expect("b observed the lease");
+    // Junk next to the real entries: not JSON, a huge object, and an entry
+    // that claims to be "z" at b's address (b answers as "b": not used).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let c = sw.client();
+    let prefix = "s3-elector/e2e/candidates/";
+    let lie = format!(
+        r#"{{"schema":"s3-elector/candidate","election":"e2e","identity":"z","address":"127.0.0.1:{}","host":"{}","written_at":""}}"#,
+        b.http_port,
+        gethostname()
+    );
+    for (k, body) in [
+        ("junk.json", b"not json at all".to_vec()),
+        ("huge.json", vec![b'x'; 100_000]),
+        ("z.json", lie.into_bytes()),
+    ] {
+        rt.block_on(
+            c.put_object()
+                .bucket("junk")
+                .key(format!("{prefix}{k}"))
+                .body(body.into())
+                .send(),
+        )
+        .unwrap();
+    }
+    // Make the leader list again: a fresh leader lists at once.
+    a.signal("TERM");
+    assert!(a
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    wait_single_leader(&[&b], Duration::from_secs(60));
+    let a2 = Daemon::start("a", &cfg);
+    a2.wait_event(Duration::from_secs(30), |e| e.event() == "observed")
+        .expect("a observed the lease");
+    // Only the real candidate is named; the junk is skipped.
+    wait_successors(&b, 1, Duration::from_secs(60));
+    let named = b
+        .events()
+        .iter()
+        .rev()
+        .find(|e| e.json.get("message").and_then(|m| m.as_str()) == Some("successors checked"))
+        .and_then(|e| e.str("successors").map(str::to_string))
+        .unwrap();
+    assert_eq!(named, r#"["a"]"#);
+    assert!(b.alive() && a2.alive());
+    check_intervals(
+        [
+            intervals(&a, None),
+            intervals(&b, None),
+            intervals(&a2, None),
+        ]
+        .concat(),
+    );
+}
+
+fn gethostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

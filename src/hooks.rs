@@ -343,6 +343,7 @@ mod tests {
             last_progress: None,
             problem: None,
             ready: true,
+            candidate: true,
         }
     }
 

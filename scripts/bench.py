@@ -607,7 +607,8 @@ def report(res, roles, still, scale, etcd_res):
           f"{other:.0f} | ${monthly_cost(ph):.2f} |")
     P(f"\nThe leader {'kept' if still else 'did NOT keep'} the lease through the idle run. Its PUTs are "
       "one per renewal (every 2 s) plus its registry entry every 10 min; its LISTs read the candidate "
-      "registry every 30 s. The follower's reads are one per renewal period plus the occasional "
+      "registry every 5 min (more often in a short run: it also lists when it acquires and when a copy "
+      "joins). The follower's reads are one per renewal period plus the occasional "
       "early read of phase-aligned polling (see docs/design.md).\n")
     P("Before this work (commit 109b9dd, same defaults, computed from its fixed schedule): leader 1,800 "
       "PUT/h ($6.57/month), follower 1,636 GET/h on average (2 s × up to 1.2 jitter; $0.48/month).\n")

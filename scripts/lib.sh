@@ -117,3 +117,21 @@ ensure_faketime() {
   [ -e "$lib" ] || die "libfaketime not found at $lib after installing faketime"
   export S3E_LIBFAKETIME="$lib"
 }
+
+# etcd and etcdctl (Debian packages etcd-server, etcd-client) for the bench's
+# side-by-side comparison. The package's own service is not used: the bench
+# starts its own etcd on loopback ports it chooses.
+ensure_etcd() {
+  if ! command -v etcd >/dev/null || ! command -v etcdctl >/dev/null; then
+    say "installing etcd (Debian packages etcd-server, etcd-client)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server etcd-client >/dev/null 2>&1 ||
+      { $sudo apt-get update -q >/dev/null &&
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server etcd-client >/dev/null; } ||
+      die "cannot install etcd; install etcd-server and etcd-client and retry"
+    # Debian starts the packaged service where systemd runs; the bench does
+    # not need it.
+    command -v systemctl >/dev/null && $sudo systemctl stop etcd >/dev/null 2>&1 || true
+  fi
+}

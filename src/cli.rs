@@ -669,12 +669,22 @@ async fn check(a: CheckArgs) -> i32 {
 
 fn print_cost(cfg: &Config) {
     let t = &cfg.timing;
-    let cost = Cost::for_retry_period(t.retry_period);
+    let registry = cfg
+        .registry
+        .enabled
+        .then_some(crate::cost::RegistrySchedule {
+            list_interval: cfg.registry.list_interval,
+            refresh: cfg.registry.refresh,
+        });
+    let cost = Cost::new(t.retry_period, registry);
     println!(
-        "requests: leader {:.0} PUT/hour, each follower {:.0} GET/hour (retry_period {})",
+        "requests: leader {:.0} PUT/hour and {:.0} LIST/hour, each follower {:.0} GET/hour and {:.0} PUT/hour (retry_period {}{})",
         cost.leader_puts_per_hour,
+        cost.leader_lists_per_hour,
         cost.follower_gets_per_hour,
-        humantime::format_duration(t.retry_period)
+        cost.follower_puts_per_hour,
+        humantime::format_duration(t.retry_period),
+        if registry.is_some() { ", candidate registry on" } else { "" }
     );
     println!(
         "cost (S3 Standard, us-east-1, 30 days): leader ${:.2}/month, each follower ${:.2}/month, 3 copies ${:.2}/month",

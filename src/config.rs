@@ -149,7 +149,7 @@ fn default_registry_refresh() -> Duration {
     Duration::from_secs(600)
 }
 fn default_registry_list_interval() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(300)
 }
 
 /// The local HTTP endpoint.

@@ -2,40 +2,64 @@
 //!
 //! Prices are S3 Standard in us-east-1 (see docs): failed conditional
 //! requests are billed like successful ones, so a refused takeover costs
-//! the same as a renewal.
+//! the same as a renewal; LIST is billed like PUT.
+//!
+//! The model (checked against requests counted on the wire by
+//! `scripts/bench`, see BENCHMARKS.md):
+//! - leader: one PUT per `retry_period` (renewal), plus, with the registry,
+//!   one LIST per `registry.list_interval` and one PUT per `registry.refresh`;
+//! - follower: one GET per `retry_period` (reads are timed to the leader's
+//!   renewals) plus early reads ([`EARLY_READS`] of them per period), plus
+//!   one PUT per `registry.refresh`.
 
 use std::time::Duration;
 
-/// USD per 1,000 PUT requests (S3 Standard, us-east-1).
+/// USD per 1,000 PUT, COPY, POST or LIST requests (S3 Standard, us-east-1).
 pub const PUT_PER_1000: f64 = 0.005;
 /// USD per 1,000 GET requests (S3 Standard, us-east-1).
 pub const GET_PER_1000: f64 = 0.0004;
 /// Seconds in the 30-day month used for the figures.
 pub const MONTH_SECS: f64 = 30.0 * 24.0 * 3600.0;
-/// Mean follower poll interval as a multiple of `retry_period` (jitter 1.0–1.2).
-pub const MEAN_JITTER: f64 = 1.1;
+/// Extra reads per period of a follower's phase-aligned polling: about one
+/// early read every four periods (an upper estimate).
+pub const EARLY_READS: f64 = 0.25;
+
+/// The registry's schedule, when it is on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RegistrySchedule {
+    pub list_interval: Duration,
+    pub refresh: Duration,
+}
 
 /// Steady-state request rates and costs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Cost {
     pub leader_puts_per_hour: f64,
+    pub leader_lists_per_hour: f64,
     pub follower_gets_per_hour: f64,
+    pub follower_puts_per_hour: f64,
     pub leader_usd_month: f64,
     pub follower_usd_month: f64,
 }
 
 impl Cost {
-    /// Cost of one leader renewing every `retry` and followers polling every
-    /// `retry × 1.1` on average.
-    pub fn for_retry_period(retry: Duration) -> Cost {
-        let r = retry.as_secs_f64();
-        let puts_s = 1.0 / r;
-        let gets_s = 1.0 / (r * MEAN_JITTER);
+    /// Cost of one leader renewing every `retry` and followers reading
+    /// once per renewal (plus early reads), with or without the registry.
+    pub fn new(retry: Duration, registry: Option<RegistrySchedule>) -> Cost {
+        let per_s = |d: Duration| 1.0 / d.as_secs_f64();
+        let (lists_s, entry_puts_s) =
+            registry.map_or((0.0, 0.0), |r| (per_s(r.list_interval), per_s(r.refresh)));
+        let leader_puts_s = per_s(retry) + entry_puts_s;
+        let follower_gets_s = per_s(retry) * (1.0 + EARLY_READS);
+        let month = |n: f64, price: f64| n * MONTH_SECS * price / 1000.0;
         Cost {
-            leader_puts_per_hour: puts_s * 3600.0,
-            follower_gets_per_hour: gets_s * 3600.0,
-            leader_usd_month: puts_s * MONTH_SECS * PUT_PER_1000 / 1000.0,
-            follower_usd_month: gets_s * MONTH_SECS * GET_PER_1000 / 1000.0,
+            leader_puts_per_hour: leader_puts_s * 3600.0,
+            leader_lists_per_hour: lists_s * 3600.0,
+            follower_gets_per_hour: follower_gets_s * 3600.0,
+            follower_puts_per_hour: entry_puts_s * 3600.0,
+            leader_usd_month: month(leader_puts_s + lists_s, PUT_PER_1000),
+            follower_usd_month: month(follower_gets_s, GET_PER_1000)
+                + month(entry_puts_s, PUT_PER_1000),
         }
     }
 
@@ -51,10 +75,24 @@ mod tests {
 
     #[test]
     fn defaults_match_the_published_figures() {
-        let c = Cost::for_retry_period(Duration::from_secs(2));
+        let c = Cost::new(Duration::from_secs(2), None);
         assert!((c.leader_usd_month - 6.48).abs() < 0.01, "{c:?}");
-        assert!((c.follower_usd_month - 0.47).abs() < 0.01, "{c:?}");
+        assert!((c.follower_usd_month - 0.648).abs() < 0.01, "{c:?}");
         assert_eq!(c.leader_puts_per_hour, 1800.0);
-        assert!((c.total_usd_month(3) - (6.48 + 2.0 * 0.471)).abs() < 0.01);
+        let r = Cost::new(
+            Duration::from_secs(2),
+            Some(RegistrySchedule {
+                list_interval: Duration::from_secs(300),
+                refresh: Duration::from_secs(600),
+            }),
+        );
+        assert!((r.leader_puts_per_hour - 1806.0).abs() < 1e-6, "{r:?}");
+        assert!((r.leader_lists_per_hour - 12.0).abs() < 1e-6, "{r:?}");
+        // 1,818 PUT-class requests an hour for 720 h.
+        assert!((r.leader_usd_month - 6.54).abs() < 0.01, "{r:?}");
+        assert!((r.follower_usd_month - 0.67).abs() < 0.01, "{r:?}");
+        assert!(
+            (r.total_usd_month(3) - (r.leader_usd_month + 2.0 * r.follower_usd_month)).abs() < 1e-9
+        );
     }
 }

@@ -209,8 +209,11 @@ fn check_passes_on_seaweedfs_and_prints_the_cost() {
     let (code, out, err) = run_cmd(&cfg, &["check"], &[]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("conformance probe: passed"), "{out}");
-    assert!(out.contains("leader 1800 PUT/hour"), "{out}");
-    assert!(out.contains("leader $6.48/month"), "{out}");
+    assert!(
+        out.contains("leader 1806 PUT/hour and 12 LIST/hour"),
+        "{out}"
+    );
+    assert!(out.contains("leader $6.54/month"), "{out}");
     // The probe cleans up after itself and leaves the lease key alone.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

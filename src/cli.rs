@@ -136,16 +136,27 @@ pub struct ResetArgs {
     pub etag: String,
 }
 
-/// Set up `tracing` as the command line asks.
+/// Set up `tracing` as the command line asks. The filter syntax is
+/// `target=level,...,default_level` (e.g. `s3_elector=debug,info`).
 pub fn init_logging(cli: &Cli) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter: Targets = cli.log.parse().unwrap_or_else(|e| {
+        eprintln!(
+            "s3-elector: --log / S3_ELECTOR_LOG `{}` is not a log filter ({e}); write e.g. `info` or `s3_elector=debug,info`. Using `info`.",
+            cli.log
+        );
+        Targets::new().with_default(tracing::Level::INFO)
+    });
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry();
     match cli.log_format {
-        LogFormat::Json => b.json().flatten_event(true).init(),
-        LogFormat::Text => b.init(),
+        LogFormat::Json => registry
+            .with(layer.json().flatten_event(true).with_filter(filter))
+            .init(),
+        LogFormat::Text => registry.with(layer.with_filter(filter)).init(),
     }
 }
 

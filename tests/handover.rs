@@ -257,3 +257,48 @@ fn gethostname() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
+
+#[test]
+fn without_the_registry_hand_over_still_works_at_poll_speed() {
+    let sw = Seaweed::start();
+    sw.bucket("plain");
+    let extra = "timing:\n  lease_duration: 6s\n  renew_deadline: 4s\n  retry_period: 2s\nregistry:\n  enabled: false\n";
+    let cfg = sw.config(sw.dir.path(), "plain", "plain", extra);
+    let mut a = Daemon::start("a", &cfg);
+    wait_single_leader(&[&a], Duration::from_secs(30));
+    let b = Daemon::start("b", &cfg);
+    b.wait_event(Duration::from_secs(30), |e| e.event() == "observed")
+        .expect("b observed the lease");
+    let stop = SystemTime::now();
+    a.signal("TERM");
+    assert!(a
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    b.wait_event(Duration::from_secs(30), |e| e.event() == "acquired")
+        .expect("b took over at its next poll");
+    // Nobody was woken, and no registry object was written.
+    assert!(!a.events().iter().any(
+        |e| e.json.get("message").and_then(|m| m.as_str()) == Some("woke the other candidates")
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listed = rt
+        .block_on(
+            sw.client()
+                .list_objects_v2()
+                .bucket("plain")
+                .prefix("s3-elector/e2e/candidates/")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(listed.key_count().unwrap_or(0), 0);
+    let took = b
+        .events()
+        .iter()
+        .find(|e| e.event() == "acquired")
+        .map(|e| e.at.duration_since(stop).unwrap_or_default());
+    eprintln!("hand-over without the registry: {took:?}");
+    check_intervals([intervals(&a, None), intervals(&b, None)].concat());
+}

@@ -444,9 +444,12 @@ impl<S: LeaseStore> Election<S> {
                         "wake-up received; reading the lease");
                 }
                 _ = sleep_until(at) => {
-                    if self.wake_due.is_some_and(|d| d <= Instant::now()) {
-                        self.wake_due = None;
-                        self.take_wake_token(Instant::now());
+                    // The read about to happen serves any owed wake-up; only
+                    // a read that comes *because* of one uses a token.
+                    if let Some(d) = self.wake_due.take() {
+                        if d <= Instant::now() {
+                            self.take_wake_token(Instant::now());
+                        }
                     }
                     return;
                 }

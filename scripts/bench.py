@@ -245,6 +245,19 @@ def wait_acquired(copies, t, timeout=120):
     raise SystemExit("nobody acquired")
 
 
+def wait_candidates(copies, timeout=60):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if all(json.load(urllib.request.urlopen(f"http://127.0.0.1:{c.port}/leader", timeout=1))
+                   .get("candidate") for c in copies):
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise SystemExit("copies never became candidates again after a step-down")
+
+
 def secs(v):
     return float(v[:-2]) / 1000 if v.endswith("ms") else float(v[:-1])
 
@@ -257,6 +270,10 @@ def trials(copies, cfg, kind, n, retry_s, restart=True):
         # at a random moment of the renewal period.
         time.sleep(3 * retry_s + random.uniform(0, retry_s))
         others = [c for c in copies if c is not leader]
+        if kind == "STEP":
+            # A copy that stepped down sits out `step_down_cooloff` (10 s);
+            # measure hand-over to copies that compete, as in a real fleet.
+            wait_candidates(others)
         t = time.time()
         if kind == "KILL":
             leader.p.send_signal(signal.SIGKILL)
@@ -537,7 +554,8 @@ def report(res, roles, still, scale, etcd_res):
       "leadership is the timestamp of its own `acquired` log event; a trial runs from just before the "
       "signal (or `POST /step-down`) to that moment. The stopped copy is restarted after each trial, and "
       "each signal comes at a random moment of the renewal period, after the others had three periods "
-      "to settle.")
+      "to settle. A step-down trial starts once the other copies compete again (a copy that stepped "
+      "down sits out `step_down_cooloff`, 10 s).")
     P("- etcd: three `etcdctl lock --ttl=T` contenders (the same session-lease-and-watch mechanism as "
       "`etcdctl elect`, which has no TTL flag and always uses 60 s); the moment is when the new holder "
       "prints its key.")

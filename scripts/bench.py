@@ -539,6 +539,10 @@ def main():
             etcd_res[ttl] = e
         etcd.stop()
 
+    with open(os.path.join(WORK, "results.json"), "w") as f:
+        json.dump({"res": res, "roles": roles, "still": still,
+                   "scale": {str(k): v for k, v in scale.items()},
+                   "etcd": {str(k): v for k, v in etcd_res.items()}}, f)
     report(res, roles, still, scale, etcd_res)
 
 
@@ -583,10 +587,13 @@ def report(res, roles, still, scale, etcd_res):
     L_, F_ = roles["leader"], roles["follower"]
     lw = L_["wire"]
     renew_reqs = lw.get("PUT", 0) + lw.get("GET", 0)
+    # The wire count and the daemon's count are read a few ms apart, so a
+    # renewal in flight can fall on either side of the window's edges (±1);
+    # the registry entry adds at most one PUT.
     tgt("exactly 1 PUT per renewal, no reads", f"{lw.get('PUT', 0)} PUT on the wire for "
-        f"{L_['renewals']:.0f} renewals (at most 1 more: the registry entry); {lw.get('GET', 0)} GET, "
-        f"all after the {lw.get('LIST', 0)} registry LIST(s)", L_["renewals"] > 0 and
-        (lw.get("GET", 0) == 0 or lw.get("LIST", 0) > 0) and 0 <= lw.get("PUT", 0) - L_["renewals"] <= 1)
+        f"{L_['renewals']:.0f} renewals (±1 at the window's edges, +1 for the registry entry); "
+        f"{lw.get('GET', 0)} GET, all after the {lw.get('LIST', 0)} registry LIST(s)", L_["renewals"] > 0 and
+        (lw.get("GET", 0) == 0 or lw.get("LIST", 0) > 0) and -1 <= lw.get("PUT", 0) - L_["renewals"] <= 2)
     fw = F_["wire"]
     tgt("at most 1 request per follower poll", f"{sum(fw.values())} requests on the wire for "
         f"{F_['own_gets']:.0f} reads by the follower's own count "

@@ -50,7 +50,6 @@ fn a_stopping_leader_wakes_its_successor_instead_of_waiting_for_a_poll() {
         .iter()
         .map(|id| Daemon::start(id, &cfg))
         .collect();
-    let mut killed_at = vec![None; ds.len()];
     let refs: Vec<&Daemon> = ds.iter().collect();
     let mut l = wait_single_leader(&refs, Duration::from_secs(60));
     // Three hand-overs in a row, each to the successor the leader named.
@@ -106,16 +105,10 @@ fn a_stopping_leader_wakes_its_successor_instead_of_waiting_for_a_poll() {
             "round {round}: {} took over without a wake-up",
             ds[next].id
         );
-        killed_at[l] = None;
         l = next;
     }
-    let all: Vec<Interval> = ds
-        .iter()
-        .enumerate()
-        .flat_map(|(i, d)| intervals(d, killed_at[i]))
-        .collect();
-    assert!(all.len() >= 4, "{all:#?}");
-    check_intervals(all);
+    // Every stop was graceful: no copy was killed.
+    check_daemons(&ds, &[], 4);
     for d in ds.iter_mut().filter(|d| d.alive()) {
         d.signal("TERM");
         d.wait_exit(Duration::from_secs(10));

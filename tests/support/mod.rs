@@ -581,6 +581,18 @@ pub fn intervals(d: &Daemon, killed_at: Option<SystemTime>) -> Vec<Interval> {
 
 /// The checker: no two intervals overlap, no term has two holders, and
 /// terms grow with each new leadership. Panics with the evidence.
+/// Check the leadership intervals of every copy in `ds` (`killed_at[i]`:
+/// when copy i was SIGKILLed, if it was); expects at least `min` intervals.
+pub fn check_daemons(ds: &[Daemon], killed_at: &[Option<SystemTime>], min: usize) {
+    let all: Vec<Interval> = ds
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| intervals(d, killed_at.get(i).copied().flatten()))
+        .collect();
+    assert!(all.len() >= min, "{all:#?}");
+    check_intervals(all);
+}
+
 pub fn check_intervals(mut all: Vec<Interval>) {
     all.sort_by_key(|i| i.from);
     let far = SystemTime::now() + Duration::from_secs(3600);

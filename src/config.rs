@@ -591,11 +591,13 @@ impl Config {
             }
         }
         if let Some(a) = &self.advertise_address {
-            if a.trim().is_empty() || a.len() > 256 {
+            let port_ok = a.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            if a.trim().is_empty() || a.len() > 256 || a.contains(char::is_whitespace) || !port_ok {
                 add(
                     "advertise_address",
-                    "must be a non-empty address of at most 256 characters, e.g. 10.0.0.5:4040"
-                        .into(),
+                    format!("`{a}` is not a host:port address of at most 256 characters; write e.g. 10.0.0.5:4040 (other copies send POST /wake there)"),
                 );
             }
         }
@@ -1183,6 +1185,27 @@ mod tests {
             if let Err(e) = Config::load(&path) {
                 panic!("{f}: {:?}", e.lines());
             }
+        }
+    }
+
+    #[test]
+    fn advertise_address_must_be_host_and_port() {
+        for bad in ["10.0.0.5", "10.0.0.5:", ":4040", "host:99999", "a b:1"] {
+            let yaml =
+                format!("election: d\nadvertise_address: \"{bad}\"\ns3:\n  bucket: leases\n");
+            let e = Config::from_yaml(&yaml, "t").expect_err(bad);
+            assert!(
+                e.lines()
+                    .iter()
+                    .any(|l| l.contains("advertise_address") && l.contains("host:port")),
+                "{bad}: {:?}",
+                e.lines()
+            );
+        }
+        for good in ["10.0.0.5:4040", "pod.ns.svc:4040", "[::1]:4040"] {
+            let yaml =
+                format!("election: d\nadvertise_address: \"{good}\"\ns3:\n  bucket: leases\n");
+            Config::from_yaml(&yaml, "t").expect(good);
         }
     }
 

@@ -851,6 +851,8 @@ impl<S: LeaseStore> Election<S> {
         prev: Option<&LeaseRecord>,
     ) -> Held {
         let deadline = sent + self.cfg.renew_deadline;
+        // Whatever renewal phase we followed belonged to another holder.
+        self.phase = None;
         self.max_term = self.max_term.max(rec.term);
         self.max_transitions = Some(rec.transitions);
         let from = prev.map_or("none", |p| p.holder.as_str()).to_string();

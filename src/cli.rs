@@ -386,6 +386,8 @@ async fn run(a: RunArgs) -> i32 {
     let state = election.subscribe();
     let waker = election.waker();
     let registry_waker = Arc::new(tokio::sync::Notify::new());
+    let stop_election = CancellationToken::new();
+    let stop_surfaces = CancellationToken::new();
     let registry_task = if cfg.registry.enabled {
         let (succ_tx, succ_rx) = watch::channel(Vec::new());
         election.set_successors(succ_rx);
@@ -416,7 +418,15 @@ async fn run(a: RunArgs) -> i32 {
                 .clamp(Duration::from_secs(1), Duration::from_secs(10))
                 .min(cfg.registry.list_interval),
         };
-        Some((settings, succ_tx, peers))
+        Some(tokio::spawn(crate::registry::run(
+            store.clone(),
+            settings,
+            state.clone(),
+            succ_tx,
+            peers,
+            registry_waker.clone(),
+            stop_surfaces.clone(),
+        )))
     } else {
         None
     };
@@ -428,8 +438,6 @@ async fn run(a: RunArgs) -> i32 {
 
     // Leader-only work first: the release barrier must exist before the
     // election can lead.
-    let stop_election = CancellationToken::new();
-    let stop_surfaces = CancellationToken::new();
     let mut tasks = Vec::new();
     let child_task = if a.child.is_empty() {
         None
@@ -500,17 +508,6 @@ async fn run(a: RunArgs) -> i32 {
         started,
         stop_surfaces.clone(),
     )));
-    let registry_task = registry_task.map(|(settings, succ_tx, peers)| {
-        tokio::spawn(crate::registry::run(
-            store.clone(),
-            settings,
-            state.clone(),
-            succ_tx,
-            peers,
-            registry_waker.clone(),
-            stop_surfaces.clone(),
-        ))
-    });
     let election_task = tokio::spawn(election.run(stop_election.clone()));
     crate::notify::ready();
 

@@ -26,7 +26,7 @@
 //! - an entry with a loopback address is used only by copies on the same
 //!   host (the entry names its host).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -235,19 +235,19 @@ async fn check(entry: &Entry) -> bool {
 /// logs once, not every interval.
 #[derive(Default)]
 struct Quiet {
-    seen: HashMap<&'static str, bool>,
+    failing: HashSet<&'static str>,
 }
 
 impl Quiet {
     fn warn(&mut self, what: &'static str, e: &StoreError, hint: &str) {
-        if self.seen.insert(what, true).is_none() {
+        if self.failing.insert(what) {
             warn!(error = %e, "candidate registry: {what} failed; {hint}. Hand-over falls back to polling");
         } else {
             debug!(error = %e, "candidate registry: {what} failed again");
         }
     }
     fn ok(&mut self, what: &'static str) {
-        if self.seen.remove(what).is_some() {
+        if self.failing.remove(what) {
             info!("candidate registry: {what} works again");
         }
     }
@@ -406,16 +406,15 @@ pub async fn run<S: LeaseStore>(
             peers.set(live);
             successors.send_replace(names);
         }
-        let wake_at = if leading {
-            next_list.min(next_check)
-        } else {
-            next_write
-        };
-        let wake_at = if cfg.address.is_some() {
-            wake_at.min(next_write)
-        } else {
-            wake_at
-        };
+        // Timers only for work this copy has: its entry (when it advertises
+        // an address) and, while leading, listing and checking.
+        let wake_at = [
+            cfg.address.is_some().then_some(next_write),
+            leading.then_some(next_list.min(next_check)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             r = state.changed(), if !election_gone => election_gone = r.is_err(),
@@ -426,7 +425,7 @@ pub async fn run<S: LeaseStore>(
                     next_list = next_list.min(earliest.max(Instant::now()));
                 }
             }
-            _ = tokio::time::sleep_until(wake_at) => {}
+            _ = tokio::time::sleep_until(wake_at.unwrap_or(now)), if wake_at.is_some() => {}
         }
         // Role changes come in bursts; let them settle.
         sleep(Duration::from_millis(1)).await;

@@ -19,15 +19,7 @@ struct Node {
 
 fn start(sw: &Seaweed, bucket: &str, id: &str, faketime: Option<&str>) -> Node {
     let proxy = FaultProxy::start(&sw.endpoint);
-    let cfg = sw.dir.path().join(format!("{id}.yaml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "election: clocks\ns3:\n  bucket: {bucket}\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{TIMING}",
-            proxy.endpoint()
-        ),
-    )
-    .unwrap();
+    let cfg = sw.config_via(sw.dir.path(), id, bucket, &proxy.endpoint(), TIMING);
     let lib = libfaketime();
     let env: Vec<(&str, &str)> = match faketime {
         Some(f) => vec![

@@ -225,12 +225,24 @@ impl Seaweed {
 
     /// Write a config for one daemon and return its path.
     pub fn config(&self, dir: &Path, name: &str, bucket: &str, extra: &str) -> PathBuf {
+        self.config_via(dir, name, bucket, &self.endpoint, extra)
+    }
+
+    /// The same, talking to the store through `endpoint` (a proxy in front
+    /// of this SeaweedFS).
+    pub fn config_via(
+        &self,
+        dir: &Path,
+        name: &str,
+        bucket: &str,
+        endpoint: &str,
+        extra: &str,
+    ) -> PathBuf {
         let p = dir.join(format!("{name}.yaml"));
         std::fs::write(
             &p,
             format!(
-                "election: e2e\ns3:\n  bucket: {bucket}\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{extra}",
-                self.endpoint
+                "election: e2e\ns3:\n  bucket: {bucket}\n  endpoint_url: {endpoint}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n{extra}"
             ),
         )
         .unwrap();
@@ -582,15 +594,22 @@ pub fn intervals(d: &Daemon, killed_at: Option<SystemTime>) -> Vec<Interval> {
 /// The checker: no two intervals overlap, no term has two holders, and
 /// terms grow with each new leadership. Panics with the evidence.
 /// Check the leadership intervals of every copy in `ds` (`killed_at[i]`:
-/// when copy i was SIGKILLed, if it was); expects at least `min` intervals.
-pub fn check_daemons(ds: &[Daemon], killed_at: &[Option<SystemTime>], min: usize) {
+/// when copy i was SIGKILLed, if it was); expects at least `min` intervals
+/// and returns how many there were.
+pub fn check_daemons<'a>(
+    ds: impl IntoIterator<Item = &'a Daemon>,
+    killed_at: &[Option<SystemTime>],
+    min: usize,
+) -> usize {
     let all: Vec<Interval> = ds
-        .iter()
+        .into_iter()
         .enumerate()
         .flat_map(|(i, d)| intervals(d, killed_at.get(i).copied().flatten()))
         .collect();
     assert!(all.len() >= min, "{all:#?}");
+    let n = all.len();
     check_intervals(all);
+    n
 }
 
 pub fn check_intervals(mut all: Vec<Interval>) {

@@ -290,3 +290,38 @@ fn without_the_registry_hand_over_still_works_at_poll_speed() {
     eprintln!("hand-over without the registry: {took:?}");
     check_daemons([&a, &b], &[], 0);
 }
+
+/// CPU time (user + system, in clock ticks) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_copy_nobody_can_wake_keeps_no_busy_timer() {
+    // Without HTTP there is no address to advertise and no registry entry;
+    // such a follower once looped on a past deadline (5 % of a core).
+    let sw = Seaweed::start();
+    sw.bucket("idle");
+    let extra = "http:\n  enabled: false\n";
+    let cfg = sw.config(sw.dir.path(), "idle", "idle", extra);
+    let a = Daemon::start("a", &cfg);
+    a.wait_event(Duration::from_secs(30), |e| e.event() == "acquired")
+        .expect("a leads");
+    let b = Daemon::start("b", &cfg);
+    b.wait_event(Duration::from_secs(30), |e| e.event() == "observed")
+        .expect("b follows");
+    std::thread::sleep(Duration::from_secs(2));
+    let (ta, tb) = (cpu_ticks(a.pid()), cpu_ticks(b.pid()));
+    std::thread::sleep(Duration::from_secs(10));
+    let (da, db) = (cpu_ticks(a.pid()) - ta, cpu_ticks(b.pid()) - tb);
+    // Idle copies use a few ticks in 10 s (a tick is 10 ms); the busy loop
+    // used about 50. Generous bound for a busy machine.
+    assert!(
+        da <= 25 && db <= 25,
+        "CPU ticks in 10 s: leader {da}, follower {db}"
+    );
+    check_daemons([&a, &b], &[], 1);
+}

@@ -1,31 +1,45 @@
 //! s3-elector: leader election through one S3 object and conditional writes.
 //!
 //! # Layout
-//! - [`config`]: the YAML config, defaults and validation (exit code 64).
-//! - [`record`]: the lease record stored in the object.
-//! - [`store`]: the store seam, with the S3 and in-memory implementations.
-//! - [`election`]: the state machine; owns the lease, publishes [`election::State`].
-//! - [`registry`]: the candidate registry and wake-ups (fast hand-over hints).
-//! - [`probe`]: the conformance probe that refuses stores ignoring conditions.
-//! - [`cost`]: request rates and monthly cost implied by the timings.
+//! Data flows one way: config → store → probe → election → [`State`] on a
+//! `watch` channel → surfaces and work. Nothing but the election writes
+//! the lease object; nothing below the election imports from above it.
+//!
+//! - [`config`]: the YAML file, defaults, validation (exit code 64) and the
+//!   layering of file < environment < flags.
+//! - [`lease`]: what decides who leads.
+//!   - [`lease::record`]: the lease record stored in the object.
+//!   - [`lease::store`]: the store seam, with the S3 and in-memory implementations.
+//!   - [`lease::probe`]: the conformance probe that refuses stores ignoring conditions.
+//!   - [`lease::election`]: the state machine; owns the lease, publishes [`State`].
+//! - [`surfaces`]: how the state is shown; each only reads the published state.
+//!   - [`surfaces::http`]: `GET /leader`, health, metrics, step-down and wake-up.
+//!   - [`surfaces::view`]: the JSON view shared by `GET /leader` and the status file.
+//!   - [`surfaces::status_file`]: the atomically rewritten status file.
+//!   - [`surfaces::metrics`]: Prometheus metrics and the metered store.
+//!   - [`surfaces::notify`]: systemd readiness, status and watchdog.
+//!   - [`surfaces::logging`]: the log format and filter.
+//! - [`work`]: what runs only while leading (or on a change of leader).
+//!   - [`work::hooks`]: `on_acquired`, `on_lost`, `on_leader_changed`.
+//!   - [`work::supervisor`]: the program after `--`, run only while leading.
+//!   - [`work::procs`]: process groups: start, stop, kill on exit.
+//! - [`peers`]: talking to the other copies (hints only, never safety).
+//!   - [`peers::client`]: one small HTTP client (hyper) for another daemon's endpoint.
+//!   - [`peers::registry`]: the candidate registry and wake-ups (fast hand-over).
+//! - [`daemon`]: assembles the tasks; owns the startup and the shutdown order.
 //! - [`signals`]: OS signals turned into one enum.
-//! - [`cli`]: the `run`, `check`, `status` and `reset` commands.
+//! - [`cost`]: request rates and monthly cost implied by the timings.
+//! - [`cli`]: parses the command line, runs a command, maps errors to exit codes.
+//!
+//! [`State`]: lease::election::State
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod config;
 pub mod cost;
-pub mod election;
-pub mod hooks;
-pub mod http;
-pub mod metrics;
-pub mod notify;
-pub mod probe;
-pub mod procs;
-pub mod record;
-pub mod registry;
+pub mod daemon;
+pub mod lease;
+pub mod peers;
 pub mod signals;
-pub mod status_file;
-pub mod store;
-pub mod supervisor;
-pub mod view;
+pub mod surfaces;
+pub mod work;

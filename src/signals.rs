@@ -37,7 +37,7 @@ pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
                 }
                 if stopping {
                     warn!(signal = sig, "second stop signal; killing hooks and the supervised program, exiting at once");
-                    crate::procs::kill_all_now();
+                    crate::work::procs::kill_all_now();
                     std::process::exit(128 + sig);
                 }
                 stopping = true;

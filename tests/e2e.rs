@@ -319,7 +319,7 @@ fn a_corrupt_lease_is_reported_never_clobbered_and_reset_on_request() {
 /// ETag, round after round; exactly one may win each round.
 #[test]
 fn seaweedfs_if_match_is_atomic_under_racing_writers() {
-    use s3_elector::store::{s3::S3Store, LeaseStore, StoreError};
+    use s3_elector::lease::store::{s3::S3Store, LeaseStore, StoreError};
     const WRITERS: usize = 16;
     const ROUNDS: usize = 25;
     let sw = Seaweed::start();

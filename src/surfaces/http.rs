@@ -37,9 +37,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::election::{Command, State};
-use crate::metrics::Metrics;
-use crate::view::LeaderView;
+use crate::lease::election::{Command, State};
+use crate::surfaces::metrics::Metrics;
+use crate::surfaces::view::LeaderView;
 
 /// Largest request head accepted (hyper's minimum buffer is 8 KiB).
 const MAX_HEAD_BYTES: usize = 16 * 1024;

@@ -9,8 +9,8 @@
 //! an `If-Match` on an ETag that cannot exist, which a conforming store
 //! refuses: that proves write permission without changing the lease.
 
-use crate::record::new_nonce;
-use crate::store::{LeaseStore, StoreError};
+use crate::lease::record::new_nonce;
+use crate::lease::store::{LeaseStore, StoreError};
 
 /// Why the probe failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ async fn scratch_steps<S: LeaseStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::memory::MemoryStore;
+    use crate::lease::store::memory::MemoryStore;
 
     #[tokio::test]
     async fn a_conforming_store_passes_and_the_scratch_key_is_removed() {

@@ -26,7 +26,7 @@ pub mod s3;
 pub struct Object {
     pub etag: String,
     /// Size the store reported. When it exceeds
-    /// [`crate::record::MAX_RECORD_BYTES`], `body` is left empty: the object
+    /// [`crate::lease::record::MAX_RECORD_BYTES`], `body` is left empty: the object
     /// is not a lease record, and it is not worth downloading.
     pub size: u64,
     pub body: Vec<u8>,
@@ -34,11 +34,13 @@ pub struct Object {
 
 impl Object {
     /// The lease record in this object, or why it is not one.
-    pub fn record(&self) -> Result<crate::record::LeaseRecord, crate::record::RecordError> {
-        if self.size > crate::record::MAX_RECORD_BYTES as u64 {
-            return Err(crate::record::RecordError::TooLarge { size: self.size });
+    pub fn record(
+        &self,
+    ) -> Result<crate::lease::record::LeaseRecord, crate::lease::record::RecordError> {
+        if self.size > crate::lease::record::MAX_RECORD_BYTES as u64 {
+            return Err(crate::lease::record::RecordError::TooLarge { size: self.size });
         }
-        crate::record::LeaseRecord::parse(&self.body)
+        crate::lease::record::LeaseRecord::parse(&self.body)
     }
 }
 

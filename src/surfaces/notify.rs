@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::election::State;
+use crate::lease::election::State;
 
 /// Tell systemd the service is ready.
 pub fn ready() {

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{FailurePolicy, Hook, HooksConfig};
-use crate::election::{Command, Role, State};
+use crate::lease::election::{Command, Role, State};
 
 /// Longest hook output line kept in the log.
 const MAX_LINE: usize = 4096;
@@ -273,7 +273,7 @@ async fn run_hook(
         return false;
     };
     let pgid = pid as i32;
-    crate::procs::register(pgid);
+    crate::work::procs::register(pgid);
     info!(hook = name, pid, term = ev.term, "hook started");
     let out = child
         .stdout
@@ -286,19 +286,19 @@ async fn run_hook(
     let status = tokio::select! {
         r = child.wait() => {
             // Members of its group that outlive the hook are killed.
-            crate::procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-            crate::procs::unregister(pgid);
+            crate::work::procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+            crate::work::procs::unregister(pgid);
             r.ok()
         }
         _ = tokio::time::sleep(hook.timeout) => {
             warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
-            crate::procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE).await;
+            crate::work::procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE).await;
             None
         }
         _ = preempt.cancelled() => {
             // on_lost must start by the deadline and never overlap: no grace.
             warn!(hook = name, "leadership lost while the hook ran; killing it so on_lost can run");
-            crate::procs::stop_group(&mut child, pgid, Duration::ZERO).await;
+            crate::work::procs::stop_group(&mut child, pgid, Duration::ZERO).await;
             None
         }
     };

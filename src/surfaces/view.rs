@@ -13,7 +13,7 @@
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::election::{Role, State};
+use crate::lease::election::{Role, State};
 
 /// `GET /leader` and the status file's content.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::ChildExit;
-use crate::election::{Command, State};
+use crate::lease::election::{Command, State};
 
 /// Pause before restarting a child that exited (policy `restart`).
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -94,8 +94,8 @@ pub async fn run(
                 }
             } => {
                 let r = running.take().expect("a child was running");
-                crate::procs::signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
-                crate::procs::unregister(r.pgid);
+                crate::work::procs::signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+                crate::work::procs::unregister(r.pgid);
                 let _ = idle.send(true);
                 match spec.on_exit {
                     ChildExit::Release => {
@@ -143,7 +143,7 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
         .id()
         .map(|p| p as i32)
         .ok_or_else(|| std::io::Error::other("the program exited before it could be supervised"))?;
-    crate::procs::register(pgid);
+    crate::work::procs::register(pgid);
     info!(event = "child_started", pid = pgid, term = state.term, command = ?spec.argv, "supervised program started");
     Ok(Running {
         child,
@@ -154,6 +154,6 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
 
 async fn stop(mut r: Running, spec: &ChildSpec, why: &str) {
     info!(pid = r.pgid, term = r.term, why, grace = ?spec.kill_grace, "stopping the supervised program");
-    let status = crate::procs::stop_group(&mut r.child, r.pgid, spec.kill_grace).await;
+    let status = crate::work::procs::stop_group(&mut r.child, r.pgid, spec.kill_grace).await;
     info!(event = "child_stopped", pid = r.pgid, status = ?status, "supervised program stopped");
 }

@@ -22,9 +22,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
-use crate::election::{Role, State};
-use crate::record::wall_now;
-use crate::view::LeaderView;
+use crate::lease::election::{Role, State};
+use crate::lease::record::wall_now;
+use crate::surfaces::view::LeaderView;
 
 #[derive(Serialize)]
 struct FileView {

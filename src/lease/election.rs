@@ -50,14 +50,12 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 
-use crate::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
-use crate::store::{LeaseStore, Object, StoreError};
+use crate::lease::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
+use crate::lease::store::{LeaseStore, Object, StoreError};
 
 /// Settings of one election, resolved from the config.
 #[derive(Debug, Clone)]
@@ -95,8 +93,33 @@ pub fn rank_delay_for(retry_period: Duration) -> Duration {
     (retry_period / 10).clamp(Duration::from_millis(20), Duration::from_millis(250))
 }
 
-/// Something to run after a successful release (wake the other candidates).
-pub type ReleaseHook = Box<dyn Fn(u64) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// What the election is built with besides the store and its settings:
+/// inputs from the rest of the daemon, each optional.
+#[derive(Debug, Default)]
+pub struct Links {
+    /// Candidates to name as successors in written records, best first
+    /// (kept current by the candidate registry).
+    pub successors: Option<watch::Receiver<Vec<String>>>,
+    /// `true` while no leader-only work runs (the supervised program). A
+    /// release waits for it, for at most `release_wait`; if the work does
+    /// not stop in time, the lease is left to expire instead.
+    pub release_barrier: Option<watch::Receiver<bool>>,
+}
+
+/// Facts the election reports as they happen, besides its [`State`]: for
+/// metrics and the candidate registry. Lossy (a broadcast channel): nothing
+/// that needs them for safety listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A renewal was written; `latency` is the time its write took.
+    Renewed { term: u64, latency: Duration },
+    /// A released record was written: the named successors (and anyone
+    /// else) may take the lease now. The registry wakes them.
+    Released { term: u64, successors: Vec<String> },
+}
+
+/// Events buffered per subscriber before the oldest are dropped.
+const EVENT_BUFFER: usize = 64;
 
 /// Requests to the election task from other parts of the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,12 +264,11 @@ pub struct Election<S: LeaseStore> {
     command_tx: mpsc::Sender<Command>,
     /// `true` while no leader-only work runs; a release waits for it.
     release_barrier: Option<watch::Receiver<bool>>,
-    renew_observer: Option<Box<dyn Fn(Duration) + Send + Sync>>,
     cooloff_until: Option<Instant>,
     /// Candidates to name as successors in written records.
     successors: Option<watch::Receiver<Vec<String>>>,
-    /// Run after a successful release, bounded in time.
-    on_released: Option<ReleaseHook>,
+    /// Renewals and releases, for whoever listens.
+    events: broadcast::Sender<Event>,
     /// Wake-ups from `POST /wake` (coalesced by `Notify`).
     wake: Arc<Notify>,
     /// A wake-up arrived and its read is still owed.
@@ -271,9 +293,10 @@ struct Phase {
 }
 
 impl<S: LeaseStore> Election<S> {
-    pub fn new(store: S, cfg: ElectionConfig) -> Self {
+    pub fn new(store: S, cfg: ElectionConfig, links: Links) -> Self {
         let (tx, _) = watch::channel(State::new(&cfg));
         let (command_tx, commands) = mpsc::channel(16);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         Election {
             store,
             cfg,
@@ -284,27 +307,16 @@ impl<S: LeaseStore> Election<S> {
             max_transitions: None,
             commands,
             command_tx,
-            release_barrier: None,
-            renew_observer: None,
+            release_barrier: links.release_barrier,
             cooloff_until: None,
-            successors: None,
-            on_released: None,
+            successors: links.successors,
+            events,
             wake: Arc::new(Notify::new()),
             wake_due: None,
             wake_tokens: (WAKE_BURST, Instant::now()),
             phase: None,
             last_read: None,
         }
-    }
-
-    /// Name these candidates (best first) as successors in written records.
-    pub fn set_successors(&mut self, rx: watch::Receiver<Vec<String>>) {
-        self.successors = Some(rx);
-    }
-
-    /// Run `f(term)` after each successful release, for at most a second.
-    pub fn set_on_released(&mut self, f: ReleaseHook) {
-        self.on_released = Some(f);
     }
 
     /// A handle that wakes this copy: it reads the lease once, soon (rate
@@ -372,20 +384,14 @@ impl<S: LeaseStore> Election<S> {
         self.command_tx.clone()
     }
 
-    /// Make releases wait until `barrier` is `true` (no leader-only work
-    /// running), for at most `release_wait`.
-    pub fn set_release_barrier(&mut self, barrier: watch::Receiver<bool>) {
-        self.release_barrier = Some(barrier);
-    }
-
-    /// Called with the latency of every successful renewal (for metrics).
-    pub fn set_renew_observer(&mut self, f: impl Fn(Duration) + Send + Sync + 'static) {
-        self.renew_observer = Some(Box::new(f));
-    }
-
     /// A receiver of the published state.
     pub fn subscribe(&self) -> watch::Receiver<State> {
         self.tx.subscribe()
+    }
+
+    /// A receiver of the [`Event`]s from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
     }
 
     /// Run until `shutdown` is cancelled; a leader releases the lease first.
@@ -978,9 +984,11 @@ impl<S: LeaseStore> Election<S> {
                 self.progress();
                 self.renewed(h, rec, etag, sent);
                 let latency = started.elapsed();
-                if let Some(f) = &self.renew_observer {
-                    f(latency);
-                }
+                // Nobody listening is fine: the event is only for metrics.
+                let _ = self.events.send(Event::Renewed {
+                    term: h.record.term,
+                    latency,
+                });
                 debug!(
                     event = "renewed",
                     term = h.record.term,
@@ -1111,14 +1119,10 @@ impl<S: LeaseStore> Election<S> {
         {
             Ok(_) => {
                 info!(event = "released", term = rec.term, successors = ?rec.successors, "released lease");
-                if let Some(f) = &self.on_released {
-                    if tokio::time::timeout(Duration::from_secs(1), f(rec.term))
-                        .await
-                        .is_err()
-                    {
-                        debug!("waking the other candidates took over a second; left it");
-                    }
-                }
+                let _ = self.events.send(Event::Released {
+                    term: rec.term,
+                    successors: rec.successors.clone(),
+                });
             }
             Err(StoreError::PreconditionFailed) => {
                 info!(

@@ -26,7 +26,7 @@ use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use super::{LeaseStore, Listed, Object, StoreError};
 use crate::config::S3Config;
-use crate::record::MAX_RECORD_BYTES;
+use crate::lease::record::MAX_RECORD_BYTES;
 
 /// How long start-up may spend finding credentials and a region.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);

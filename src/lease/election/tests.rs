@@ -9,7 +9,7 @@ use tokio::time::{advance, sleep, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::store::memory::{Fault, MemoryStore, Op};
+use crate::lease::store::memory::{Fault, MemoryStore, Op};
 
 const KEY: &str = "e/lease.json";
 const LEASE: Duration = Duration::from_secs(15);
@@ -53,7 +53,7 @@ impl Node {
 }
 
 fn start(store: &MemoryStore, id: &str) -> Node {
-    let e = Election::new(store.clone(), cfg(id));
+    let e = Election::new(store.clone(), cfg(id), Links::default());
     let rx = e.subscribe();
     let wake = e.waker();
     let stop = CancellationToken::new();

@@ -31,16 +31,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::election::{Role, State, MAX_SUCCESSORS};
-use crate::record::wall_now;
-use crate::store::{LeaseStore, StoreError};
+use hyper::Method;
+
+use crate::lease::election::{Event, Role, State, MAX_SUCCESSORS};
+use crate::lease::record::wall_now;
+use crate::lease::store::{LeaseStore, StoreError};
+use crate::peers::client::request;
 
 /// Value of the entry's `schema` field.
 pub const ENTRY_SCHEMA: &str = "s3-elector/candidate";
@@ -130,9 +131,9 @@ pub fn entry_key(prefix: &str, identity: &str) -> String {
     k
 }
 
-/// Candidates a leader has checked, best first; shared with the waker.
+/// Candidates a leader has checked, best first.
 #[derive(Debug, Clone, Default)]
-pub struct Peers {
+struct Peers {
     inner: Arc<Mutex<Vec<Entry>>>,
 }
 
@@ -147,7 +148,7 @@ impl Peers {
 
     /// Send `POST /wake` to every checked candidate at once; returns how
     /// many answered 2xx. Bounded by [`PEER_TIMEOUT`].
-    pub async fn wake_all(&self, identity: &str) -> usize {
+    async fn wake_all(&self, identity: &str) -> usize {
         let peers = self.get();
         let tasks: Vec<_> = peers
             .into_iter()
@@ -155,9 +156,11 @@ impl Peers {
             .take(MAX_PEERS)
             .map(|p| {
                 tokio::spawn(async move {
-                    let r = exchange(&p.address, "POST", "/wake").await;
-                    debug!(peer = %p.identity, address = %p.address, ok = r.as_ref().is_ok_and(|(s, _)| *s < 300), "woke candidate");
-                    r.is_ok_and(|(s, _)| (200..300).contains(&s))
+                    let ok = request(&p.address, Method::POST, "/wake", PEER_TIMEOUT)
+                        .await
+                        .is_ok_and(|a| a.is_success());
+                    debug!(peer = %p.identity, address = %p.address, ok, "woke candidate");
+                    ok
                 })
             })
             .collect();
@@ -171,46 +174,6 @@ impl Peers {
     }
 }
 
-/// One HTTP/1.1 exchange with a peer (`Connection: close`): status and body.
-pub async fn exchange(address: &str, method: &str, path: &str) -> Result<(u16, Vec<u8>), String> {
-    let work = async {
-        let mut s = TcpStream::connect(address)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = s.set_nodelay(true);
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\nUser-Agent: s3-elector\r\n\r\n"
-        );
-        s.write_all(req.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut buf = Vec::new();
-        (&mut s)
-            .take(64 * 1024)
-            .read_to_end(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        parse_response(&buf)
-    };
-    timeout(PEER_TIMEOUT, work)
-        .await
-        .map_err(|_| format!("no answer within {PEER_TIMEOUT:?}"))?
-}
-
-fn parse_response(buf: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no complete response head")?;
-    let head = std::str::from_utf8(&buf[..split]).map_err(|_| "response head is not UTF-8")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse::<u16>().ok())
-        .ok_or("no status code")?;
-    Ok((status, buf[split + 4..].to_vec()))
-}
-
 /// Does `entry`'s address answer as that very candidate, still competing?
 async fn check(entry: &Entry) -> bool {
     #[derive(Deserialize)]
@@ -220,8 +183,8 @@ async fn check(entry: &Entry) -> bool {
         role: Role,
         candidate: bool,
     }
-    match exchange(&entry.address, "GET", "/leader").await {
-        Ok((200, body)) => serde_json::from_slice::<View>(&body).is_ok_and(|v| {
+    match request(&entry.address, Method::GET, "/leader", PEER_TIMEOUT).await {
+        Ok(a) if a.status == 200 => serde_json::from_slice::<View>(&a.body).is_ok_and(|v| {
             v.election == entry.election
                 && v.identity == entry.identity
                 && matches!(v.role, Role::Follower | Role::Starting)
@@ -254,16 +217,19 @@ impl Quiet {
 }
 
 /// Run until `shutdown`: keep our entry, and while leading keep `successors`
-/// and `peers` current. Removes our entry at the end.
+/// current. After each release (an [`Event::Released`] from the election)
+/// wake the checked candidates. Removes our entry at the end.
 pub async fn run<S: LeaseStore>(
     store: S,
     cfg: Settings,
     mut state: watch::Receiver<State>,
     successors: watch::Sender<Vec<String>>,
-    peers: Peers,
+    mut events: broadcast::Receiver<Event>,
     woken: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
+    let peers = Peers::default();
+    let mut events_open = true;
     let mut quiet = Quiet::default();
     let own_key = cfg.own_key();
     let mut next_write = Instant::now();
@@ -312,7 +278,7 @@ pub async fn run<S: LeaseStore>(
             if let Some(addr) = leader_address.filter(|a| Some(a) != cfg.address.as_ref()) {
                 // Tell the leader we are here; it lists the registry.
                 announced = true;
-                let r = exchange(&addr, "POST", "/wake").await;
+                let r = request(&addr, Method::POST, "/wake", PEER_TIMEOUT).await;
                 debug!(leader = %addr, ok = r.is_ok(), "announced this copy to the leader");
             }
         }
@@ -416,6 +382,17 @@ pub async fn run<S: LeaseStore>(
         .flatten()
         .min();
         tokio::select! {
+            // A release first: it is written before the daemon stops its
+            // surfaces, so the wake-up goes out before this task ends.
+            biased;
+            e = events.recv(), if events_open => match e {
+                Ok(Event::Released { term, .. }) => {
+                    let n = peers.wake_all(&cfg.identity).await;
+                    info!(term, woken = n, "woke the other candidates");
+                }
+                Ok(Event::Renewed { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => events_open = false,
+            },
             _ = shutdown.cancelled() => break,
             r = state.changed(), if !election_gone => election_gone = r.is_err(),
             _ = woken.notified() => {
@@ -478,14 +455,5 @@ mod tests {
         assert!(Entry::parse(br#"{"schema":"other","election":"e","identity":"a","address":"x:1","host":"h","written_at":""}"#).is_err());
         assert!(Entry::parse(br#"{"schema":"s3-elector/candidate","election":"e","identity":"","address":"x:1","host":"h","written_at":""}"#).is_err());
         assert!(Entry::parse(br#"{"schema":"s3-elector/candidate","election":"e","identity":"a","address":"x:1","host":"h","written_at":""}"#).is_ok());
-    }
-
-    #[test]
-    fn responses_parse() {
-        assert_eq!(
-            parse_response(b"HTTP/1.1 202 Accepted\r\nA: b\r\n\r\n{}").unwrap(),
-            (202, b"{}".to_vec())
-        );
-        assert!(parse_response(b"HTTP/1.1 200").is_err());
     }
 }

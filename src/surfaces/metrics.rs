@@ -14,8 +14,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-use crate::election::State;
-use crate::store::{LeaseStore, Listed, Object, StoreError};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::election::{Event, State};
+use crate::lease::store::{LeaseStore, Listed, Object, StoreError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct S3Labels {
@@ -113,6 +116,25 @@ impl Metrics {
 
     pub fn observe_renewal(&self, d: Duration) {
         self.renew_latency.observe(d.as_secs_f64());
+    }
+
+    /// Record the election's [`Event`]s until it ends or `shutdown`.
+    pub async fn observe(
+        self: Arc<Self>,
+        mut events: broadcast::Receiver<Event>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let e = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                e = events.recv() => e,
+            };
+            match e {
+                Ok(Event::Renewed { latency, .. }) => self.observe_renewal(latency),
+                Ok(Event::Released { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
 
     /// The metrics in Prometheus/OpenMetrics text, with gauges from `state`.

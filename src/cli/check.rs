@@ -1,0 +1,83 @@
+//! `check`: the config, credentials, bucket, permissions and the store's
+//! conditional-write support, then the request cost the timings imply.
+
+use super::{connect, load, CheckArgs, EXIT_UNAVAILABLE};
+use crate::config::Config;
+use crate::cost::Cost;
+use crate::daemon::target;
+use crate::lease::probe::{self, ProbeError};
+use crate::lease::store::StoreError;
+
+pub(super) async fn check(a: CheckArgs) -> i32 {
+    let c = a.common;
+    let (cfg, identity) = match load(&c).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    println!("config: ok ({})", c.config.display());
+    println!("identity: {identity}");
+    println!("lease: {}", target(&cfg));
+    if a.offline {
+        println!("network checks: SKIPPED (--offline): credentials, bucket, permissions and the conformance probe were not checked");
+        print_cost(&cfg);
+        return 0;
+    }
+    let store = match connect(&cfg).await {
+        Ok(s) => {
+            println!("credentials: ok");
+            s
+        }
+        Err(code) => return code,
+    };
+    // One retry for a transient failure: the first request may only have
+    // taught the client the store's clock.
+    let mut result = probe::run(&store, &cfg.lease_key(), &identity).await;
+    if matches!(result, Err(ProbeError::Store(StoreError::Transient(_)))) {
+        result = probe::run(&store, &cfg.lease_key(), &identity).await;
+    }
+    let code = match result {
+        Ok(r) => {
+            for s in &r.steps {
+                println!("probe: {s}");
+            }
+            println!("conformance probe: passed");
+            if let Some(w) = r.cleanup_warning {
+                println!("warning: {w}");
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("s3-elector: check failed for {}: {e}", target(&cfg));
+            EXIT_UNAVAILABLE
+        }
+    };
+    print_cost(&cfg);
+    code
+}
+
+fn print_cost(cfg: &Config) {
+    let t = &cfg.timing;
+    let registry = cfg
+        .registry
+        .enabled
+        .then_some(crate::cost::RegistrySchedule {
+            list_interval: cfg.registry.list_interval,
+            refresh: cfg.registry.refresh,
+        });
+    let cost = Cost::new(t.retry_period, registry);
+    println!(
+        "requests: leader {:.0} PUT/hour and {:.0} LIST/hour, each follower {:.0} GET/hour and {:.0} PUT/hour (retry_period {}{})",
+        cost.leader_puts_per_hour,
+        cost.leader_lists_per_hour,
+        cost.follower_gets_per_hour,
+        cost.follower_puts_per_hour,
+        humantime::format_duration(t.retry_period),
+        if registry.is_some() { ", candidate registry on" } else { "" }
+    );
+    println!(
+        "cost (S3 Standard, us-east-1, 30 days): leader ${:.2}/month, each follower ${:.2}/month, 3 copies ${:.2}/month",
+        cost.leader_usd_month,
+        cost.follower_usd_month,
+        cost.total_usd_month(3)
+    );
+}

@@ -1,0 +1,258 @@
+//! The command line: parses arguments, loads the config (through the
+//! config module, which layers file < environment < flags), runs the daemon
+//! or a one-shot command, and maps errors to exit codes. Nothing here
+//! spawns a task or speaks a protocol.
+//!
+//! One-shot commands live in submodules: `check`, `status` and `reset`
+//! (which read the lease object), `step-down` (which asks the local daemon).
+//!
+//!
+//! Exit codes (documented in the README):
+//! - 0: success;
+//! - 64: bad config or command line (one line per problem on stderr);
+//! - 65: `status` found a lease object that is not a usable lease record;
+//! - 69: the store cannot be used: unreachable, missing bucket, no
+//!   permission, no credentials, or it fails the conformance probe;
+//! - 1: anything else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Overrides, EXIT_CONFIG};
+use crate::daemon::{self, DaemonError};
+use crate::lease::store::s3::S3Store;
+use crate::surfaces::logging::{self, LogFormat};
+
+mod check;
+mod status;
+mod step_down;
+
+/// Exit code for a lease object that is not a usable record (`EX_DATAERR`).
+pub const EXIT_DATA: i32 = 65;
+/// Exit code when the store cannot be used (`EX_UNAVAILABLE`).
+pub const EXIT_UNAVAILABLE: i32 = 69;
+
+/// Leader election through one S3 object and conditional writes.
+#[derive(Debug, Parser)]
+#[command(name = "s3-elector", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "S3_ELECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info` or `s3_elector=debug`.
+    #[arg(long, global = true, env = "S3_ELECTOR_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: take part in the election until stopped.
+    Run(RunArgs),
+    /// Validate the config, credentials, bucket, permissions and the store's
+    /// conditional-write support; print the implied request cost.
+    Check(CheckArgs),
+    /// Read the lease object and print holder, term and age.
+    Status(StatusArgs),
+    /// Ask the daemon running with this config to give up leadership
+    /// (needs `http.step_down: true`; SIGUSR1 does the same).
+    StepDown(Common),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `s3-elector man > s3-elector.1`.
+    Man,
+    /// Replace a lease object that is not a usable lease record (corrupt,
+    /// another program's, a newer schema) with a released record. Needs the
+    /// object's current ETag, as printed by `status`.
+    Reset(ResetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Config file (YAML).
+    #[arg(long, short, env = "S3_ELECTOR_CONFIG")]
+    pub config: PathBuf,
+    /// This copy's identity; overrides `identity` in the file.
+    #[arg(long, env = "S3_ELECTOR_IDENTITY")]
+    pub identity: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Join even if the store fails the conformance probe. Two leaders at
+    /// once are then possible.
+    #[arg(long, env = "S3_ELECTOR_UNSAFE_SKIP_CONFORMANCE_CHECK")]
+    pub unsafe_skip_conformance_check: bool,
+    /// Overrides `http.listen` (e.g. a pod IP in Kubernetes).
+    #[arg(long, env = "S3_ELECTOR_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Overrides `advertise_address` (e.g. `$(POD_IP):4040` in Kubernetes).
+    #[arg(long, env = "S3_ELECTOR_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+    /// Overrides `status_file`.
+    #[arg(long, env = "S3_ELECTOR_STATUS_FILE")]
+    pub status_file: Option<PathBuf>,
+    /// A program to run only while this copy leads (after `--`).
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub child: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Validate the config only; skip credentials, bucket and probe.
+    #[arg(long, env = "S3_ELECTOR_CHECK_OFFLINE")]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Print JSON instead of text.
+    #[arg(long, env = "S3_ELECTOR_STATUS_JSON")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// The ETag of the object to replace, exactly as `status` prints it.
+    #[arg(long, env = "S3_ELECTOR_RESET_ETAG")]
+    pub etag: String,
+}
+
+/// Run a command; returns the process exit code.
+pub fn main(cli: Cli) -> i32 {
+    logging::init(cli.log_format, &cli.log);
+    // Commands that need no runtime.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "s3-elector", &mut std::io::stdout());
+            return 0;
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("s3-elector: cannot write the man page: {e}");
+                    1
+                }
+            };
+        }
+        _ => {}
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("s3-elector: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async {
+        match cli.command {
+            Command::Run(a) => run(a).await,
+            Command::Check(c) => check::check(c).await,
+            Command::Status(s) => status::status(s).await,
+            Command::Reset(r) => status::reset(r).await,
+            Command::StepDown(c) => step_down::step_down(c).await,
+            Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        }
+    })
+}
+
+/// Load the config and identity, or print every problem and give exit 64.
+async fn load(c: &Common) -> Result<(Config, String), i32> {
+    let cfg = Config::load(&c.config).map_err(|e| {
+        for l in e.lines() {
+            eprintln!("s3-elector: {l}");
+        }
+        EXIT_CONFIG
+    })?;
+    let discovered = if cfg.needs_instance_id(c.identity.as_deref()) {
+        Some(crate::lease::store::s3::ec2_instance_id().await.map_err(|e| {
+            eprintln!("s3-elector: `identity_from: ec2-instance-id`: {e}; set `identity` or S3_ELECTOR_IDENTITY off EC2");
+            EXIT_UNAVAILABLE
+        })?)
+    } else {
+        None
+    };
+    let id = cfg
+        .resolve_identity(c.identity.as_deref(), discovered.as_deref())
+        .map_err(|p| {
+            eprintln!("s3-elector: config error: {p}");
+            EXIT_CONFIG
+        })?;
+    Ok((cfg, id))
+}
+
+async fn connect(cfg: &Config) -> Result<S3Store, i32> {
+    S3Store::connect(&cfg.s3).await.map_err(|e| {
+        eprintln!("s3-elector: {e}");
+        EXIT_UNAVAILABLE
+    })
+}
+
+/// `run`: the daemon, until a stop signal.
+async fn run(a: RunArgs) -> i32 {
+    let (cfg, identity) = match load(&a.common).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let overrides = Overrides {
+        http_listen: a.http_listen,
+        advertise_address: a.advertise_address,
+        status_file: a.status_file,
+    };
+    let cfg = match cfg.with_overrides(&overrides, &a.common.config.display().to_string()) {
+        Ok(c) => c,
+        Err(e) => {
+            for l in e.lines() {
+                eprintln!("s3-elector: {l}");
+            }
+            return EXIT_CONFIG;
+        }
+    };
+    if a.child.first().is_some_and(|c| c.is_empty()) {
+        eprintln!("s3-elector: the program after `--` is empty");
+        return EXIT_CONFIG;
+    }
+    let signals = match crate::signals::listen() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("s3-elector: cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let settings = daemon::Settings {
+        config: cfg,
+        identity,
+        program: a.child,
+        unsafe_skip_conformance_check: a.unsafe_skip_conformance_check,
+    };
+    match daemon::run(settings, signals).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("s3-elector: {e}");
+            match e {
+                DaemonError::Store(_) | DaemonError::Probe { .. } => EXIT_UNAVAILABLE,
+                DaemonError::Listen { .. } | DaemonError::Stop(_) => 1,
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `status` and `reset`: read the lease object and print it; replace an
+//! unusable one with a released record (conditionally, on its ETag).
+
+use std::time::SystemTime;
+
+use super::{connect, load, Common, ResetArgs, StatusArgs, EXIT_DATA, EXIT_UNAVAILABLE};
+use crate::config::Config;
+use crate::daemon::target;
+use crate::lease::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
+use crate::lease::store::s3::S3Store;
+use crate::lease::store::{LeaseStore, Object, StoreError};
+
+/// Load the config, connect, and read the lease object (for `status` and
+/// `reset`); on failure, the message is printed and the exit code returned.
+async fn read_lease(c: &Common) -> Result<(Config, String, S3Store, String, Option<Object>), i32> {
+    let (cfg, identity) = load(c).await?;
+    let store = connect(&cfg).await?;
+    let key = cfg.lease_key();
+    match get_retrying_once(&store, &key).await {
+        Ok(o) => Ok((cfg, identity, store, key, o)),
+        Err(e) => {
+            eprintln!("s3-elector: cannot read {}: {e}", target(&cfg));
+            Err(EXIT_UNAVAILABLE)
+        }
+    }
+}
+
+/// Read, retrying once after a transient failure (e.g. clock skew learnt).
+async fn get_retrying_once(store: &S3Store, key: &str) -> Result<Option<Object>, StoreError> {
+    match store.get(key).await {
+        Err(StoreError::Transient(_)) => store.get(key).await,
+        other => other,
+    }
+}
+
+/// What `status --json` prints.
+#[derive(Debug, serde::Serialize)]
+struct StatusJson {
+    election: String,
+    bucket: String,
+    key: String,
+    exists: bool,
+    etag: Option<String>,
+    record: Option<LeaseRecord>,
+    /// Why the object is not a usable record, if it is not.
+    problem: Option<String>,
+    /// Seconds since the last write, by this machine's wall clock.
+    age_seconds: Option<f64>,
+    /// Held, not released, and written less than a lease ago (wall clock;
+    /// off by the clock offset between hosts).
+    looks_live: bool,
+}
+
+pub(super) async fn status(a: StatusArgs) -> i32 {
+    let (cfg, _, _, key, obj) = match read_lease(&a.common).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let mut out = StatusJson {
+        election: cfg.election.clone(),
+        bucket: cfg.s3.bucket.clone(),
+        key: key.clone(),
+        exists: obj.is_some(),
+        etag: obj.as_ref().map(|o| o.etag.clone()),
+        record: None,
+        problem: None,
+        age_seconds: None,
+        looks_live: false,
+    };
+    if let Some(o) = &obj {
+        match o.record() {
+            Ok(r) => {
+                let age = r.wall_age(SystemTime::now());
+                out.age_seconds = age.map(|d| d.as_secs_f64());
+                out.looks_live = !r.released && age.is_some_and(|d| d < r.lease_duration());
+                out.record = Some(r);
+            }
+            Err(e) => out.problem = Some(format!("the lease object {e}")),
+        }
+    }
+    if a.json {
+        // A struct of strings, numbers and options always serializes.
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("status serializes")
+        );
+    } else {
+        print_status(&out);
+    }
+    if out.problem.is_some() {
+        EXIT_DATA
+    } else {
+        0
+    }
+}
+
+fn print_status(s: &StatusJson) {
+    println!("election:    {}", s.election);
+    println!("lease:       s3://{}/{}", s.bucket, s.key);
+    if !s.exists {
+        println!("state:       no lease object yet (nobody has led)");
+        return;
+    }
+    println!("etag:        {}", s.etag.as_deref().unwrap_or(""));
+    if let Some(p) = &s.problem {
+        println!("problem:     {p}");
+        println!("             the daemon will not touch it; after checking what wrote it, replace it with");
+        println!(
+            "             s3-elector reset --config FILE --etag '{}'",
+            s.etag.as_deref().unwrap_or("")
+        );
+        return;
+    }
+    let Some(r) = &s.record else { return };
+    let state = if r.released {
+        "released (free to take)"
+    } else if s.looks_live {
+        "held, looks live"
+    } else {
+        "held, looks expired (no renewal within the lease)"
+    };
+    println!("holder:      {}", r.holder);
+    if let Some(a) = &r.holder_address {
+        println!("address:     {a}");
+    }
+    println!("state:       {state}");
+    println!("term:        {}", r.term);
+    println!("transitions: {}", r.transitions);
+    println!(
+        "lease:       {}",
+        humantime::format_duration(r.lease_duration())
+    );
+    println!("acquired:    {}", r.acquired_at);
+    match s.age_seconds {
+        Some(a) => println!(
+            "renewed:     {} ({a:.1}s ago by this machine's clock)",
+            r.renewed_at
+        ),
+        None => println!(
+            "renewed:     {} (in the future by this machine's clock)",
+            r.renewed_at
+        ),
+    }
+}
+
+pub(super) async fn reset(a: ResetArgs) -> i32 {
+    let (cfg, identity, store, key, obj) = match read_lease(&a.common).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let Some(obj) = obj else {
+        eprintln!(
+            "s3-elector: {} does not exist; nothing to reset",
+            target(&cfg)
+        );
+        return 1;
+    };
+    if obj.etag != a.etag {
+        eprintln!(
+            "s3-elector: {} has ETag {}, not {}; it changed since you looked. Run `s3-elector status` again",
+            target(&cfg),
+            obj.etag,
+            a.etag
+        );
+        return 1;
+    }
+    if let Ok(r) = obj.record() {
+        eprintln!(
+            "s3-elector: {} is a valid lease record ({r}); reset only replaces unusable objects. Stop or step down the holder instead",
+            target(&cfg)
+        );
+        return 1;
+    }
+    let term = RecordError::salvage_term(&obj.body).unwrap_or(0);
+    let now = wall_now();
+    let rec = LeaseRecord {
+        schema: SCHEMA.into(),
+        version: VERSION,
+        election: cfg.election.clone(),
+        holder: identity,
+        term,
+        lease_duration_ms: cfg.timing.lease_duration.as_millis() as u64,
+        acquired_at: now.clone(),
+        renewed_at: now,
+        transitions: 0,
+        nonce: new_nonce(),
+        released: true,
+        holder_address: None,
+        successors: Vec::new(),
+    };
+    match store.put_if_match(&key, rec.to_body(), &a.etag).await {
+        Ok(_) => {
+            println!(
+                "replaced {} with a released lease record (term {term}); copies can now elect a leader",
+                target(&cfg)
+            );
+            0
+        }
+        Err(StoreError::PreconditionFailed) => {
+            eprintln!("s3-elector: {} changed while resetting; nothing written. Run `s3-elector status` again", target(&cfg));
+            1
+        }
+        Err(e) => {
+            eprintln!("s3-elector: reset of {} failed: {e}", target(&cfg));
+            EXIT_UNAVAILABLE
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Unit tests of loading, validation and layering.
+
+use super::*;
+
+const GOOD: &str = "election: demo\ns3:\n  bucket: leases\n";
+
+fn problems(yaml: &str) -> Vec<Problem> {
+    match Config::from_yaml(yaml, "t.yaml") {
+        Ok(_) => vec![],
+        Err(e) => e.problems,
+    }
+}
+
+fn fields(yaml: &str) -> Vec<String> {
+    problems(yaml).into_iter().map(|p| p.field).collect()
+}
+
+#[test]
+fn minimal_config_gets_client_go_defaults() {
+    let c = Config::from_yaml(GOOD, "t").unwrap();
+    assert_eq!(c.timing, Timing::default());
+    assert_eq!(c.timing.lease_duration, Duration::from_secs(15));
+    assert_eq!(c.lease_key(), "s3-elector/demo/lease.json");
+}
+
+#[test]
+fn key_and_prefix() {
+    let c = Config::from_yaml(
+        "election: demo\ns3:\n  bucket: leases\n  prefix: a/b/\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.lease_key(), "a/b/demo/lease.json");
+    let c = Config::from_yaml(
+        "election: demo\ns3:\n  bucket: leases\n  key: x.json\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.lease_key(), "x.json");
+    assert_eq!(
+        fields("election: demo\ns3:\n  bucket: leases\n  key: x\n  prefix: y\n"),
+        vec!["s3.key"]
+    );
+}
+
+#[test]
+fn every_unknown_key_is_reported_with_path_and_suggestion() {
+    let p = problems(
+            "election: demo\nelecton: x\ns3:\n  bucket: leases\n  regoin: x\ntiming:\n  lease_duraton: 3s\n",
+        );
+    let f: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(f, vec!["electon", "s3.regoin", "timing.lease_duraton"]);
+    assert!(p[1].message.contains("did you mean `region`"), "{:?}", p[1]);
+}
+
+#[test]
+fn timing_rules_are_each_reported() {
+    let base = |t: &str| {
+        format!("election: d\ns3:\n  bucket: leases\n  request_timeout: 1s\n  connect_timeout: 500ms\ntiming:\n{t}")
+    };
+    assert_eq!(
+        fields(&base("  lease_duration: 10s\n  renew_deadline: 10s\n")),
+        vec!["timing.renew_deadline"]
+    );
+    assert_eq!(
+        fields(&base("  renew_deadline: 2400ms\n  retry_period: 2s\n")),
+        vec!["timing.retry_period"]
+    );
+    // 1.2 × 2s = 2.4s exactly is not enough.
+    assert!(fields(&base("  renew_deadline: 2401ms\n  retry_period: 2s\n")).is_empty());
+    assert!(fields(&base("  retry_period: 0s\n")).contains(&"timing.retry_period".to_string()));
+    assert!(fields(&base("  lease_duration: 2h\n")).contains(&"timing.lease_duration".into()));
+}
+
+#[test]
+fn durations_need_units() {
+    let p = problems("election: d\ns3:\n  bucket: leases\ntiming:\n  lease_duration: 15\n");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].field, "timing.lease_duration");
+    assert!(p[0].message.contains("\"15s\""), "{}", p[0].message);
+    let p = problems("election: d\ns3:\n  bucket: leases\ntiming:\n  lease_duration: soon\n");
+    assert!(p[0].message.contains("not a duration"), "{}", p[0].message);
+}
+
+#[test]
+fn missing_and_malformed_fields() {
+    let p = problems("s3:\n  bucket: leases\n");
+    assert_eq!(p[0].message, "required key `election` is missing");
+    assert_eq!(
+        fields("election: d\ns3:\n  bucket: Bad_Bucket\n"),
+        vec!["s3.bucket"]
+    );
+    assert_eq!(
+        fields("election: d\ns3:\n  bucket: leases\n  endpoint_url: localhost:9000\n"),
+        vec!["s3.endpoint_url"]
+    );
+    assert_eq!(
+        fields("election: 'a b'\ns3:\n  bucket: leases\n"),
+        vec!["election"]
+    );
+    assert_eq!(
+        fields("identity: 'x/y'\nelection: d\ns3:\n  bucket: leases\n"),
+        vec!["identity"]
+    );
+    assert_eq!(
+        fields("election: d\ns3:\n  bucket: leases\n  request_timeout: 20s\n"),
+        vec!["s3.request_timeout"]
+    );
+    assert_eq!(problems("")[0].field, "");
+    assert!(problems(": : :")[0].message.starts_with("not valid YAML"));
+}
+
+#[test]
+fn surfaces_are_validated() {
+    let base = "election: d\ns3:\n  bucket: leases\n";
+    assert_eq!(
+        fields(&format!("{base}http:\n  listen: 0.0.0.0:4040\n")),
+        vec!["http.listen"]
+    );
+    assert!(fields(&format!(
+        "{base}http:\n  listen: 0.0.0.0:4040\n  allow_non_loopback: true\n"
+    ))
+    .is_empty());
+    assert_eq!(
+        fields(&format!("{base}http:\n  listen: nope\n")),
+        vec!["http.listen"]
+    );
+    assert_eq!(
+        fields(&format!("{base}hooks:\n  on_lost:\n    command: []\n")),
+        vec!["hooks.on_lost.command"]
+    );
+    assert_eq!(
+        fields(&format!("{base}hooks:\n  on_lost:\n    comand: [x]\n")),
+        vec!["hooks.on_lost.comand", "hooks.on_lost"]
+    );
+    assert_eq!(
+        fields(&format!("{base}child:\n  kill_grace: 5s\n")),
+        vec!["child.kill_grace"]
+    );
+    assert_eq!(
+        fields(&format!("{base}hooks:\n  on_acquired_failure: maybe\n")),
+        vec!["hooks.on_acquired_failure"]
+    );
+    let c = Config::from_yaml(base, "t").unwrap();
+    assert_eq!(c.child_kill_grace(), Duration::from_millis(2500));
+}
+
+#[test]
+fn several_problems_at_once() {
+    let p = problems("election: ''\nbogus: 1\ns3:\n  bucket: x\ntiming:\n  lease_duration: 1s\n");
+    let f: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+    assert!(f.contains(&"bogus"), "{f:?}");
+    assert!(f.contains(&"election"), "{f:?}");
+    assert!(f.contains(&"s3.bucket"), "{f:?}");
+    assert!(f.contains(&"timing.renew_deadline"), "{f:?}");
+}
+
+#[test]
+fn identity_resolution_order() {
+    let c = Config::from_yaml(
+        "identity: file-id\nelection: d\ns3:\n  bucket: leases\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.resolve_identity(Some("env-id"), None).unwrap(), "env-id");
+    assert_eq!(c.resolve_identity(None, None).unwrap(), "file-id");
+    assert!(c.resolve_identity(Some("bad id"), None).is_err());
+    assert!(!c.needs_instance_id(None));
+    let c = Config::from_yaml(GOOD, "t").unwrap();
+    assert!(!c.resolve_identity(None, None).unwrap().is_empty());
+    let c = Config::from_yaml(
+        "identity_from: ec2-instance-id\nelection: d\ns3:\n  bucket: leases\n",
+        "t",
+    )
+    .unwrap();
+    assert!(c.needs_instance_id(None));
+    assert!(!c.needs_instance_id(Some("x")));
+    assert_eq!(c.resolve_identity(None, Some("i-0abc")).unwrap(), "i-0abc");
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    for f in ["config/s3-elector.yaml", "config/local.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+        if let Err(e) = Config::load(&path) {
+            panic!("{f}: {:?}", e.lines());
+        }
+    }
+}
+
+#[test]
+fn advertise_address_must_be_host_and_port() {
+    for bad in ["10.0.0.5", "10.0.0.5:", ":4040", "host:99999", "a b:1"] {
+        let yaml = format!("election: d\nadvertise_address: \"{bad}\"\ns3:\n  bucket: leases\n");
+        let e = Config::from_yaml(&yaml, "t").expect_err(bad);
+        assert!(
+            e.lines()
+                .iter()
+                .any(|l| l.contains("advertise_address") && l.contains("host:port")),
+            "{bad}: {:?}",
+            e.lines()
+        );
+    }
+    for good in ["10.0.0.5:4040", "pod.ns.svc:4040", "[::1]:4040"] {
+        let yaml = format!("election: d\nadvertise_address: \"{good}\"\ns3:\n  bucket: leases\n");
+        Config::from_yaml(&yaml, "t").expect(good);
+    }
+}
+
+#[test]
+fn known_key_lists_match_the_structs() {
+    // Each listed key must be accepted by serde (no unknown-field error).
+    let yaml = "identity: a\nelection: d\nadvertise_address: x:1\nunsafe_skip_conformance_check: false\n\
+            s3:\n  bucket: leases\n  key: k\n  region: r\n  endpoint_url: http://h\n  force_path_style: true\n  connect_timeout: 1s\n  request_timeout: 2s\n\
+            timing:\n  lease_duration: 15s\n  renew_deadline: 10s\n  retry_period: 2s\n";
+    Config::from_yaml(yaml, "t").unwrap();
+    assert_eq!(TOP_KEYS.len(), 12);
+    assert_eq!(S3_KEYS.len(), 8);
+    assert_eq!(TIMING_KEYS.len(), 4);
+    let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\
+            http:\n  enabled: true\n  listen: 127.0.0.1:1\n  allow_non_loopback: false\n  step_down: true\n  wake: true\n  max_connections: 4\n  header_timeout: 1s\n\
+            registry:\n  enabled: true\n  refresh: 10m\n  list_interval: 30s\n\
+            hooks:\n  on_acquired_failure: keep\n  on_acquired:\n    command: [a]\n    timeout: 1s\n    working_dir: /\n  on_lost:\n    command: [b]\n  on_leader_changed:\n    command: [c]\n\
+            child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\n";
+    Config::from_yaml(yaml, "t").unwrap();
+    assert_eq!(HTTP_KEYS.len(), 7);
+    assert_eq!(REGISTRY_KEYS.len(), 3);
+    assert_eq!(HOOK_KEYS.len(), 3);
+    assert_eq!(HOOKS_KEYS.len(), 4);
+    assert_eq!(CHILD_KEYS.len(), 2);
+}

@@ -1,0 +1,308 @@
+//! The daemon: assembles the tasks, and owns the startup and the shutdown
+//! order. No other module spawns the daemon's long-running tasks.
+//!
+//! Data flows one way: config → store → probe → election → `State` (a
+//! `watch` channel) → surfaces (HTTP, status file, metrics, systemd) and
+//! work (hooks, the supervised program). The election is built with its
+//! inputs ([`Links`]) and reports facts
+//! ([`Event`](crate::lease::election::Event)s: renewals go to metrics,
+//! releases to the registry); it knows nothing of
+//! HTTP or processes.
+//!
+//! # Startup order
+//! 1. Bind the HTTP port (a port in use is reported at once).
+//! 2. Connect to the store, then run the conformance probe until it passes.
+//! 3. Build the election, then the leader-only work *before* the election
+//!    runs (the release barrier must exist before it can lead).
+//! 4. Surfaces, the registry, then the election; then tell systemd READY.
+//!
+//! # Shutdown order ([`Running::shutdown`])
+//! 1. The supervised program, then the release: one token stops both; the
+//!    election publishes "not leader" first, and its release waits for the
+//!    program to be gone, so no program runs while another copy can lead.
+//! 2. Hooks (a running `on_lost` may finish within its own timeout).
+//! 3. The status file (its last write says `stopped`).
+//! 4. The registry (wakes the successors after the release, removes our
+//!    entry).
+//! 5. HTTP, metrics and systemd notifications, last, so that the stop can
+//!    be watched to the end.
+//! 6. Any process group still alive is killed.
+
+mod steps;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use crate::config::Config;
+use crate::lease::election::{Command, Election, Links};
+use crate::lease::probe::ProbeError;
+use crate::lease::store::s3::{S3Store, SetupError};
+use crate::signals::Signal;
+use crate::surfaces::metrics::{MeteredStore, Metrics};
+use crate::surfaces::{http, notify, status_file};
+use crate::work::{hooks, procs, supervisor};
+
+pub use steps::target;
+
+/// OS signals, as [`crate::signals::listen`] delivers them.
+pub type Signals = mpsc::UnboundedReceiver<Signal>;
+
+/// Everything the daemon is started with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Validated, with overrides applied.
+    pub config: Config,
+    pub identity: String,
+    /// The program to run only while leading (after `--`); empty for none.
+    pub program: Vec<String>,
+    /// Join even if the store fails the conformance probe.
+    pub unsafe_skip_conformance_check: bool,
+}
+
+/// Why the daemon could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot listen on `http.listen` {address}: {source}; choose another address or set `http.enabled: false`")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] SetupError),
+    #[error("cannot join the election on {target}: {source}")]
+    Probe { target: String, source: ProbeError },
+    #[error("{0}")]
+    Stop(String),
+}
+
+/// Run until a stop signal; a leader hands over before returning.
+pub async fn run(s: Settings, mut signals: Signals) -> Result<(), DaemonError> {
+    let Some(running) = start(s, &mut signals).await? else {
+        return Ok(()); // stopped before joining
+    };
+    // Until a stop signal (or the signal thread is gone).
+    while let Some(Signal::StepDown) = signals.recv().await {
+        running.step_down("SIGUSR1").await;
+    }
+    running.shutdown().await
+}
+
+/// The running daemon: its tasks, and the two tokens that stop them.
+pub struct Running {
+    cfg: Config,
+    commands: mpsc::Sender<Command>,
+    /// Stops the election and the supervised program.
+    stop_election: CancellationToken,
+    /// Stops everything else, after the election has ended.
+    stop_surfaces: CancellationToken,
+    program: Option<JoinHandle<()>>,
+    election: JoinHandle<()>,
+    hooks: Option<JoinHandle<()>>,
+    status_file: Option<JoinHandle<()>>,
+    registry: Option<JoinHandle<()>>,
+    /// HTTP, metrics and systemd notifications.
+    rest: Vec<JoinHandle<()>>,
+}
+
+/// Start every task, in the order the module docs give. `Ok(None)`: a stop
+/// signal came before the store was ready.
+pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>, DaemonError> {
+    let Settings {
+        config: cfg,
+        identity,
+        program,
+        unsafe_skip_conformance_check,
+    } = s;
+    let listener = steps::bind_http(&cfg).await?;
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(MeteredStore::new(
+        S3Store::connect(&cfg.s3).await?,
+        metrics.clone(),
+    ));
+    let skip = unsafe_skip_conformance_check || cfg.unsafe_skip_conformance_check;
+    if !steps::probe_until_ready(&store, &cfg, &identity, skip, signals).await? {
+        return Ok(None);
+    }
+
+    // The election, built with its inputs.
+    let advertise = steps::advertise_address(&cfg, listener.as_ref());
+    let (successors_tx, successors) = watch::channel(Vec::new());
+    let (idle_tx, idle) = watch::channel(true);
+    let election = Election::new(
+        store.clone(),
+        steps::election_config(&cfg, &identity, advertise.clone()),
+        Links {
+            successors: cfg.registry.enabled.then_some(successors),
+            release_barrier: (!program.is_empty()).then_some(idle),
+        },
+    );
+    let state = election.subscribe();
+    let commands = election.command_sender();
+    let events = || election.events();
+    let stop_election = CancellationToken::new();
+    let stop_surfaces = CancellationToken::new();
+    let started = Instant::now();
+
+    // Leader-only work, before the election can lead.
+    let program = (!program.is_empty()).then(|| {
+        let spec = supervisor::ChildSpec {
+            argv: program,
+            on_exit: cfg.child.on_exit,
+            kill_grace: cfg.child_kill_grace(),
+            election: cfg.election.clone(),
+            identity: identity.clone(),
+        };
+        let (state, commands, stop) = (state.clone(), commands.clone(), stop_election.clone());
+        tokio::spawn(supervisor::run(spec, state, idle_tx, commands, stop))
+    });
+    let hooks = cfg.hooks.any().then(|| {
+        tokio::spawn(hooks::run(
+            cfg.hooks.clone(),
+            cfg.election.clone(),
+            identity.clone(),
+            state.clone(),
+            commands.clone(),
+            stop_surfaces.clone(),
+        ))
+    });
+
+    // Surfaces.
+    let mut rest = Vec::new();
+    let registry_waker = Arc::new(Notify::new());
+    if let Some(l) = listener {
+        let ctx = Arc::new(http::Ctx {
+            state: state.clone(),
+            metrics: metrics.clone(),
+            step_down: cfg.http.step_down.then(|| commands.clone()),
+            wake: cfg
+                .http
+                .wake
+                .then(|| (election.waker(), registry_waker.clone())),
+            lease_duration: cfg.timing.lease_duration,
+            health_margin: cfg.timing.retry_period,
+            started,
+        });
+        let (max, head) = (cfg.http.max_connections, cfg.http.header_timeout);
+        rest.push(tokio::spawn(http::serve(
+            l,
+            ctx,
+            max,
+            head,
+            stop_surfaces.clone(),
+        )));
+    }
+    rest.push(tokio::spawn(
+        metrics.observe(events(), stop_surfaces.clone()),
+    ));
+    let status_file = cfg.status_file.clone().map(|p| {
+        let every = cfg.timing.lease_duration / 2;
+        tokio::spawn(status_file::run(
+            p,
+            state.clone(),
+            every,
+            stop_surfaces.clone(),
+        ))
+    });
+    let lease = cfg.timing.lease_duration;
+    rest.push(tokio::spawn(notify::run(
+        state.clone(),
+        lease,
+        started,
+        stop_surfaces.clone(),
+    )));
+
+    // Hand-over hints.
+    let registry = cfg.registry.enabled.then(|| {
+        tokio::spawn(crate::peers::registry::run(
+            store.clone(),
+            steps::registry_settings(&cfg, &identity, advertise),
+            state.clone(),
+            successors_tx,
+            events(),
+            registry_waker,
+            stop_surfaces.clone(),
+        ))
+    });
+
+    let election = tokio::spawn(election.run(stop_election.clone()));
+    notify::ready();
+    Ok(Some(Running {
+        cfg,
+        commands,
+        stop_election,
+        stop_surfaces,
+        program,
+        election,
+        hooks,
+        status_file,
+        registry,
+        rest,
+    }))
+}
+
+impl Running {
+    /// Ask the election to give up leadership (if held).
+    pub async fn step_down(&self, reason: &str) {
+        let cmd = Command::StepDown {
+            reason: reason.into(),
+        };
+        let _ = self.commands.send(cmd).await;
+    }
+
+    /// Stop in the order the module docs give and why; each step bounded.
+    pub async fn shutdown(self) -> Result<(), DaemonError> {
+        notify::stopping();
+        let mut result = Ok(());
+        // 1. The program, then the release (which waits for the program).
+        self.stop_election.cancel();
+        if let Some(t) = self.program {
+            let _ = t.await;
+        }
+        // The release is one request bounded by s3.request_timeout; allow
+        // for an acquire or renewal in flight before it.
+        let cfg = &self.cfg;
+        let bound = cfg.s3.request_timeout * 3 + cfg.child_kill_grace() + Duration::from_secs(2);
+        match timeout(bound, self.election).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                error!(error = %e, "election task failed");
+                result = Err(DaemonError::Stop(format!("the election task failed: {e}")));
+            }
+            Err(_) => {
+                error!(?bound, "graceful stop took too long; exiting");
+                result = Err(DaemonError::Stop(format!(
+                    "the release did not finish within {bound:?}"
+                )));
+            }
+        }
+        // 2.-5. Everything that only reads the state.
+        self.stop_surfaces.cancel();
+        if let Some(t) = self.hooks {
+            // A running on_lost is allowed to finish, within its own timeout.
+            let bound = steps::longest_hook(cfg) * 2 + Duration::from_secs(5);
+            if timeout(bound, t).await.is_err() {
+                warn!("hooks did not finish in time");
+            }
+        }
+        if let Some(t) = self.status_file {
+            let _ = timeout(Duration::from_secs(5), t).await;
+        }
+        if let Some(t) = self.registry {
+            // Wakes the successors (0.5 s bound), then removes our entry
+            // (2 s bound).
+            let _ = timeout(Duration::from_secs(4), t).await;
+        }
+        for t in self.rest {
+            let _ = timeout(Duration::from_secs(1), t).await;
+        }
+        // 6. Nothing we started outlives us.
+        procs::kill_all_now();
+        result
+    }
+}

@@ -1,0 +1,169 @@
+//! The startup steps that need more than a line: binding the HTTP port,
+//! connecting to the store, the conformance probe, and the settings each
+//! task is built with. Nothing here spawns a task.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
+
+use super::{DaemonError, Signals};
+use crate::config::Config;
+use crate::lease::election::{rank_delay_for, ElectionConfig};
+use crate::lease::probe::{self, ProbeError};
+use crate::lease::store::{LeaseStore, StoreError};
+use crate::peers::registry;
+use crate::signals::Signal;
+
+/// `s3://bucket/key` of the lease, for messages.
+pub fn target(cfg: &Config) -> String {
+    format!("s3://{}/{}", cfg.s3.bucket, cfg.lease_key())
+}
+
+/// Bind the HTTP port first, so a port in use is reported at once.
+/// `Ok(None)`: HTTP is off, or the default port is taken (then the daemon
+/// keeps electing without the endpoint, and says so).
+pub async fn bind_http(cfg: &Config) -> Result<Option<TcpListener>, DaemonError> {
+    if !cfg.http.enabled {
+        return Ok(None);
+    }
+    let listen = cfg.http.listen_addr();
+    match TcpListener::bind(&listen).await {
+        Ok(l) => {
+            let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            if l.local_addr().is_ok_and(|a| !a.ip().is_loopback()) {
+                warn!(listen = %addr, "serving HTTP beyond loopback, as `http.allow_non_loopback` allows");
+            } else {
+                info!(listen = %addr, "serving HTTP");
+            }
+            Ok(Some(l))
+        }
+        // A port the operator chose must be served: fail loudly.
+        Err(source) if cfg.http.listen.is_some() => Err(DaemonError::Listen {
+            address: listen,
+            source,
+        }),
+        // The default port is often taken by another copy on the same
+        // host (tests, demos): keep electing, say so clearly.
+        Err(e) => {
+            error!(
+                listen = %listen, error = %e,
+                "cannot listen on the default HTTP address; running WITHOUT the HTTP endpoint. Set `http.listen` to a free address (or --http-listen), or `http.enabled: false`"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Run the conformance probe until it passes. Retries while the store is
+/// merely unreachable (backing off up to a lease); gives up on anything only
+/// an operator can fix. `Ok(false)`: a stop signal came first.
+pub async fn probe_until_ready<S: LeaseStore>(
+    store: &S,
+    cfg: &Config,
+    identity: &str,
+    skip: bool,
+    signals: &mut Signals,
+) -> Result<bool, DaemonError> {
+    let key = cfg.lease_key();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let attempt = tokio::select! {
+            biased;
+            Some(Signal::Stop) = signals.recv() => return Ok(false),
+            r = probe::run(store, &key, identity) => r,
+        };
+        match attempt {
+            Ok(r) => {
+                info!(target = %target(cfg), steps = r.steps.len(), "store conformance probe passed");
+                if let Some(w) = r.cleanup_warning {
+                    warn!("{w}");
+                }
+                return Ok(true);
+            }
+            Err(ProbeError::NonConforming(m)) if skip => {
+                error!(problem = %m, "UNSAFE: the store fails the conformance probe and unsafe_skip_conformance_check is set; two leaders are possible");
+                return Ok(true);
+            }
+            Err(ProbeError::Store(StoreError::Transient(m))) => {
+                warn!(error = %m, retry_in = ?backoff, "store unreachable; retrying the conformance probe");
+                tokio::select! {
+                    biased;
+                    Some(Signal::Stop) = signals.recv() => return Ok(false),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(cfg.timing.lease_duration);
+            }
+            Err(source) => {
+                return Err(DaemonError::Probe {
+                    target: target(cfg),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Where other copies can reach our HTTP endpoint: the configured address,
+/// else the bound one when it is a specific IP.
+pub fn advertise_address(cfg: &Config, listener: Option<&TcpListener>) -> Option<String> {
+    let advertise = cfg.advertise_address.clone().or_else(|| {
+        listener
+            .and_then(|l| l.local_addr().ok())
+            .filter(|a| !a.ip().is_unspecified())
+            .map(|a| a.to_string())
+    });
+    if cfg.registry.enabled && advertise.is_none() {
+        info!("no address to advertise (HTTP off, or bound to an unspecified address): other copies cannot wake this one; set `advertise_address`");
+    }
+    advertise
+}
+
+/// The election's settings.
+pub fn election_config(cfg: &Config, identity: &str, advertise: Option<String>) -> ElectionConfig {
+    ElectionConfig {
+        identity: identity.to_string(),
+        election: cfg.election.clone(),
+        key: cfg.lease_key(),
+        lease_duration: cfg.timing.lease_duration,
+        renew_deadline: cfg.timing.renew_deadline,
+        retry_period: cfg.timing.retry_period,
+        advertise_address: advertise,
+        jitter: true,
+        step_down_cooloff: cfg.timing.step_down_cooloff,
+        release_wait: cfg.child_kill_grace() + Duration::from_secs(1),
+        rank_delay: rank_delay_for(cfg.timing.retry_period),
+    }
+}
+
+/// The candidate registry's settings.
+pub fn registry_settings(
+    cfg: &Config,
+    identity: &str,
+    advertise: Option<String>,
+) -> registry::Settings {
+    registry::Settings {
+        prefix: cfg.registry_prefix(),
+        election: cfg.election.clone(),
+        identity: identity.to_string(),
+        address: advertise,
+        host: gethostname::gethostname().to_string_lossy().into_owned(),
+        refresh: cfg.registry.refresh,
+        list_interval: cfg.registry.list_interval,
+        // HTTP only, no S3 cost: often enough that a dead candidate is
+        // dropped before it matters.
+        check_interval: (cfg.timing.retry_period * 2)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10))
+            .min(cfg.registry.list_interval),
+    }
+}
+
+/// The longest timeout of any configured hook.
+pub fn longest_hook(cfg: &Config) -> Duration {
+    let h = &cfg.hooks;
+    [&h.on_acquired, &h.on_lost, &h.on_leader_changed]
+        .iter()
+        .filter_map(|h| h.as_ref().map(|h| h.timeout))
+        .max()
+        .unwrap_or_default()
+}

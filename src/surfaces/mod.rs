@@ -1,0 +1,10 @@
+//! How the election's state is shown to operators and machines. Every
+//! surface subscribes to the published [`State`](crate::lease::election::State)
+//! and never talks to the store, so no surface can slow the election down.
+
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod status_file;
+pub mod view;

@@ -229,3 +229,44 @@ fn known_key_lists_match_the_structs() {
     assert_eq!(HOOKS_KEYS.len(), 4);
     assert_eq!(CHILD_KEYS.len(), 2);
 }
+
+#[test]
+fn overrides_replace_the_file_and_are_validated_again() {
+    let cfg = Config::from_yaml(GOOD, "t.yaml").unwrap();
+    let o = Overrides {
+        http_listen: Some("127.0.0.1:4999".into()),
+        advertise_address: Some("10.0.0.5:4999".into()),
+        status_file: Some("/run/s3e/status.json".into()),
+    };
+    let c = cfg.clone().with_overrides(&o, "t.yaml").unwrap();
+    assert_eq!(c.http.listen.as_deref(), Some("127.0.0.1:4999"));
+    assert_eq!(c.advertise_address.as_deref(), Some("10.0.0.5:4999"));
+    assert_eq!(
+        c.status_file.as_deref(),
+        Some(std::path::Path::new("/run/s3e/status.json"))
+    );
+    assert_eq!(
+        cfg.clone()
+            .with_overrides(&Overrides::default(), "t")
+            .unwrap(),
+        cfg
+    );
+    let bad = Overrides {
+        http_listen: Some("0.0.0.0:4040".into()),
+        advertise_address: Some("no-port".into()),
+        ..Overrides::default()
+    };
+    let e = cfg.with_overrides(&bad, "t.yaml").unwrap_err();
+    let fields: Vec<&str> = e.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec!["advertise_address", "http.listen"],
+        "{:?}",
+        e.lines()
+    );
+    assert!(
+        e.lines().iter().all(|l| l.contains("overrides")),
+        "{:?}",
+        e.lines()
+    );
+}

@@ -604,3 +604,94 @@ async fn an_unnamed_copy_waits_behind_every_named_successor_after_expiry() {
     assert!(Instant::now() - seen < LEASE + Duration::from_millis(450));
     d.shutdown().await;
 }
+
+/// The election's links and events: the successors it is built with go into
+/// its records (never itself), renewals are reported with their term, and a
+/// release is reported with the successors it named.
+#[tokio::test(start_paused = true)]
+async fn links_feed_records_and_events_report_renewals_and_releases() {
+    let store = MemoryStore::new();
+    let (succ_tx, succ_rx) = watch::channel(vec!["a".to_string(), "x".into(), "y".into()]);
+    let e = Election::new(
+        store.clone(),
+        cfg("a"),
+        Links {
+            successors: Some(succ_rx),
+            release_barrier: None,
+        },
+    );
+    let mut events = e.events();
+    let commands = e.command_sender();
+    let rx = e.subscribe();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(e.run(stop.clone()));
+    settle().await;
+    assert!(rx.borrow().is_leader(Instant::now()));
+    assert_eq!(record(&store).successors, vec!["x", "y"]);
+    succ_tx.send_replace(vec!["y".into()]);
+    sleep(RETRY + Duration::from_millis(10)).await;
+    assert_eq!(
+        record(&store).successors,
+        vec!["y"],
+        "renewals name the current successors"
+    );
+    match events.try_recv() {
+        Ok(Event::Renewed { term, .. }) => assert_eq!(term, 1),
+        other => panic!("expected a renewal event, got {other:?}"),
+    }
+    commands
+        .send(Command::StepDown {
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    settle().await;
+    assert!(record(&store).released);
+    let mut released = None;
+    while let Ok(ev) = events.try_recv() {
+        if let Event::Released { term, successors } = ev {
+            released = Some((term, successors));
+        }
+    }
+    assert_eq!(released, Some((1, vec!["y".to_string()])));
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// A release waits for the barrier (leader-only work still running) and,
+/// when the work does not stop within `release_wait`, leaves the lease to
+/// expire instead of releasing it.
+#[tokio::test(start_paused = true)]
+async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
+    for work_stops in [true, false] {
+        let store = MemoryStore::new();
+        let (idle_tx, idle_rx) = watch::channel(true);
+        let e = Election::new(
+            store.clone(),
+            cfg("a"),
+            Links {
+                successors: None,
+                release_barrier: Some(idle_rx),
+            },
+        );
+        let rx = e.subscribe();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(e.run(stop.clone()));
+        settle().await;
+        assert!(rx.borrow().is_leader(Instant::now()));
+        idle_tx.send_replace(false); // the work runs
+        stop.cancel();
+        settle().await;
+        assert!(
+            !rx.borrow().is_leader(Instant::now()),
+            "not leader before the release"
+        );
+        assert!(!record(&store).released, "no release while the work runs");
+        if work_stops {
+            idle_tx.send_replace(true);
+        }
+        sleep(Duration::from_secs(2)).await; // past release_wait (1 s)
+        task.await.unwrap();
+        assert_eq!(record(&store).released, work_stops);
+    }
+}

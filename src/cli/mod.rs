@@ -133,7 +133,8 @@ pub struct ResetArgs {
 
 /// Run a command; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
-    logging::init(cli.log_format, &cli.log);
+    // Held until the command returns: dropping it flushes the log queue.
+    let _log = logging::init(cli.log_format, &cli.log);
     // Commands that need no runtime.
     match &cli.command {
         Command::Completions { shell } => {

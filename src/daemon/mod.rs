@@ -45,7 +45,7 @@ use crate::lease::probe::ProbeError;
 use crate::lease::store::s3::{S3Store, SetupError};
 use crate::signals::Signal;
 use crate::surfaces::metrics::{MeteredStore, Metrics};
-use crate::surfaces::{http, notify, status_file};
+use crate::surfaces::{http, logging, notify, status_file};
 use crate::work::{hooks, procs, supervisor};
 
 pub use steps::target;
@@ -200,6 +200,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     rest.push(tokio::spawn(
         metrics.observe(events(), stop_surfaces.clone()),
     ));
+    rest.push(tokio::spawn(logging::report_drops(stop_surfaces.clone())));
     let status_file = cfg.status_file.clone().map(|p| {
         let every = cfg.timing.lease_duration / 2;
         tokio::spawn(status_file::run(

@@ -36,6 +36,9 @@ pub struct Metrics {
     transitions: Gauge,
     remaining: Gauge<f64, AtomicU64>,
     wakes: Counter,
+    /// Log lines dropped because stderr did not keep up; brought up to
+    /// [`crate::surfaces::logging::dropped_lines`] at scrape time.
+    log_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -91,8 +94,15 @@ impl Metrics {
             "POST /wake requests received (each causes at most one rate-limited read)",
             wakes.clone(),
         );
+        let log_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up (a stalled journald or pipe); logging never holds up the election",
+            log_dropped.clone(),
+        );
         Metrics {
             wakes,
+            log_dropped,
             registry,
             s3_requests,
             renew_latency,
@@ -149,6 +159,9 @@ impl Metrics {
                 .valid_until
                 .map_or(0.0, |d| d.saturating_duration_since(now).as_secs_f64()),
         );
+        let dropped = crate::surfaces::logging::dropped_lines();
+        self.log_dropped
+            .inc_by(dropped.saturating_sub(self.log_dropped.get()));
         let mut out = String::new();
         // Writing into a String cannot fail.
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

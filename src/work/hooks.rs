@@ -20,7 +20,6 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
@@ -28,9 +27,9 @@ use tracing::{error, info, warn};
 
 use crate::config::{FailurePolicy, Hook, HooksConfig};
 use crate::lease::election::{Command, Role, State};
+use crate::work::procs;
 
 /// Longest hook output line kept in the log.
-const MAX_LINE: usize = 4096;
 /// SIGTERM-to-SIGKILL grace for a hook at its timeout.
 const HOOK_KILL_GRACE: Duration = Duration::from_secs(2);
 
@@ -218,21 +217,6 @@ pub async fn run(
     let _ = exec.await;
 }
 
-async fn forward<R: AsyncRead + Unpin>(r: R, hook: &'static str, stream: &'static str) {
-    let mut lines = BufReader::new(r).lines();
-    while let Ok(Some(mut line)) = lines.next_line().await {
-        if line.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-            line.push_str(" [cut]");
-        }
-        info!(hook, stream, "{line}");
-    }
-}
-
 /// Run one hook to completion (or timeout/preemption). True on exit 0.
 async fn run_hook(
     hook: &Hook,
@@ -278,11 +262,11 @@ async fn run_hook(
     let out = child
         .stdout
         .take()
-        .map(|o| tokio::spawn(forward(o, name, "stdout")));
+        .map(|o| tokio::spawn(procs::forward(o, name, "stdout")));
     let err = child
         .stderr
         .take()
-        .map(|e| tokio::spawn(forward(e, name, "stderr")));
+        .map(|e| tokio::spawn(procs::forward(e, name, "stderr")));
     let status = tokio::select! {
         r = child.wait() => {
             // Members of its group that outlive the hook are killed.
@@ -291,14 +275,18 @@ async fn run_hook(
             r.ok()
         }
         _ = tokio::time::sleep(hook.timeout) => {
-            warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
-            crate::work::procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE).await;
+            procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE, || {
+                warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
+            })
+            .await;
             None
         }
         _ = preempt.cancelled() => {
             // on_lost must start by the deadline and never overlap: no grace.
-            warn!(hook = name, "leadership lost while the hook ran; killing it so on_lost can run");
-            crate::work::procs::stop_group(&mut child, pgid, Duration::ZERO).await;
+            procs::stop_group(&mut child, pgid, Duration::ZERO, || {
+                warn!(hook = name, "leadership lost while the hook ran; killed it so on_lost can run");
+            })
+            .await;
             None
         }
     };

@@ -1,6 +1,16 @@
-//! Child processes in their own process groups: spawning, stopping the
-//! whole group (SIGTERM, then SIGKILL after a grace period), and a registry
-//! of live groups so that an emergency exit can kill them all first.
+//! Child processes in their own process groups: stopping the whole group
+//! (SIGTERM, then SIGKILL after a grace period), a registry of live groups
+//! so that an emergency exit can kill them all first, and the forwarding of
+//! their output.
+//!
+//! Invariants:
+//! - on every stop path the signal is sent *before* anything is logged, so
+//!   a slow log can never delay a kill;
+//! - a child's stdout and stderr are pipes read by the daemon, never the
+//!   daemon's own stderr: each line becomes one log event (fields `source`
+//!   and `stream`), cut at [`MAX_LINE`] bytes, through the daemon's lossy
+//!   log writer. A chatty child cannot fill the daemon's pipe, and a stalled
+//!   log reader cannot block the child: its lines are dropped and counted.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -8,8 +18,13 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
-use tracing::warn;
+use tracing::{info, warn};
+
+/// Longest line of a child's output logged as one event; longer lines are
+/// logged in pieces of this size.
+pub const MAX_LINE: usize = 4096;
 
 fn registry() -> &'static Mutex<HashSet<i32>> {
     static GROUPS: OnceLock<Mutex<HashSet<i32>>> = OnceLock::new();
@@ -58,14 +73,23 @@ pub fn signal_group(pgid: i32, sig: Signal) {
     }
 }
 
-/// Stop a child and its group: SIGTERM, wait up to `grace`, then SIGKILL.
-/// Returns once the child is reaped. Stragglers in the group get SIGKILL.
+/// Stop a child and its group: SIGTERM (SIGKILL at once when `grace` is
+/// zero), then `signalled()` (to log: after the signal, never before), wait
+/// up to `grace`, then SIGKILL. Returns once the child is reaped.
+/// Stragglers in the group get SIGKILL.
 pub async fn stop_group(
     child: &mut Child,
     pgid: i32,
     grace: Duration,
+    signalled: impl FnOnce(),
 ) -> Option<std::process::ExitStatus> {
-    signal_group(pgid, Signal::SIGTERM);
+    let first = if grace.is_zero() {
+        Signal::SIGKILL
+    } else {
+        Signal::SIGTERM
+    };
+    signal_group(pgid, first);
+    signalled();
     let status = match tokio::time::timeout(grace, child.wait()).await {
         Ok(r) => r.ok(),
         Err(_) => {
@@ -77,4 +101,96 @@ pub async fn stop_group(
     signal_group(pgid, Signal::SIGKILL);
     unregister(pgid);
     status
+}
+
+/// Log each line read from `r` as one event naming `source` and `stream`,
+/// until the pipe closes. A line longer than [`MAX_LINE`] bytes is logged
+/// cut, ending in ` [cut]`, and the rest of it is skipped: the reader never
+/// holds more than one line, whatever the child writes.
+pub async fn forward<R: AsyncRead + Unpin>(r: R, source: &'static str, stream: &'static str) {
+    read_lines(r, |line, cut| emit(line, source, stream, cut)).await;
+}
+
+/// Call `f(line, cut)` for each line of `r` (without its newline), at most
+/// [`MAX_LINE`] bytes of it; `cut` says the rest of the line was skipped.
+async fn read_lines<R: AsyncRead + Unpin>(r: R, mut f: impl FnMut(&[u8], bool)) {
+    let mut r = BufReader::new(r);
+    let mut line: Vec<u8> = Vec::new();
+    // Inside a line that was already logged cut: skip to its end.
+    let mut skipping = false;
+    loop {
+        let buf = match r.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(buf) => buf,
+        };
+        let newline = buf.iter().position(|b| *b == b'\n');
+        let end = newline.unwrap_or(buf.len());
+        if !skipping {
+            let take = end.min(MAX_LINE - line.len());
+            line.extend_from_slice(&buf[..take]);
+            if take < end || (newline.is_none() && line.len() == MAX_LINE) {
+                f(&line, true);
+                line.clear();
+                skipping = true;
+            }
+        }
+        if newline.is_some() {
+            if !skipping {
+                f(&line, false);
+            }
+            line.clear();
+            skipping = false;
+        }
+        let used = newline.map_or(buf.len(), |i| i + 1);
+        r.consume(used);
+    }
+    if !line.is_empty() {
+        f(&line, false);
+    }
+}
+
+fn emit(line: &[u8], source: &'static str, stream: &'static str, cut: bool) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches('\r');
+    if cut {
+        info!(source, stream, "{text} [cut]");
+    } else {
+        info!(source, stream, "{text}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A child that writes far more than a line without a newline is read
+    /// in bounded pieces; the reader never holds more than one line.
+    #[tokio::test]
+    async fn lines_are_bounded_and_long_ones_cut_once() {
+        let (mut w, r) = tokio::io::duplex(1024);
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let t = tokio::spawn(read_lines(r, move |l, cut| {
+            s2.lock().unwrap().push((l.len(), cut, l.first().copied()))
+        }));
+        w.write_all(&vec![b'x'; MAX_LINE * 3 + 5]).await.unwrap();
+        w.write_all(b"\nshort\n\nno newline at the end")
+            .await
+            .unwrap();
+        drop(w);
+        tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("ends when the pipe closes")
+            .unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (MAX_LINE, true, Some(b'x')),
+                (5, false, Some(b's')),
+                (0, false, None),
+                (21, false, Some(b'n')),
+            ]
+        );
+    }
 }

@@ -10,6 +10,8 @@
 //!   renew_deadline`, so the kill lands before another copy can take over;
 //! - the release barrier reads `true` only while no child runs: a graceful
 //!   release (shutdown, step-down) waits for the child to be dead;
+//! - its stdout and stderr are read by the daemon and logged line by line
+//!   (`source = "program"`), so it can never fill the daemon's own pipe;
 //! - if the child exits by itself while leading, the policy decides:
 //!   `release` (step down) or `restart` (after a short pause).
 
@@ -24,6 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::config::ChildExit;
 use crate::lease::election::{Command, State};
+use crate::work::procs;
 
 /// Pause before restarting a child that exited (policy `restart`).
 const RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -94,8 +97,8 @@ pub async fn run(
                 }
             } => {
                 let r = running.take().expect("a child was running");
-                crate::work::procs::signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
-                crate::work::procs::unregister(r.pgid);
+                procs::signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
+                procs::unregister(r.pgid);
                 let _ = idle.send(true);
                 match spec.on_exit {
                     ChildExit::Release => {
@@ -134,16 +137,26 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
         .env("S3_ELECTOR_IDENTITY", &spec.identity)
         .env("S3_ELECTOR_LEADER", &spec.identity)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     // A pid is always there right after spawn; without one there is no
     // group to manage, and pgid 0 would mean our own group.
     let pgid = child
         .id()
         .map(|p| p as i32)
         .ok_or_else(|| std::io::Error::other("the program exited before it could be supervised"))?;
-    crate::work::procs::register(pgid);
+    procs::register(pgid);
+    // Its output goes to the daemon's log, never straight to the daemon's
+    // stderr (see `procs`); the readers end when its pipes close.
+    if let Some(o) = child.stdout.take() {
+        tokio::spawn(procs::forward(o, "program", "stdout"));
+    }
+    if let Some(e) = child.stderr.take() {
+        tokio::spawn(procs::forward(e, "program", "stderr"));
+    }
     info!(event = "child_started", pid = pgid, term = state.term, command = ?spec.argv, "supervised program started");
     Ok(Running {
         child,
@@ -153,7 +166,16 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
 }
 
 async fn stop(mut r: Running, spec: &ChildSpec, why: &str) {
-    info!(pid = r.pgid, term = r.term, why, grace = ?spec.kill_grace, "stopping the supervised program");
-    let status = crate::work::procs::stop_group(&mut r.child, r.pgid, spec.kill_grace).await;
+    let (pid, term, grace) = (r.pgid, r.term, spec.kill_grace);
+    let status = procs::stop_group(&mut r.child, r.pgid, grace, || {
+        info!(
+            pid,
+            term,
+            why,
+            ?grace,
+            "sent SIGTERM to the supervised program"
+        );
+    })
+    .await;
     info!(event = "child_stopped", pid = r.pgid, status = ?status, "supervised program stopped");
 }

@@ -1,0 +1,149 @@
+//! Safety at the edges (issue 12's reproductions, made tests): a daemon
+//! whose log pipe nobody reads, against a real SeaweedFS.
+
+#![allow(clippy::disallowed_types)] // end-to-end tests measure real elapsed time
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use support::*;
+
+/// Lease 6 s, renew deadline 4 s: generous, so that a busy machine never
+/// costs the leader its lease; the program's kill grace is then 1 s.
+const TIMING: &str = "timing:\n  lease_duration: 6s\n  renew_deadline: 4s\n  retry_period: 1s\nhttp:\n  step_down: true\nregistry:\n  enabled: false\n";
+
+/// A daemon started by hand (its stdout and stderr are pipes nobody reads)
+/// and its supervised program; both killed on drop, the program's whole
+/// process group included.
+struct Stalled {
+    child: Child,
+    program_pid: PathBuf,
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(pid) = read_num(&self.program_pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+fn read_num(p: &Path) -> Option<u128> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+fn nanos(t: SystemTime) -> u128 {
+    t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+/// The daemon's stdout and stderr are pipes nobody reads, as with a stalled
+/// journald, and its program is chatty (30,000 lines, then 300 kB without a
+/// newline, then a line every 50 ms): the daemon keeps
+/// renewing while it leads, reports the dropped log lines, and on a
+/// step-down its program is dead before another copy acquires.
+#[test]
+fn a_stalled_log_pipe_holds_up_neither_renewals_nor_the_program_stop() {
+    let sw = Seaweed::start();
+    sw.bucket("logpipe");
+    let dir = sw.dir.path();
+    let cfg = sw.config(dir, "logpipe", "logpipe", TIMING);
+    let pid_file = dir.join("program.pid");
+    let beat = dir.join("beat");
+    let program = format!(
+        "echo $$ > {pid}; seq 1 30000; head -c 300000 /dev/zero | tr '\\0' x; \
+         while :; do date +%s%N > {beat}.tmp && mv {beat}.tmp {beat}; echo beat; sleep 0.05; done",
+        pid = pid_file.display(),
+        beat = beat.display()
+    );
+    let port = free_port();
+    let mut cmd = daemon_command(&cfg);
+    cmd.args(["run", "--", "sh", "-c", &program])
+        .env("S3_ELECTOR_IDENTITY", "a")
+        .env("S3_ELECTOR_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut a = Stalled {
+        child: cmd.spawn().expect("start s3-elector"),
+        program_pid: pid_file.clone(),
+    };
+    // Held open, never read: the pipes fill and stay full.
+    let stderr = a.child.stderr.take().unwrap();
+    let _stdout = a.child.stdout.take().unwrap();
+
+    assert!(
+        wait_for(Duration::from_secs(60), || read_num(&beat).is_some()),
+        "A never started its program"
+    );
+    let (_, v) = get_json(port, "/leader");
+    let (term, first_renewal) = (v["term"].as_u64(), v["renewed_at"].clone());
+    assert_eq!(v["is_leader"], true, "{v}");
+    // Three renew deadlines with a full pipe: still leading, same term, and
+    // the renewals went on.
+    std::thread::sleep(Duration::from_secs(12));
+    let (_, v) = get_json(port, "/leader");
+    assert_eq!(
+        v["is_leader"], true,
+        "A lost its lease behind a full log pipe: {v}"
+    );
+    assert_eq!(v["term"].as_u64(), term, "{v}");
+    assert_ne!(v["renewed_at"], first_renewal, "no renewal for 12 s: {v}");
+    let (_, metrics) = http(port, "GET", "/metrics");
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("s3_elector_log_lines_dropped_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no log_lines_dropped metric:\n{metrics}"));
+    assert!(dropped > 0, "the pipe is full, yet nothing was dropped");
+
+    // Step down, then let B take over.
+    let (status, body) = http(port, "POST", "/step-down");
+    assert_eq!(status, 202, "{body}");
+    let b = Daemon::start("b", &cfg);
+    let acquired = b
+        .wait_event(Duration::from_secs(60), |e| e.event() == "acquired")
+        .unwrap_or_else(|| panic!("B never acquired: {}", b.log_text()));
+    let last_beat = read_num(&beat).expect("a heartbeat");
+    assert!(
+        last_beat < nanos(acquired.at),
+        "A's program beat {} ms after B acquired",
+        (last_beat - nanos(acquired.at)) / 1_000_000
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(read_num(&beat), Some(last_beat), "A's program still runs");
+
+    // Drain A's stderr: once lines flow again, it says how many it lost.
+    let reported = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r2 = reported.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("\"log_lines_dropped\"") {
+                r2.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    assert!(
+        wait_for(Duration::from_secs(30), || reported
+            .load(std::sync::atomic::Ordering::SeqCst)),
+        "no log_lines_dropped event after the pipe drained"
+    );
+}

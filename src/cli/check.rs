@@ -32,7 +32,12 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     // One retry for a transient failure: the first request may only have
     // taught the client the store's clock.
     let mut result = probe::run(&store, &cfg.lease_key(), &identity).await;
-    if matches!(result, Err(ProbeError::Store(StoreError::Transient(_)))) {
+    if matches!(
+        result,
+        Err(ProbeError::Store(
+            StoreError::Transient(_) | StoreError::Throttled(_)
+        ))
+    ) {
         result = probe::run(&store, &cfg.lease_key(), &identity).await;
     }
     let code = match result {

@@ -28,7 +28,7 @@ async fn read_lease(c: &Common) -> Result<(Config, String, S3Store, String, Opti
 /// Read, retrying once after a transient failure (e.g. clock skew learnt).
 async fn get_retrying_once(store: &S3Store, key: &str) -> Result<Option<Object>, StoreError> {
     match store.get(key).await {
-        Err(StoreError::Transient(_)) => store.get(key).await,
+        Err(StoreError::Transient(_) | StoreError::Throttled(_)) => store.get(key).await,
         other => other,
     }
 }

@@ -85,7 +85,7 @@ pub async fn probe_until_ready<S: LeaseStore>(
                 error!(problem = %m, "UNSAFE: the store fails the conformance probe and unsafe_skip_conformance_check is set; two leaders are possible");
                 return Ok(true);
             }
-            Err(ProbeError::Store(StoreError::Transient(m))) => {
+            Err(ProbeError::Store(StoreError::Transient(m) | StoreError::Throttled(m))) => {
                 warn!(error = %m, retry_in = ?backoff, "store unreachable; retrying the conformance probe");
                 tokio::select! {
                     biased;

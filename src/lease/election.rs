@@ -28,6 +28,11 @@
 //!    `successors` list in a record only *delays* the copies it does not put
 //!    first; phase-aligned polling only moves reads in time. None of them
 //!    changes rule 2.
+//! 10. Retries are paced: after a write attempt that did not take the lease
+//!     (any error, or a refused condition), the next attempt waits at least
+//!     one jittered `retry_period`; while the store throttles (503 SlowDown,
+//!     429), attempts and polls back off exponentially, up to a lease apart.
+//!     Waiting longer never breaks rule 2: it only delays a write.
 //!
 //! # Timing of follower reads
 //! A follower keeps a window in which the holder's next renewal should
@@ -280,6 +285,10 @@ pub struct Election<S: LeaseStore> {
     phase: Option<Phase>,
     /// When the last read was sent.
     last_read: Option<Instant>,
+    /// After a failed write attempt: no new attempt before this (rule 10).
+    write_not_before: Option<Instant>,
+    /// Throttled answers in a row; the pause doubles with each (rule 10).
+    throttled: u32,
 }
 
 /// Where the holder's renewals are expected.
@@ -316,6 +325,8 @@ impl<S: LeaseStore> Election<S> {
             wake_tokens: (WAKE_BURST, Instant::now()),
             phase: None,
             last_read: None,
+            write_not_before: None,
+            throttled: 0,
         }
     }
 
@@ -470,29 +481,56 @@ impl<S: LeaseStore> Election<S> {
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
         let last = self.last_read.unwrap_or(now);
-        let period = self.cfg.retry_period;
         let poll = match self.phase {
             Some(Phase {
                 retry_at: Some(t), ..
             }) => t,
             Some(p) => self.aim(&p),
-            None => {
-                let mut d = period;
-                if self.cfg.jitter {
-                    d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
-                }
-                last + d
-            }
+            None => last + self.pause(),
         };
         // Never read more often than every 5 ms, whatever the plan says.
         let poll = poll.max(last + Duration::from_millis(5)).max(now);
         if let Some(c) = self.cooloff_until.filter(|c| *c > now) {
             return poll.min(c);
         }
-        match self.acquire_at() {
+        match self.write_at() {
             Some(t) if t > now => poll.min(t),
             _ => poll,
         }
+    }
+
+    /// The plain wait between two requests: `retry_period`, doubled for
+    /// each throttled answer in a row (at most a lease), with up to 20 %
+    /// jitter (rule 10).
+    fn pause(&self) -> Duration {
+        let period = self.cfg.retry_period;
+        let mut d = if self.throttled == 0 {
+            period
+        } else {
+            period
+                .saturating_mul(1u32 << self.throttled.min(16))
+                .min(self.cfg.lease_duration.max(period))
+        };
+        if self.cfg.jitter {
+            d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
+        }
+        d
+    }
+
+    /// Count a store answer for the throttling backoff.
+    fn note_answer(&mut self, e: Option<&StoreError>) {
+        if e.is_some_and(StoreError::is_throttling) {
+            self.throttled = self.throttled.saturating_add(1);
+        } else {
+            self.throttled = 0;
+        }
+    }
+
+    /// When this copy may next write: the rules' earliest moment, but not
+    /// before the pause after a failed attempt.
+    fn write_at(&self) -> Option<Instant> {
+        let t = self.acquire_at()?;
+        Some(self.write_not_before.map_or(t, |w| t.max(w)))
     }
 
     /// When the observed lease may be taken over, if it is held by another
@@ -543,7 +581,7 @@ impl<S: LeaseStore> Election<S> {
             return None;
         }
         let obs = self.observed.as_ref()?;
-        if self.acquire_at().is_none_or(|t| now < t) {
+        if self.write_at().is_none_or(|t| now < t) {
             return None;
         }
         match &obs.seen {
@@ -567,6 +605,7 @@ impl<S: LeaseStore> Election<S> {
             let previous = self.last_read;
             self.last_read = Some(sent);
             let r = self.store.get(&self.cfg.key).await;
+            self.note_answer(r.as_ref().err());
             match r {
                 Ok(obj) => {
                     self.progress();
@@ -574,6 +613,9 @@ impl<S: LeaseStore> Election<S> {
                     self.plan_reads(previous, sent, changed, aimed);
                 }
                 Err(e) => {
+                    // A failed read says nothing of the holder's phase; an
+                    // aimed read would come at once (rule 10): poll plainly.
+                    self.phase = None;
                     self.report_read_error(&e);
                     return None;
                 }
@@ -809,19 +851,27 @@ impl<S: LeaseStore> Election<S> {
             None => self.store.put_if_absent(&self.cfg.key, body).await,
             Some(e) => self.store.put_if_match(&self.cfg.key, body, e).await,
         };
+        self.note_answer(res.as_ref().err());
         match res {
             Ok(new_etag) => {
                 self.progress();
+                self.write_not_before = None;
                 Some(self.became_leader(rec, new_etag, sent, prev.as_ref()))
             }
             Err(e) => {
+                // Rule 10: whatever the read-back shows, no new attempt
+                // before a pause (longer while the store throttles).
+                let pause = self.pause();
+                self.write_not_before = Some(Instant::now() + pause);
                 if e == StoreError::PreconditionFailed {
                     self.progress();
                     debug!(term, "lost the race to acquire");
                 } else {
-                    warn!(error = %e, "acquire attempt failed; reading back to settle it");
+                    warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                        "acquire attempt failed; reading back to settle it");
                 }
                 // Read back: learn the winner, or find that our write landed.
+                self.last_read = Some(Instant::now());
                 match self.store.get(&self.cfg.key).await {
                     Ok(Some(obj)) => {
                         self.progress();

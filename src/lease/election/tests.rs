@@ -695,3 +695,110 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
         assert_eq!(record(&store).released, work_stops);
     }
 }
+
+// ---- retry pacing (issue 12 §2; the first test is the outside review's
+// reproduction) ----
+
+/// A takeover attempt that fails without changing the object (a 503, a
+/// timeout, a 403, a 412 whose read-back shows the same ETag) is retried
+/// one retry period later, not at once.
+#[tokio::test(start_paused = true)]
+async fn a_failing_takeover_is_retried_at_the_retry_period_not_back_to_back() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5); // the holder is dead: never renews
+    let b = start(&store, "b");
+    settle().await;
+    // From now on every write takes 20 ms and fails without applying.
+    for _ in 0..5000 {
+        store.inject(Op::PutIfMatch, Fault::Delay(Duration::from_millis(20)));
+        store.inject(
+            Op::PutIfMatch,
+            Fault::FailBefore(StoreError::Transient("HTTP 500 InternalError".into())),
+        );
+    }
+    sleep(LEASE).await; // the takeover time
+    let before = store.requests().len();
+    sleep(Duration::from_secs(10)).await;
+    let window = &store.requests()[before..];
+    let puts = window.iter().filter(|o| **o == Op::PutIfMatch).count();
+    let gets = window.iter().filter(|o| **o == Op::Get).count();
+    assert!(!b.leads());
+    // One attempt (a PUT and its read-back) per retry period, and a poll.
+    assert!(
+        puts + gets <= 2 * (10 / 2 + 2),
+        "{puts} PUTs and {gets} GETs in 10 s; expected about one attempt per retry period"
+    );
+    assert!(puts >= 3, "it must keep trying: {puts} PUTs in 10 s");
+    b.shutdown().await;
+}
+
+/// A store that throttles (503 SlowDown) gets exponentially fewer attempts,
+/// the pause capped at the lease; once it stops throttling, the takeover
+/// happens within about a lease.
+#[tokio::test(start_paused = true)]
+async fn a_throttling_store_gets_exponential_backoff_capped_at_the_lease() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5);
+    let b = start(&store, "b");
+    settle().await;
+    let slow = || StoreError::Throttled("HTTP 503 SlowDown".into());
+    for _ in 0..5000 {
+        store.inject(Op::PutIfMatch, Fault::FailBefore(slow()));
+        store.inject(Op::Get, Fault::FailBefore(slow()));
+    }
+    sleep(LEASE).await;
+    let before = store.requests().len();
+    sleep(Duration::from_secs(60)).await;
+    let window = store.requests()[before..].to_vec();
+    let puts = window.iter().filter(|o| **o == Op::PutIfMatch).count();
+    let all = window.len();
+    // Pauses of 2, 4, 8, then 15 s (the lease) with up to 20 % jitter:
+    // about 6 attempts in 60 s. Plain pacing would be 30; a storm, thousands.
+    assert!(
+        (2..=8).contains(&puts),
+        "{puts} PUTs in 60 s of throttling; expected about 6"
+    );
+    assert!(
+        all <= 20,
+        "{all} requests in 60 s of throttling: {window:?}"
+    );
+    assert!(!b.leads());
+    // The storm ends: the copy takes over within a lease or so.
+    store.clear_faults();
+    sleep(LEASE + LEASE / 5 + RETRY).await;
+    assert!(b.leads(), "no takeover after the throttling ended");
+    b.shutdown().await;
+}
+
+/// Reads that fail while the follower is locked onto the holder's renewal
+/// phase fall back to plain polling; before, every aimed read came at once
+/// (one read every 5 ms).
+#[tokio::test(start_paused = true)]
+async fn failing_reads_in_phase_are_paced_at_the_retry_period() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5);
+    let s2 = store.clone();
+    let renewer = tokio::spawn(async move {
+        loop {
+            sleep(RETRY).await;
+            foreign_holder(&s2, "old", 5);
+        }
+    });
+    let b = start(&store, "b");
+    sleep(RETRY * 6).await; // in phase with the holder's renewals
+    for _ in 0..5000 {
+        store.inject(
+            Op::Get,
+            Fault::FailBefore(StoreError::Transient("HTTP 500 InternalError".into())),
+        );
+    }
+    let before = gets(&store);
+    sleep(Duration::from_secs(10)).await;
+    let reads = gets(&store) - before;
+    assert!(
+        (3..=7).contains(&reads),
+        "{reads} reads in 10 s of failing reads; expected one per retry period"
+    );
+    renewer.abort();
+    b.shutdown().await;
+}

@@ -67,6 +67,11 @@ impl MemoryStore {
         self.lock().faults.push_back((op, fault));
     }
 
+    /// Drop every queued fault.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     /// Behave like a store that ignores `If-None-Match` / `If-Match`.
     pub fn set_ignore_conditions(&self, yes: bool) {
         self.lock().ignore_conditions = yes;

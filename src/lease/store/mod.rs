@@ -56,6 +56,11 @@ pub enum StoreError {
     /// Timeout, connection failure or 5xx: the outcome is unknown.
     #[error("{0}")]
     Transient(String),
+    /// The store asks for fewer requests (503 SlowDown, 429, throttling
+    /// codes): retry later and later, up to a lease apart. The outcome of a
+    /// write is unknown, as for [`StoreError::Transient`].
+    #[error("{0} (the store is throttling; backing off)")]
+    Throttled(String),
     #[error("bucket `{bucket}` does not exist; create it or fix `s3.bucket`")]
     NoSuchBucket { bucket: String },
     #[error("access denied ({code}) for {op} on s3://{bucket}/{key}: {message}; grant the permission or fix the credentials")]
@@ -80,7 +85,15 @@ pub enum StoreError {
 impl StoreError {
     /// A write that failed this way may still have landed.
     pub fn is_ambiguous(&self) -> bool {
-        matches!(self, StoreError::Conflict | StoreError::Transient(_))
+        matches!(
+            self,
+            StoreError::Conflict | StoreError::Transient(_) | StoreError::Throttled(_)
+        )
+    }
+
+    /// The store asks for fewer requests.
+    pub fn is_throttling(&self) -> bool {
+        matches!(self, StoreError::Throttled(_))
     }
 
     /// An error no retry will fix without the operator's help.
@@ -99,6 +112,7 @@ impl StoreError {
             StoreError::PreconditionFailed => "precondition_failed",
             StoreError::Conflict => "conflict",
             StoreError::Transient(_) => "transient",
+            StoreError::Throttled(_) => "throttled",
             StoreError::NoSuchBucket { .. } => "no_such_bucket",
             StoreError::AccessDenied { .. } => "access_denied",
             StoreError::NotImplemented { .. } => "not_implemented",

@@ -227,7 +227,17 @@ impl S3Store {
                 message,
             },
             (501, _) => StoreError::NotImplemented { op, message },
-            (500..=599, _) | (429, _) => StoreError::Transient(format!(
+            (503, _)
+            | (429, _)
+            | (_, "SlowDown")
+            | (_, "TooManyRequests")
+            | (_, "Throttling")
+            | (_, "ThrottlingException")
+            | (_, "RequestLimitExceeded") => StoreError::Throttled(format!(
+                "{op} on s3://{}/{key}: HTTP {status} {code} {message}",
+                self.bucket
+            )),
+            (500..=599, _) => StoreError::Transient(format!(
                 "{op} on s3://{}/{key}: HTTP {status} {code} {message}",
                 self.bucket
             )),

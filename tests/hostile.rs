@@ -118,12 +118,36 @@ fn the_lease_key_deleted_while_held_is_recovered_without_overlap() {
             .await
             .unwrap()
     });
-    std::thread::sleep(Duration::from_secs(8));
-    let leaders: Vec<&Daemon> = ds.iter().filter(|d| d.believes_leader()).collect();
-    assert_eq!(leaders.len(), 1);
-    let rec: serde_json::Value =
-        serde_json::from_slice(&get(&sw, "deleted").expect("re-created")).unwrap();
-    assert_eq!(rec["holder"], leaders[0].id.as_str(), "{rec}");
+    // Recovery: the object is written again, and exactly one copy leads,
+    // the one it names (asked of the daemons, not read from their logs).
+    let mut found = None;
+    until(
+        Duration::from_secs(30),
+        "one leader, named by a re-created lease object",
+        || {
+            let leaders: Vec<usize> = (0..ds.len()).filter(|i| ds[*i].says_leader()).collect();
+            let rec = get(&sw, "deleted")
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            found = match (leaders.as_slice(), rec) {
+                ([i], Some(rec)) if rec["holder"] == ds[*i].id.as_str() => Some((*i, rec)),
+                _ => None,
+            };
+            found.is_some()
+        },
+    );
+    let (i, rec) = found.unwrap();
+    let leaders = [&ds[i]];
+    // Its log read up to now (a renewal logged after this point), so that
+    // a "lost" it logged before is seen.
+    let now = std::time::SystemTime::now();
+    assert!(
+        ds[i]
+            .wait_event(Duration::from_secs(10), |e| e.event() == "renewed"
+                && e.at > now)
+            .is_some(),
+        "{}",
+        ds[i].log_text()
+    );
     // A new holder gets the next term. The one exception is a renewal that
     // was already being processed when the delete arrived and re-created
     // the object (SeaweedFS does not order the two): then the old leader

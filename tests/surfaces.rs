@@ -12,14 +12,6 @@ use support::*;
 
 const TIMING: &str = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n  step_down_cooloff: 1s\n";
 
-fn until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn leader_index(ds: &[Daemon]) -> Option<usize> {
     let l: Vec<usize> = (0..ds.len())
         .filter(|i| ds[*i].alive() && http(ds[*i].http_port, "GET", "/leader/health").0 == 200)
@@ -118,6 +110,13 @@ fn http_endpoints_flip_on_step_down_and_agree() {
                 .all(|d| get_json(d.http_port, "/leader").1["leader"] == ds[f].id.as_str())
         },
     );
+    // The copy that stepped down competes again (its cool-off is over)
+    // before the leadership is handed back to it.
+    until(
+        Duration::from_secs(10),
+        "the old leader competes again",
+        || ds[l].follows(&ds[f].id),
+    );
     // The CLI step-down reaches the same endpoint.
     let mut cmd = daemon_command(&cfg);
     cmd.env("S3_ELECTOR_LOG_FORMAT", "text").arg("step-down");
@@ -172,30 +171,41 @@ fn hooks_run_in_order_with_their_environment() {
     sw.bucket("hooks");
     let dir = sw.dir.path();
     let log = dir.join("a-hooks.log");
+    // a sits out a long cool-off after stepping down, so that the hand-over
+    // goes to b however slowly b reads (with 1 s, a busy b could lose it
+    // back to a, a different sequence of hooks).
+    let a_timing = TIMING.replace("step_down_cooloff: 1s", "step_down_cooloff: 10s");
     let extra = format!(
-        "{TIMING}hooks:\n  on_acquired:\n{}  on_lost:\n{}  on_leader_changed:\n{}",
+        "{a_timing}hooks:\n  on_acquired:\n{}  on_lost:\n{}  on_leader_changed:\n{}",
         hook(&log, ""),
         hook(&log, ""),
         hook(&log, "")
     );
     let cfg = sw.config(dir, "hooks", "hooks", &extra);
-    let a = Daemon::start("a", &cfg);
-    until(Duration::from_secs(30), "a leads", || a.believes_leader());
-    let b_cfg = sw.config(dir, "hooks-b", "hooks", TIMING);
-    let b = Daemon::start("b", &b_cfg);
-    a.signal("USR1"); // step down; b takes over
-    until(Duration::from_secs(15), "hooks for the hand-over", || {
+    let lines = || -> Vec<String> {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
             .lines()
-            .count()
-            >= 4
+            .map(String::from)
+            .collect()
+    };
+    let a = Daemon::start("a", &cfg);
+    // The hooks of a's acquisition must have run before it steps down: a
+    // hook still running when leadership ends is killed (by design), and
+    // its line would be missing.
+    until(Duration::from_secs(30), "a's acquisition hooks ran", || {
+        lines().len() >= 2
     });
-    let lines: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    let b_cfg = sw.config(dir, "hooks-b", "hooks", TIMING);
+    let b = Daemon::start("b", &b_cfg);
+    // b must be in the election (probe passed, lease read, competing)
+    // before a steps down, or a would step down with nobody to take over.
+    until(Duration::from_secs(30), "b follows a", || b.follows("a"));
+    a.signal("USR1"); // step down; b takes over
+    until(Duration::from_secs(15), "hooks for the hand-over", || {
+        lines().len() >= 4
+    });
+    let lines = lines();
     assert!(
         lines[0].starts_with("acquired term=1 leader=a prev= id=a election=e2e"),
         "{lines:#?}"
@@ -291,13 +301,28 @@ fn the_status_file_is_never_seen_partial() {
             (reads, roles)
         })
     };
-    // Many transitions: step each leader down in turn.
-    for _ in 0..6 {
-        let l = if a.believes_leader() { &a } else { &b };
-        if l.believes_leader() {
-            l.signal("USR1");
-        }
-        std::thread::sleep(Duration::from_millis(1500));
+    // Many transitions: step each leader down in turn, each time once the
+    // other copy is ready to take over (out of its cool-off, following),
+    // and wait until it has.
+    for round in 0..6 {
+        let mut pair = None;
+        until(
+            Duration::from_secs(30),
+            &format!("round {round}: a leader and a ready follower"),
+            || {
+                pair = [(&a, &b), (&b, &a)]
+                    .into_iter()
+                    .find(|(l, f)| l.says_leader() && f.follows(&l.id));
+                pair.is_some()
+            },
+        );
+        let (l, f) = pair.unwrap();
+        l.signal("USR1");
+        until(
+            Duration::from_secs(15),
+            &format!("round {round}: {} takes over from {}", f.id, l.id),
+            || f.says_leader(),
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (reads, roles) = reader.join().unwrap();
@@ -438,11 +463,13 @@ fn systemd_notify_ready_status_and_watchdog() {
     assert!(all.contains("STATUS=leader, term 1"), "{all}");
     assert!(all.matches("WATCHDOG=1").count() >= 3, "{all}");
     a.signal("TERM");
-    std::thread::sleep(Duration::from_millis(500));
     let mut rest = String::new();
-    while let Ok(n) = sock.recv(&mut buf) {
-        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
-        rest.push('\n');
+    let end = Instant::now() + Duration::from_secs(15);
+    while !rest.contains("STOPPING=1") && Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+            rest.push('\n');
+        }
     }
     assert!(rest.contains("STOPPING=1"), "{rest}");
 }
@@ -465,10 +492,6 @@ fn metrics_s3_counters_match_the_requests_on_the_wire() {
     .unwrap();
     let a = Daemon::start("a", &cfg);
     let b = Daemon::start("b", &cfg);
-    until(Duration::from_secs(30), "a leader", || {
-        a.believes_leader() || b.believes_leader()
-    });
-    std::thread::sleep(Duration::from_secs(3));
     let sum = |d: &Daemon| -> f64 {
         let (_, m) = http(d.http_port, "GET", "/metrics");
         parse_prometheus(&m)
@@ -477,6 +500,15 @@ fn metrics_s3_counters_match_the_requests_on_the_wire() {
             .map(|(_, v)| *v)
             .sum()
     };
+    until(Duration::from_secs(30), "a leader", || {
+        a.says_leader() || b.says_leader()
+    });
+    // Enough traffic to compare: renewals and follower reads.
+    until(
+        Duration::from_secs(30),
+        "more than 10 requests counted",
+        || sum(&a) + sum(&b) > 10.0,
+    );
     let before = proxy.total();
     let counted = sum(&a) + sum(&b);
     let after = proxy.total();
@@ -561,8 +593,21 @@ fn s3_unreachable_leader_runs_on_lost_and_stops_its_child_by_the_deadline() {
     );
     let took = gone.elapsed();
     eprintln!("leadership ended {took:?} after S3 went away");
-    assert!(!a.believes_leader());
+    // Ask the daemon itself: it no longer leads. (Its "lost" log line is
+    // written after the state changes, and the hook and the child react to
+    // the state: the line may come after both.)
+    let v = a.view().expect("GET /leader answers");
+    assert_eq!(v["is_leader"], false, "{v}");
+    assert_ne!(v["role"], "leader", "{v}");
     assert!(http(a.http_port, "GET", "/leader/health").0 == 503);
+    // Its log says so too, in its own time.
+    assert!(
+        a.wait_event(Duration::from_secs(10), |e| e.event() == "lost")
+            .is_some(),
+        "{}",
+        a.log_text()
+    );
+    assert!(!a.believes_leader(), "{}", a.log_text());
     // Still alive and following, waiting for S3 to return.
     assert!(a.alive());
 }

@@ -322,6 +322,13 @@ pub struct Daemon {
     pub http_port: u16,
     child: Option<Child>,
     pub events: Arc<Mutex<Vec<Event>>>,
+    /// Set by the log reader when the daemon's stderr reaches end of file:
+    /// every line the process wrote is in `events`.
+    drained: Arc<std::sync::atomic::AtomicBool>,
+    /// A value of `S3E_TEST_OWNER` unique to this copy; everything it
+    /// starts (program, hooks, their children) inherits it, so that a copy
+    /// killed with SIGKILL leaves nothing behind (see [`sweep`]).
+    marker: String,
     pub exit: Option<std::process::ExitStatus>,
     /// Rate of the copy's clocks relative to the host's (libfaketime `x`);
     /// its `valid_ms` are divided by this to get host time.
@@ -342,6 +349,13 @@ impl Daemon {
     pub fn start_full(id: &str, config: &Path, env: &[(&str, &str)], args: &[&str]) -> Daemon {
         let mut cmd = daemon_command(config);
         let http_port = free_port();
+        let marker = format!(
+            "{}-{}-{:016x}",
+            std::process::id(),
+            id,
+            rand::random::<u64>()
+        );
+        cmd.env("S3E_TEST_OWNER", &marker);
         cmd.args(["run"])
             .args(args)
             .env("S3_ELECTOR_IDENTITY", id)
@@ -358,6 +372,8 @@ impl Daemon {
         let events = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let ev = events.clone();
+        let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let done = drained.clone();
         let tag = id.to_string();
         // Under libfaketime the copy's own timestamps are fake: use the
         // host's clock at the moment each line arrives instead.
@@ -391,12 +407,15 @@ impl Daemon {
                     .unwrap_or_else(SystemTime::now);
                 ev.lock().unwrap().push(Event { at, json });
             }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         Daemon {
             id: id.to_string(),
             http_port,
             child: Some(child),
             events,
+            drained,
+            marker,
             exit: None,
             clock_rate,
         }
@@ -448,15 +467,21 @@ impl Daemon {
         assert!(st.success());
     }
 
-    /// SIGKILL and reap.
+    /// SIGKILL and reap. What it had started (its program, hooks) cannot be
+    /// stopped by a killed daemon: those are killed too, and its log is
+    /// read to the end.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             self.exit = c.wait().ok();
+            sweep(&self.marker);
+            self.wait_drained(Duration::from_secs(5));
         }
     }
 
-    /// Wait for the process to exit by itself, up to `within`.
+    /// Wait for the process to exit by itself, up to `within`. On exit,
+    /// waits until its log has been read to the end, so that every event
+    /// it wrote before exiting is in [`Daemon::events`].
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let end = Instant::now() + within;
         while Instant::now() < end {
@@ -464,7 +489,7 @@ impl Daemon {
                 if let Ok(Some(st)) = c.try_wait() {
                     self.child = None;
                     self.exit = Some(st);
-                    std::thread::sleep(Duration::from_millis(50)); // let the log reader drain
+                    self.wait_drained(Duration::from_secs(5));
                     return Some(st);
                 }
             } else {
@@ -473,6 +498,44 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Wait (bounded) until the log reader has seen the end of stderr.
+    /// Ends early only if a process the daemon left behind keeps the pipe
+    /// open, which the no-orphan checks report on their own.
+    fn wait_drained(&self, within: Duration) -> bool {
+        let end = Instant::now() + within;
+        while !self.drained.load(std::sync::atomic::Ordering::SeqCst) {
+            if Instant::now() > end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
+    /// The daemon's own answer on `GET /leader` (the leader view), or
+    /// `None` while it does not answer 200.
+    pub fn view(&self) -> Option<serde_json::Value> {
+        let (st, v) = get_json(self.http_port, "/leader");
+        (st == 200).then_some(v)
+    }
+
+    /// Does the daemon itself say (`GET /leader`) that it leads?
+    pub fn says_leader(&self) -> bool {
+        self.alive() && self.view().is_some_and(|v| v["is_leader"] == true)
+    }
+
+    /// Is this copy ready and competing (past its probe, lease read, not in
+    /// a step-down cool-off), following `leader`? Asks the daemon.
+    pub fn follows(&self, leader: &str) -> bool {
+        self.alive()
+            && self.view().is_some_and(|v| {
+                v["ready"] == true
+                    && v["candidate"] == true
+                    && v["is_leader"] == false
+                    && v["leader"] == leader
+            })
     }
 
     pub fn log_text(&self) -> String {
@@ -487,6 +550,53 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill();
+        // Also after a graceful exit: a daemon bug must not leak processes
+        // into the next test (the no-orphan checks run before this).
+        sweep(&self.marker);
+    }
+}
+
+/// SIGKILL every process whose environment carries `S3E_TEST_OWNER=marker`
+/// (what one test daemon started, however deep, even if reparented).
+/// Processes of other users or other tests never match.
+pub fn sweep(marker: &str) {
+    let needle = format!("S3E_TEST_OWNER={marker}").into_bytes();
+    for _ in 0..3 {
+        let mut found = 0;
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if env.split(|b| *b == 0).any(|v| v == needle.as_slice()) {
+                found += 1;
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        if found == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Poll `f` every 25 ms until it holds; panics naming `what` after `within`.
+pub fn until(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !f() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {within:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(25));
     }
 }
 
@@ -538,6 +648,22 @@ pub struct Interval {
     pub from: SystemTime,
     /// `None`: still leading (or killed while leading; then `killed_at`).
     pub to: Option<SystemTime>,
+}
+
+/// When `d` sent its last logged lease write (acquisition or renewal), on
+/// the host's clock: each such event carries `valid_ms`, the time left
+/// until `sent + renew_deadline`, computed just before the event's
+/// timestamp is taken: the result is the real send time (to the ms), or
+/// later by however long the daemon was descheduled between the two.
+pub fn last_write_sent(d: &Daemon, renew_deadline: Duration) -> Option<SystemTime> {
+    d.events()
+        .iter()
+        .rev()
+        .find(|e| matches!(e.event(), "acquired" | "renewed"))
+        .and_then(|e| {
+            let valid = Duration::from_millis(e.json.get("valid_ms")?.as_u64()?);
+            Some(e.at + valid.div_f64(d.clock_rate) - renew_deadline.div_f64(d.clock_rate))
+        })
 }
 
 /// Leadership intervals from a daemon's events. An interval ends at the
@@ -850,6 +976,9 @@ pub struct FaultProxy {
     pub port: u16,
     mode: Arc<Mutex<Fault>>,
     pub seen: Arc<Mutex<u64>>,
+    /// When the last PUT of a lease object was passed on to the store
+    /// (taken just before forwarding it, so the write landed after it).
+    last_lease_put: Arc<Mutex<Option<Instant>>>,
 }
 
 impl FaultProxy {
@@ -859,16 +988,28 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(Mutex::new(Fault::Pass));
         let seen = Arc::new(Mutex::new(0));
-        let (m, s) = (mode.clone(), seen.clone());
+        let last_lease_put = Arc::new(Mutex::new(None));
+        let (m, s, lp) = (mode.clone(), seen.clone(), last_lease_put.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().map_while(Result::ok) {
-                let (up, m, s) = (up.clone(), m.clone(), s.clone());
+                let (up, m, s, lp) = (up.clone(), m.clone(), s.clone(), lp.clone());
                 std::thread::spawn(move || {
-                    let _ = serve_faulty(client, &up, &m, &s);
+                    let _ = serve_faulty(client, &up, &m, &s, &lp);
                 });
             }
         });
-        FaultProxy { port, mode, seen }
+        FaultProxy {
+            port,
+            mode,
+            seen,
+            last_lease_put,
+        }
+    }
+
+    /// When this proxy last forwarded a write of the lease object: no write
+    /// through it can have landed at the store before this instant.
+    pub fn last_lease_put(&self) -> Option<Instant> {
+        *self.last_lease_put.lock().unwrap()
     }
 
     pub fn endpoint(&self) -> String {
@@ -942,6 +1083,19 @@ fn strip_conditional(req: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A PUT of the lease object (not of a registry entry or probe object).
+fn is_lease_put(req: &[u8]) -> bool {
+    let line = req.split(|b| *b == b'\n').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let path = line.split(' ').nth(1).unwrap_or("");
+    line.starts_with("PUT ")
+        && path
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .ends_with("/lease.json")
+}
+
 fn is_head_request(req: &[u8]) -> bool {
     req.starts_with(b"HEAD ")
 }
@@ -951,6 +1105,7 @@ fn serve_faulty(
     up: &str,
     mode: &Mutex<Fault>,
     seen: &Mutex<u64>,
+    last_lease_put: &Mutex<Option<Instant>>,
 ) -> std::io::Result<()> {
     use std::io::{BufReader, Write};
     let mut from_client = BufReader::new(client.try_clone()?);
@@ -1001,6 +1156,9 @@ fn serve_faulty(
             upstream = Some((s, r));
         }
         let (up_w, up_r) = upstream.as_mut().unwrap();
+        if is_lease_put(&req) {
+            *last_lease_put.lock().unwrap() = Some(Instant::now());
+        }
         up_w.write_all(&req)?;
         let resp = if is_head_request(&req) {
             // A HEAD answer has no body whatever its Content-Length says.

@@ -70,7 +70,12 @@ pub async fn probe_until_ready<S: LeaseStore>(
     loop {
         let attempt = tokio::select! {
             biased;
-            Some(Signal::Stop) = signals.recv() => return Ok(false),
+            sig = signals.recv() => {
+                if stop_requested(sig) {
+                    return Ok(false);
+                }
+                continue;
+            }
             r = probe::run(store, &key, identity) => r,
         };
         match attempt {
@@ -87,10 +92,13 @@ pub async fn probe_until_ready<S: LeaseStore>(
             }
             Err(ProbeError::Store(StoreError::Transient(m) | StoreError::Throttled(m))) => {
                 warn!(error = %m, retry_in = ?backoff, "store unreachable; retrying the conformance probe");
-                tokio::select! {
-                    biased;
-                    Some(Signal::Stop) = signals.recv() => return Ok(false),
-                    _ = tokio::time::sleep(backoff) => {}
+                let until = tokio::time::Instant::now() + backoff;
+                loop {
+                    tokio::select! {
+                        biased;
+                        sig = signals.recv() => if stop_requested(sig) { return Ok(false) },
+                        _ = tokio::time::sleep_until(until) => break,
+                    }
                 }
                 backoff = (backoff * 2).min(cfg.timing.lease_duration);
             }
@@ -101,6 +109,19 @@ pub async fn probe_until_ready<S: LeaseStore>(
                 })
             }
         }
+    }
+}
+
+/// A signal that arrived before the election runs: a stop (or the signal
+/// thread gone) ends the start; a step-down has nothing to act on yet and
+/// is said so, not dropped silently.
+fn stop_requested(sig: Option<Signal>) -> bool {
+    match sig {
+        Some(Signal::StepDown) => {
+            info!("step-down requested before joining the election; nothing to give up");
+            false
+        }
+        Some(Signal::Stop) | None => true,
     }
 }
 

@@ -916,7 +916,6 @@ impl<S: LeaseStore> Election<S> {
         let valid_ms = deadline
             .saturating_duration_since(Instant::now())
             .as_millis() as u64;
-        info!(event = "acquired", term = rec.term, previous = %from, valid_ms, "acquired lease; now leader");
         self.tx.send_modify(|s| {
             s.role = Role::Leader;
             s.leader = Some(rec.holder.clone());
@@ -930,6 +929,9 @@ impl<S: LeaseStore> Election<S> {
             s.ready = true;
             s.candidate = true;
         });
+        // Logged after publishing: whoever reads "acquired" in the log finds
+        // the leader state on every surface already.
+        info!(event = "acquired", term = rec.term, previous = %from, valid_ms, "acquired lease; now leader");
         Held {
             record: rec,
             etag,

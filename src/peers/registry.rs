@@ -366,11 +366,12 @@ pub async fn run<S: LeaseStore>(
                 .map(|e| e.identity.clone())
                 .take(MAX_SUCCESSORS)
                 .collect();
-            if *successors.borrow() != names {
+            peers.set(live);
+            // Logged after they are in use: the next record names them.
+            let old = successors.send_replace(names.clone());
+            if old != names {
                 info!(successors = ?names, candidates = listed.len(), "successors checked");
             }
-            peers.set(live);
-            successors.send_replace(names);
         }
         // Timers only for work this copy has: its entry (when it advertises
         // an address) and, while leading, listing and checking.

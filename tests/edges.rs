@@ -147,3 +147,42 @@ fn a_stalled_log_pipe_holds_up_neither_renewals_nor_the_program_stop() {
         "no log_lines_dropped event after the pipe drained"
     );
 }
+
+/// A store that prints a read's ETag differently from a write's (quotes, a
+/// weak `W/` prefix, case): the probe passes (normalized, they agree), and
+/// after the leader dies a follower takes over. Before ETags were
+/// normalized, every takeover was refused and no copy led again.
+#[test]
+fn etags_printed_differently_by_reads_still_allow_a_takeover() {
+    let sw = Seaweed::start();
+    sw.bucket("etags");
+    let proxy = FaultProxy::start(&sw.endpoint);
+    proxy.set(Fault::RewriteReadEtags);
+    let dir = sw.dir.path();
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n";
+    let cfg = sw.config_via(dir, "etags", "etags", &proxy.endpoint(), timing);
+    let mut a = Daemon::start("a", &cfg);
+    assert!(
+        a.wait_event(Duration::from_secs(60), |e| e.event() == "acquired")
+            .is_some(),
+        "A never led: {}",
+        a.log_text()
+    );
+    let b = Daemon::start("b", &cfg);
+    assert!(
+        wait_for(Duration::from_secs(60), || get_json(b.http_port, "/leader").1["leader"] == "a"),
+        "B never followed A: {}",
+        b.log_text()
+    );
+    // A renews for a while: its renewals (If-Match on the ETag its own
+    // writes returned) keep working.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(get_json(a.http_port, "/leader").1["is_leader"] == true, "{}", a.log_text());
+    a.kill();
+    assert!(
+        b.wait_event(Duration::from_secs(30), |e| e.event() == "acquired")
+            .is_some(),
+        "B never took over from a dead A: {}",
+        b.log_text()
+    );
+}

@@ -7,7 +7,9 @@
 //! store which answers "refused" but writes anyway is caught too. Only when
 //! the scratch key behaves does it touch the lease key, and then only with
 //! an `If-Match` on an ETag that cannot exist, which a conforming store
-//! refuses: that proves write permission without changing the lease.
+//! refuses: that proves write permission without changing the lease. Each
+//! read-back also checks that a read reports the ETag the write returned
+//! (after [`normalize_etag`](crate::lease::store::normalize_etag)).
 
 use crate::lease::record::new_nonce;
 use crate::lease::store::{LeaseStore, StoreError};
@@ -86,8 +88,31 @@ fn probe_body(step: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn body_is<S: LeaseStore>(store: &S, key: &str, want: &[u8]) -> Result<bool, ProbeError> {
-    Ok(store.get(key).await?.is_some_and(|o| o.body == want))
+/// Read `key` back: it must hold `body`, under the very ETag the write of
+/// that body returned (the election compares a write's ETag with a later
+/// read's, and conditions its writes on what it read).
+async fn read_back<S: LeaseStore>(
+    store: &S,
+    key: &str,
+    body: &[u8],
+    etag: &str,
+    unchanged: &str,
+) -> Result<(), ProbeError> {
+    let Some(o) = store.get(key).await? else {
+        return Err(ProbeError::NonConforming(format!(
+            "the object {key} was missing when read back"
+        )));
+    };
+    if o.body != body {
+        return Err(ProbeError::NonConforming(unchanged.into()));
+    }
+    if o.etag != etag {
+        return Err(ProbeError::NonConforming(format!(
+            "a read returns the ETag {} for the object a write returned as {etag}; the election compares the two, so no copy could ever take over",
+            o.etag
+        )));
+    }
+    Ok(())
 }
 
 async fn scratch_steps<S: LeaseStore>(
@@ -119,11 +144,14 @@ async fn scratch_steps<S: LeaseStore>(
         }
         Err(e) => return Err(e.into()),
     }
-    if !body_is(store, key, &b1).await? {
-        return Err(ProbeError::NonConforming(
-            "a refused If-None-Match: * create changed the object anyway".into(),
-        ));
-    }
+    read_back(
+        store,
+        key,
+        &b1,
+        &e1,
+        "a refused If-None-Match: * create changed the object anyway",
+    )
+    .await?;
     report
         .steps
         .push("second create with If-None-Match: * refused: ok".into());
@@ -157,11 +185,14 @@ async fn scratch_steps<S: LeaseStore>(
         }
         Err(e) => return Err(e.into()),
     }
-    if !body_is(store, key, &b3).await? {
-        return Err(ProbeError::NonConforming(
-            "a refused If-Match write changed the object anyway".into(),
-        ));
-    }
+    read_back(
+        store,
+        key,
+        &b3,
+        &e3,
+        "a refused If-Match write changed the object anyway",
+    )
+    .await?;
     report
         .steps
         .push("If-Match with a stale ETag refused: ok".into());
@@ -191,5 +222,16 @@ mod tests {
         assert!(matches!(e, ProbeError::NonConforming(_)), "{e}");
         assert!(e.to_string().contains("If-None-Match is ignored"), "{e}");
         assert_eq!(s.body("p/lease.json").unwrap(), b"{}");
+    }
+
+    /// A store whose reads report an ETag other than the one its writes
+    /// returned is refused: followers could never take over on it.
+    #[tokio::test]
+    async fn a_store_whose_reads_and_writes_disagree_on_etags_is_refused() {
+        let s = MemoryStore::new();
+        s.set_read_etag(|e| format!("W/{}", e.trim_matches('"').to_uppercase()));
+        let e = run(&s, "p/lease.json", "a").await.unwrap_err();
+        assert!(matches!(e, ProbeError::NonConforming(_)), "{e}");
+        assert!(e.to_string().contains("a read returns the ETag W/"), "{e}");
     }
 }

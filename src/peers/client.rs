@@ -76,12 +76,11 @@ async fn exchange(address: &str, method: Method, path: &str) -> Result<Answer, P
         .map_err(PeerError::Connect)?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    // The connection task ends with the exchange (or with the timeout that
-    // drops this future, and with it the task's only handle).
-    let driver = tokio::spawn(async move {
+    // The connection task ends with the exchange; when a timeout drops
+    // this future, hyper closes the connection (a test pins this).
+    tokio::spawn(async move {
         let _ = conn.await;
     });
-    let _abort = AbortOnDrop(driver);
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
     let body = Limited::new(resp.into_body(), MAX_BODY)
@@ -90,14 +89,6 @@ async fn exchange(address: &str, method: Method, path: &str) -> Result<Answer, P
         .map_err(|e| PeerError::Body(e.to_string()))?
         .to_bytes();
     Ok(Answer { status, body })
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 #[cfg(test)]
@@ -141,23 +132,67 @@ mod tests {
         assert!(a.is_success());
     }
 
-    #[tokio::test]
-    async fn refuses_an_oversized_body() {
+    /// A server that answers `status` with a body of `len` bytes.
+    async fn serve_body(status: u16, len: usize) -> String {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = s.read(&mut buf).await;
-            let big = vec![b'x'; MAX_BODY + 10];
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", big.len());
+            let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {len}\r\n\r\n");
             let _ = s.write_all(head.as_bytes()).await;
-            let _ = s.write_all(&big).await;
+            let _ = s.write_all(&vec![b'x'; len]).await;
         });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reads_bodies_up_to_64_kib_and_refuses_larger_ones() {
+        let addr = serve_body(200, 65_536).await;
+        let a = request(&addr, Method::GET, "/leader", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(a.body.len(), 65_536);
+        let addr = serve_body(200, 65_537).await;
         let e = request(&addr, Method::GET, "/leader", Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(matches!(e, PeerError::Body(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_error_status_is_an_answer_but_not_a_success() {
+        let addr = serve_body(404, 2).await;
+        let a = request(&addr, Method::GET, "/nope", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 404);
+        assert!(!a.is_success());
+    }
+
+    /// When the caller's timeout ends the exchange, the connection is
+    /// closed at once: nothing is left talking to a silent peer.
+    #[tokio::test]
+    async fn a_timed_out_exchange_leaves_no_connection_behind() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await; // the request; never answered
+            // EOF (0) once the client's connection is gone.
+            tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await
+        });
+        let e = request(&addr, Method::GET, "/leader", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, PeerError::Timeout(_)), "{e}");
+        let closed = server.await.unwrap();
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "the connection stayed open after the timeout: {closed:?}"
+        );
     }
 
     #[tokio::test]

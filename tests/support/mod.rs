@@ -968,6 +968,9 @@ pub enum Fault {
     /// Forward without `If-Match` / `If-None-Match`, like a store that
     /// ignores them (needs a store that does not verify signatures).
     StripConditional,
+    /// Forward, but print the ETag of every GET answer differently from the
+    /// store (`W/` prefix, no quotes, upper case), as some stores do.
+    RewriteReadEtags,
 }
 
 /// An HTTP-aware proxy in front of the store, one per daemon, whose
@@ -1083,6 +1086,26 @@ fn strip_conditional(req: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The answer with its `ETag` header printed as `W/<UPPER HEX>`.
+fn rewrite_etag(resp: &[u8]) -> Vec<u8> {
+    let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return resp.to_vec();
+    };
+    let head = String::from_utf8_lossy(&resp[..end]).into_owned();
+    let lines: Vec<String> = head
+        .split("\r\n")
+        .map(|l| match l.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("etag") => {
+                format!("{k}: W/{}", v.trim().trim_matches('"').to_uppercase())
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    let mut out = lines.join("\r\n").into_bytes();
+    out.extend_from_slice(&resp[end..]);
+    out
+}
+
 /// A PUT of the lease object (not of a registry entry or probe object).
 fn is_lease_put(req: &[u8]) -> bool {
     let line = req.split(|b| *b == b'\n').next().unwrap_or(&[]);
@@ -1143,7 +1166,10 @@ fn serve_faulty(
                 };
                 std::thread::sleep(base + j);
             }
-            Fault::Pass | Fault::DropResponse | Fault::StripConditional => {}
+            Fault::Pass
+            | Fault::DropResponse
+            | Fault::StripConditional
+            | Fault::RewriteReadEtags => {}
         }
         let req = if fault == Fault::StripConditional {
             strip_conditional(&req)
@@ -1181,6 +1207,11 @@ fn serve_faulty(
         if fault == Fault::DropResponse {
             return Ok(());
         }
+        let resp = if fault == Fault::RewriteReadEtags && req.starts_with(b"GET ") {
+            rewrite_etag(&resp)
+        } else {
+            resp
+        };
         to_client.write_all(&resp)?;
     }
     Ok(())

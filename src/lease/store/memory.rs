@@ -37,6 +37,8 @@ struct Inner {
     objects: HashMap<String, (Vec<u8>, String)>,
     faults: VecDeque<(Op, Fault)>,
     ignore_conditions: bool,
+    /// How reads report ETags (a store whose GET and PUT formats differ).
+    read_etag: Option<fn(&str) -> String>,
     log: Vec<Op>,
 }
 
@@ -65,6 +67,11 @@ impl MemoryStore {
     /// Queue a fault for the next request of kind `op`.
     pub fn inject(&self, op: Op, fault: Fault) {
         self.lock().faults.push_back((op, fault));
+    }
+
+    /// Report ETags on reads through `f`, unlike writes do.
+    pub fn set_read_etag(&self, f: fn(&str) -> String) {
+        self.lock().read_etag = Some(f);
     }
 
     /// Drop every queued fault.
@@ -164,8 +171,9 @@ impl LeaseStore for MemoryStore {
         if let Some(Fault::FailBefore(e) | Fault::FailAfter(e)) = fault {
             return Err(e);
         }
-        Ok(self.lock().objects.get(key).map(|(b, e)| Object {
-            etag: e.clone(),
+        let g = self.lock();
+        Ok(g.objects.get(key).map(|(b, e)| Object {
+            etag: g.read_etag.map_or_else(|| e.clone(), |f| f(e)),
             size: b.len() as u64,
             body: b.clone(),
         }))

@@ -44,6 +44,28 @@ impl Object {
     }
 }
 
+/// The one form in which ETags are kept and compared: strong, in double
+/// quotes, hex digits in lower case. Stores differ in how they print the
+/// same ETag (quoted or not, a weak `W/` prefix, upper-case hex), sometimes
+/// between a write's answer and a read's; the election compares the two, so
+/// every ETag from the store passes through here once, at the boundary.
+/// An ETag that is not hex (with an optional multipart `-N`) keeps its case.
+pub fn normalize_etag(raw: &str) -> String {
+    let t = raw.trim();
+    let t = t.strip_prefix("W/").unwrap_or(t);
+    let inner = t.trim_matches('"');
+    let hex = |h: &str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit());
+    let hexlike = match inner.split_once('-') {
+        Some((h, n)) => hex(h) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()),
+        None => hex(inner),
+    };
+    if hexlike {
+        format!("\"{}\"", inner.to_ascii_lowercase())
+    } else {
+        format!("\"{inner}\"")
+    }
+}
+
 /// Errors from the store, classified for the election.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -206,5 +228,26 @@ impl<T: LeaseStore> LeaseStore for std::sync::Arc<T> {
         max: usize,
     ) -> impl Future<Output = Result<Vec<Listed>, StoreError>> + Send {
         (**self).list(prefix, max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_etag;
+
+    #[test]
+    fn etags_are_normalized_to_one_form() {
+        let want = "\"9b2cf535f27731c974343645a3985328\"";
+        for raw in [
+            "\"9b2cf535f27731c974343645a3985328\"",
+            "9b2cf535f27731c974343645a3985328",
+            "W/\"9B2CF535F27731C974343645A3985328\"",
+            " W/9b2cf535f27731c974343645a3985328 ",
+        ] {
+            assert_eq!(normalize_etag(raw), want, "{raw}");
+        }
+        assert_eq!(normalize_etag("\"ABCD-12\""), "\"abcd-12\"");
+        assert_eq!(normalize_etag("Opaque-Tag"), "\"Opaque-Tag\"");
+        assert_eq!(normalize_etag("\"v1-beta\""), "\"v1-beta\"");
     }
 }

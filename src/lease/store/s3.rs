@@ -278,7 +278,7 @@ impl LeaseStore for S3Store {
                 return Err(self.classify("GetObject", key, false, e));
             }
         };
-        let etag = out.e_tag().unwrap_or_default().to_string();
+        let etag = super::normalize_etag(out.e_tag().unwrap_or_default());
         let size = out.content_length().map(|n| n.max(0) as u64);
         if let Some(n) = size {
             if n > MAX_RECORD_BYTES as u64 {
@@ -403,7 +403,7 @@ impl LeaseStore for S3Store {
             .take(max)
             .map(|o| Listed {
                 key: o.key().unwrap_or_default().to_string(),
-                etag: o.e_tag().unwrap_or_default().to_string(),
+                etag: super::normalize_etag(o.e_tag().unwrap_or_default()),
                 size: o.size().unwrap_or(0).max(0) as u64,
             })
             .collect())
@@ -414,7 +414,7 @@ impl LeaseStore for S3Store {
 /// ambiguous so the caller reads the ETag back.
 fn etag_or_ambiguous(e: Option<&str>) -> Result<String, StoreError> {
     match e {
-        Some(e) if !e.is_empty() => Ok(e.to_string()),
+        Some(e) if !e.is_empty() => Ok(super::normalize_etag(e)),
         _ => Err(StoreError::Transient(
             "the store accepted the write but returned no ETag".into(),
         )),

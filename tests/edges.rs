@@ -31,6 +31,7 @@ impl Drop for Stalled {
         if let Some(pid) = read_num(&self.program_pid) {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
                 .status();
         }
     }
@@ -55,7 +56,7 @@ fn nanos(t: SystemTime) -> u128 {
     t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_nanos()
 }
 
-/// The daemon's stdout and stderr are pipes nobody reads, as with a stalled
+/// The daemon's stdout and stderr are one pipe nobody reads, as with a stalled
 /// journald, and its program is chatty (30,000 lines, then 300 kB without a
 /// newline, then a line every 50 ms): the daemon keeps
 /// renewing while it leads, reports the dropped log lines, and on a
@@ -69,14 +70,24 @@ fn a_stalled_log_pipe_holds_up_neither_renewals_nor_the_program_stop() {
     let pid_file = dir.join("program.pid");
     let beat = dir.join("beat");
     let program = format!(
-        "echo $$ > {pid}; seq 1 30000; head -c 300000 /dev/zero | tr '\\0' x; \
+        "echo $$ > {pid}; date +%s%N > {beat}; seq 1 30000; head -c 300000 /dev/zero | tr '\\0' x; \
          while :; do date +%s%N > {beat}.tmp && mv {beat}.tmp {beat}; echo beat; sleep 0.05; done",
         pid = pid_file.display(),
         beat = beat.display()
     );
     let port = free_port();
-    let mut cmd = daemon_command(&cfg);
-    cmd.args(["run", "--", "sh", "-c", &program])
+    // stdout and stderr share one pipe, as under systemd or a container
+    // runtime: `sh` starts the daemon with 2>&1.
+    let cmd = daemon_command(&cfg);
+    let env: Vec<(std::ffi::OsString, std::ffi::OsString)> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.env_clear()
+        .envs(env)
+        .args(["-c", "exec \"$0\" \"$@\" 2>&1", bin()])
+        .args(["run", "--", "sh", "-c", &program])
         .env("S3_ELECTOR_IDENTITY", "a")
         .env("S3_ELECTOR_HTTP_LISTEN", format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
@@ -86,9 +97,9 @@ fn a_stalled_log_pipe_holds_up_neither_renewals_nor_the_program_stop() {
         child: cmd.spawn().expect("start s3-elector"),
         program_pid: pid_file.clone(),
     };
-    // Held open, never read: the pipes fill and stay full.
-    let stderr = a.child.stderr.take().unwrap();
-    let _stdout = a.child.stdout.take().unwrap();
+    // Held open, never read: the pipe fills and stays full.
+    let output = a.child.stdout.take().unwrap();
+    let _stderr = a.child.stderr.take().unwrap();
 
     assert!(
         wait_for(Duration::from_secs(60), || read_num(&beat).is_some()),
@@ -135,7 +146,7 @@ fn a_stalled_log_pipe_holds_up_neither_renewals_nor_the_program_stop() {
     let reported = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let r2 = reported.clone();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
             if line.contains("\"log_lines_dropped\"") {
                 r2.store(true, std::sync::atomic::Ordering::SeqCst);
             }
@@ -170,14 +181,20 @@ fn etags_printed_differently_by_reads_still_allow_a_takeover() {
     );
     let b = Daemon::start("b", &cfg);
     assert!(
-        wait_for(Duration::from_secs(60), || get_json(b.http_port, "/leader").1["leader"] == "a"),
+        wait_for(Duration::from_secs(60), || get_json(b.http_port, "/leader")
+            .1["leader"]
+            == "a"),
         "B never followed A: {}",
         b.log_text()
     );
     // A renews for a while: its renewals (If-Match on the ETag its own
     // writes returned) keep working.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(get_json(a.http_port, "/leader").1["is_leader"] == true, "{}", a.log_text());
+    assert!(
+        get_json(a.http_port, "/leader").1["is_leader"] == true,
+        "{}",
+        a.log_text()
+    );
     a.kill();
     assert!(
         b.wait_event(Duration::from_secs(30), |e| e.event() == "acquired")
@@ -185,4 +202,90 @@ fn etags_printed_differently_by_reads_still_allow_a_takeover() {
         "B never took over from a dead A: {}",
         b.log_text()
     );
+}
+
+/// Put `body` at `key` unconditionally, as another program would.
+fn plant(sw: &Seaweed, bucket: &str, key: &str, body: Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        sw.client()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("plant an object");
+    });
+}
+
+/// The lease object's ETag, as `status --json` prints it.
+fn etag_of(cfg: &Path) -> String {
+    let (code, out, err) = run_cmd(cfg, &["status", "--json"], &[]);
+    assert!(code == 0 || code == 65, "status: {code} {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["etag"].as_str().expect("an etag").to_string()
+}
+
+/// `reset` of an object too large to read a term from: the term floor
+/// keeps the sequence going (term 3 after terms 1 and 2, not 1 again); with
+/// no floor and no readable term, reset refuses to guess unless given
+/// `--term`.
+#[test]
+fn reset_of_an_oversized_object_never_sends_the_term_back() {
+    let sw = Seaweed::start();
+    sw.bucket("reset");
+    let dir = sw.dir.path();
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n";
+    let cfg = sw.config(dir, "reset", "reset", timing);
+    let acquired_term = |d: &Daemon| {
+        d.wait_event(Duration::from_secs(60), |e| e.event() == "acquired")
+            .unwrap_or_else(|| panic!("{} never acquired: {}", d.id, d.log_text()))
+            .term()
+            .unwrap()
+    };
+    let mut a = Daemon::start("a", &cfg);
+    assert_eq!(acquired_term(&a), 1);
+    a.kill();
+    let mut b = Daemon::start("b", &cfg);
+    assert_eq!(acquired_term(&b), 2);
+    b.kill();
+    plant(
+        &sw,
+        "reset",
+        "s3-elector/e2e/lease.json",
+        vec![b'x'; 100_000],
+    );
+    let (code, out, err) = run_cmd(&cfg, &["reset", "--etag", &etag_of(&cfg)], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("term 2"), "{out}");
+    let c = Daemon::start("c", &cfg);
+    assert_eq!(acquired_term(&c), 3, "the term went back after a reset");
+
+    // A fresh election (no floor) whose lease object is unreadable.
+    let cfg2 = dir.join("fresh.yaml");
+    std::fs::write(
+        &cfg2,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("election: e2e", "election: fresh"),
+    )
+    .unwrap();
+    plant(
+        &sw,
+        "reset",
+        "s3-elector/fresh/lease.json",
+        vec![b'y'; 100_000],
+    );
+    let etag = etag_of(&cfg2);
+    let (code, _, err) = run_cmd(&cfg2, &["reset", "--etag", &etag], &[]);
+    assert_eq!(code, 64, "reset guessed a term: {err}");
+    assert!(err.contains("--term"), "{err}");
+    let (code, out, err) = run_cmd(&cfg2, &["reset", "--etag", &etag, "--term", "7"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let d = Daemon::start("d", &cfg2);
+    assert_eq!(acquired_term(&d), 8);
 }

@@ -129,6 +129,10 @@ pub struct ResetArgs {
     /// The ETag of the object to replace, exactly as `status` prints it.
     #[arg(long, env = "S3_ELECTOR_RESET_ETAG")]
     pub etag: String,
+    /// The term to write, when neither the term floor nor the object tells
+    /// the last one (the highest is used when several are known).
+    #[arg(long, env = "S3_ELECTOR_RESET_TERM")]
+    pub term: Option<u64>,
 }
 
 /// Run a command; returns the process exit code.

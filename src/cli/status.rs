@@ -5,10 +5,12 @@ use std::time::SystemTime;
 
 use super::{connect, load, Common, ResetArgs, StatusArgs, EXIT_DATA, EXIT_UNAVAILABLE};
 use crate::config::Config;
+use crate::config::EXIT_CONFIG;
 use crate::daemon::target;
+use crate::lease::floor::{self, floor_key};
 use crate::lease::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
 use crate::lease::store::s3::S3Store;
-use crate::lease::store::{LeaseStore, Object, StoreError};
+use crate::lease::store::{normalize_etag, LeaseStore, Object, StoreError};
 
 /// Load the config, connect, and read the lease object (for `status` and
 /// `reset`); on failure, the message is printed and the exit code returned.
@@ -155,12 +157,13 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         );
         return 1;
     };
-    if obj.etag != a.etag {
+    let want = normalize_etag(&a.etag);
+    if obj.etag != want {
         eprintln!(
             "s3-elector: {} has ETag {}, not {}; it changed since you looked. Run `s3-elector status` again",
             target(&cfg),
             obj.etag,
-            a.etag
+            want
         );
         return 1;
     }
@@ -171,7 +174,27 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         );
         return 1;
     }
-    let term = RecordError::salvage_term(&obj.body).unwrap_or(0);
+    // The term must not go back: the highest of the term floor, the term
+    // salvaged from the object and --term. Refuse to guess when none is known.
+    let floor = match floor::read(&store, &floor_key(&key)).await {
+        Ok(f) => f.term().filter(|t| *t > 0),
+        Err(e) => {
+            eprintln!(
+                "s3-elector: cannot read the term floor of {}: {e}",
+                target(&cfg)
+            );
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let salvaged = RecordError::salvage_term(&obj.body);
+    let Some(term) = [floor, salvaged, a.term].into_iter().flatten().max() else {
+        eprintln!(
+            "s3-elector: cannot tell the last term of {}: there is no term floor and the object holds no readable term. \
+             Pass --term N, with N at least the highest term any holder ever used (the last one your fenced resources accepted)",
+            target(&cfg)
+        );
+        return EXIT_CONFIG;
+    };
     let now = wall_now();
     let rec = LeaseRecord {
         schema: SCHEMA.into(),
@@ -188,7 +211,7 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         holder_address: None,
         successors: Vec::new(),
     };
-    match store.put_if_match(&key, rec.to_body(), &a.etag).await {
+    match store.put_if_match(&key, rec.to_body(), &want).await {
         Ok(_) => {
             println!(
                 "replaced {} with a released lease record (term {term}); copies can now elect a leader",

@@ -10,6 +10,7 @@ use tracing::{error, info, warn};
 use super::{DaemonError, Signals};
 use crate::config::Config;
 use crate::lease::election::{rank_delay_for, ElectionConfig};
+use crate::lease::floor::floor_key;
 use crate::lease::probe::{self, ProbeError};
 use crate::lease::store::{LeaseStore, StoreError};
 use crate::peers::registry;
@@ -146,6 +147,7 @@ pub fn election_config(cfg: &Config, identity: &str, advertise: Option<String>) 
         identity: identity.to_string(),
         election: cfg.election.clone(),
         key: cfg.lease_key(),
+        floor_key: floor_key(&cfg.lease_key()),
         lease_duration: cfg.timing.lease_duration,
         renew_deadline: cfg.timing.renew_deadline,
         retry_period: cfg.timing.retry_period,

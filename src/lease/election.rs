@@ -17,7 +17,13 @@
 //! 4. A refused condition (412, or 404 on `If-Match`) on renew means the lease
 //!    is gone: step down at once. Ambiguous outcomes (timeout, 5xx, 409) are
 //!    settled by reading the record back and comparing the write's nonce.
-//! 5. `term` grows by one on every acquisition; it is the fencing token.
+//! 5. `term` grows on every acquisition; it is the fencing token. Before a
+//!    copy writes a record with term `n` it reserves `n` on the term floor
+//!    ([`floor`](crate::lease::floor)), so terms never repeat or go back,
+//!    even when the lease object is deleted or replaced. A key found absent
+//!    is created at once only when no floor exists (no election ever ran
+//!    here); otherwise the copy waits until it has seen the key absent for a
+//!    full lease, as after a deletion (rule 2).
 //! 6. A record that is not ours (corrupt, foreign, newer schema, too large)
 //!    is reported and never written over.
 //! 7. On shutdown a leader first publishes that it is no longer leader, then
@@ -59,6 +65,7 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, Notify};
 
+use crate::lease::floor::{self, Floor};
 use crate::lease::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
 use crate::lease::store::{LeaseStore, Object, StoreError};
 
@@ -68,6 +75,8 @@ pub struct ElectionConfig {
     pub identity: String,
     pub election: String,
     pub key: String,
+    /// The term floor object (see [`floor_key`](crate::lease::floor::floor_key)).
+    pub floor_key: String,
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
     pub retry_period: Duration,
@@ -289,6 +298,8 @@ pub struct Election<S: LeaseStore> {
     write_not_before: Option<Instant>,
     /// Throttled answers in a row; the pause doubles with each (rule 10).
     throttled: u32,
+    /// What this copy knows of the term floor (rule 5).
+    floor: Floor,
 }
 
 /// Where the holder's renewals are expected.
@@ -327,6 +338,7 @@ impl<S: LeaseStore> Election<S> {
             last_read: None,
             write_not_before: None,
             throttled: 0,
+            floor: Floor::Unknown,
         }
     }
 
@@ -539,7 +551,7 @@ impl<S: LeaseStore> Election<S> {
         let obs = self.observed.as_ref()?;
         match &obs.seen {
             Seen::Record(r) if !r.released => self.acquire_at(),
-            Seen::Absent if obs.absent_after_record => self.acquire_at(),
+            Seen::Absent if self.absence_needs_a_lease(obs) => self.acquire_at(),
             _ => None,
         }
     }
@@ -555,12 +567,19 @@ impl<S: LeaseStore> Election<S> {
             Seen::Record(r) => {
                 Some(obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()) + delay(r))
             }
-            Seen::Absent if obs.absent_after_record => {
+            Seen::Absent if self.absence_needs_a_lease(obs) => {
                 Some(obs.first_seen + self.cfg.lease_duration)
             }
             Seen::Absent => Some(obs.first_seen),
             Seen::Unusable(_) => None,
         }
+    }
+
+    /// An absent key is created at once only when nothing ever ran here:
+    /// no record seen before, and no term floor (rule 5). Otherwise the key
+    /// was deleted, perhaps while held: wait a full lease, as for a record.
+    fn absence_needs_a_lease(&self, obs: &Observation) -> bool {
+        obs.absent_after_record || self.floor != Floor::Absent
     }
 
     fn wrote(&self, nonce: &str) -> bool {
@@ -611,6 +630,9 @@ impl<S: LeaseStore> Election<S> {
                     self.progress();
                     let changed = self.observe(obj);
                     self.plan_reads(previous, sent, changed, aimed);
+                    if changed {
+                        self.refresh_floor().await;
+                    }
                 }
                 Err(e) => {
                     // A failed read says nothing of the holder's phase; an
@@ -623,6 +645,29 @@ impl<S: LeaseStore> Election<S> {
         }
         let (etag, prev) = self.may_acquire(Instant::now())?;
         self.try_acquire(etag, prev).await
+    }
+
+    /// Keep the term floor known where it matters (rule 5): when the key is
+    /// absent (does a floor say an election ran here?), and when a record
+    /// shows a term above the known floor (so that a takeover reserves with
+    /// one write). One read per change of term; a failed read leaves the
+    /// floor unknown, which only makes a copy wait longer.
+    async fn refresh_floor(&mut self) {
+        let stale = match self.observed.as_ref().map(|o| &o.seen) {
+            Some(Seen::Absent) => self.floor == Floor::Unknown,
+            Some(Seen::Record(r)) => self.floor.term().is_none_or(|t| t < r.term),
+            _ => false,
+        };
+        if !stale {
+            return;
+        }
+        match floor::read(&self.store, &self.cfg.floor_key).await {
+            Ok(f) => self.floor = f,
+            Err(e) => {
+                self.floor = Floor::Unknown;
+                debug!(key = %self.cfg.floor_key, error = %e, "cannot read the term floor yet");
+            }
+        }
     }
 
     /// A copy that is not the first-named successor reads once more when
@@ -732,9 +777,11 @@ impl<S: LeaseStore> Election<S> {
         if same {
             return false;
         }
+        // Any record before (held, released or unusable): another copy may
+        // have taken it between two reads, then the key was deleted.
         let absent_after_record = match (&seen, &self.observed) {
             (Seen::Absent, Some(prev)) => {
-                matches!(prev.seen, Seen::Record(ref r) if !r.released) || prev.absent_after_record
+                matches!(prev.seen, Seen::Record(_) | Seen::Unusable(_)) || prev.absent_after_record
             }
             _ => false,
         };
@@ -819,11 +866,37 @@ impl<S: LeaseStore> Election<S> {
         etag: Option<String>,
         prev: Option<LeaseRecord>,
     ) -> Option<Held> {
-        let now_wall = wall_now();
-        let term = prev
+        let at_least = prev
             .as_ref()
             .map_or(self.max_term, |p| p.term.max(self.max_term))
             + 1;
+        // Rule 5: reserve the term before writing a record with it.
+        let reserved = floor::reserve(
+            &self.store,
+            &self.cfg.floor_key,
+            &self.cfg.election,
+            &self.cfg.identity,
+            &mut self.floor,
+            at_least,
+        )
+        .await;
+        // Only a failed reservation counts for the backoff: the lease write
+        // that follows a good one gives the answer that does.
+        if let Err(e) = &reserved {
+            self.note_answer(Some(e));
+        }
+        let term = match reserved {
+            Ok(t) => t,
+            Err(e) => {
+                self.progress();
+                let pause = self.pause();
+                self.write_not_before = Some(Instant::now() + pause);
+                warn!(key = %self.cfg.floor_key, error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "cannot reserve a term on the term floor; not acquiring this time");
+                return None;
+            }
+        };
+        let now_wall = wall_now();
         let transitions = match &prev {
             Some(p) if p.holder == self.cfg.identity => p.transitions,
             Some(p) => p.transitions + 1,

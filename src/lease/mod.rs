@@ -8,6 +8,7 @@
 //! exception, an operator's conditional replacement of an unusable object.
 
 pub mod election;
+pub mod floor;
 pub mod probe;
 pub mod record;
 pub mod store;

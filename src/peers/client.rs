@@ -181,7 +181,7 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0u8; 4096];
             let _ = s.read(&mut buf).await; // the request; never answered
-            // EOF (0) once the client's connection is gone.
+                                            // EOF (0) once the client's connection is gone.
             tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await
         });
         let e = request(&addr, Method::GET, "/leader", Duration::from_millis(300))

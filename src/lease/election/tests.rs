@@ -21,6 +21,7 @@ fn cfg(id: &str) -> ElectionConfig {
         identity: id.into(),
         election: "e".into(),
         key: KEY.into(),
+        floor_key: crate::lease::floor::floor_key(KEY),
         lease_duration: LEASE,
         renew_deadline: RENEW,
         retry_period: RETRY,
@@ -267,9 +268,18 @@ async fn failed_acquire_is_settled_as_lost() {
     settle().await;
     assert!(!a.leads());
     assert!(store.body(KEY).is_none());
-    // Competes again on the next poll.
+    // The key is still absent, but a term was reserved: another copy may
+    // have created the key and seen it deleted since, so this copy waits
+    // until it has seen the key absent for a full lease (rule 5).
     sleep(RETRY).await;
+    assert!(!a.leads());
+    sleep(LEASE).await;
     assert!(a.leads());
+    assert_eq!(
+        record(&store).term,
+        2,
+        "term 1 was reserved by the failed attempt"
+    );
     a.shutdown().await;
 }
 
@@ -801,4 +811,63 @@ async fn failing_reads_in_phase_are_paced_at_the_retry_period() {
     );
     renewer.abort();
     b.shutdown().await;
+}
+
+// ---- terms never go back (issue 12 §3) ----
+
+/// The lease key is deleted while held, at random moments, 20 times, and
+/// copies that never saw the key join late: no two copies ever lead at
+/// once, and the terms handed out never repeat and never decrease.
+#[tokio::test(start_paused = true)]
+async fn deletions_at_random_moments_never_repeat_or_lower_a_term() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+    let store = MemoryStore::new();
+    let mut nodes = vec![start(&store, "a"), start(&store, "b")];
+    let mut acquisitions: Vec<(String, u64)> = Vec::new();
+    let sample = |nodes: &[Node], acquisitions: &mut Vec<(String, u64)>| {
+        let leaders: Vec<(String, u64)> = nodes
+            .iter()
+            .filter(|n| n.leads())
+            .map(|n| {
+                let s = n.state();
+                (s.identity, s.term)
+            })
+            .collect();
+        assert!(leaders.len() <= 1, "two leaders at once: {leaders:?}");
+        if let Some(l) = leaders.into_iter().next() {
+            if acquisitions.last() != Some(&l) {
+                acquisitions.push(l);
+            }
+        }
+    };
+    for round in 0..20 {
+        let wait = Duration::from_millis(rng.random_range(0..(2 * LEASE.as_millis() as u64)));
+        let end = Instant::now() + wait;
+        while Instant::now() < end {
+            sleep(Duration::from_millis(50)).await;
+            sample(&nodes, &mut acquisitions);
+        }
+        store.remove(KEY);
+        if round % 3 == 0 {
+            nodes.push(start(&store, &format!("late{round}")));
+        }
+    }
+    let end = Instant::now() + LEASE * 3;
+    while Instant::now() < end {
+        sleep(Duration::from_millis(50)).await;
+        sample(&nodes, &mut acquisitions);
+    }
+    let terms: Vec<u64> = acquisitions.iter().map(|(_, t)| *t).collect();
+    assert!(
+        terms.len() >= 5,
+        "too few acquisitions to mean much: {acquisitions:?}"
+    );
+    assert!(
+        terms.windows(2).all(|w| w[0] < w[1]),
+        "terms repeated or went back: {acquisitions:?}"
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
 }

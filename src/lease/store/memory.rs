@@ -40,6 +40,7 @@ struct Inner {
     /// How reads report ETags (a store whose GET and PUT formats differ).
     read_etag: Option<fn(&str) -> String>,
     log: Vec<Op>,
+    floor_requests: usize,
 }
 
 /// Shared, cloneable in-memory store.
@@ -104,12 +105,23 @@ impl MemoryStore {
         self.lock().objects.get(key).map(|(b, _)| b.clone())
     }
 
-    /// Requests handled so far, in order.
+    /// Requests to the term floor object (not in [`MemoryStore::requests`]).
+    pub fn floor_requests(&self) -> usize {
+        self.lock().floor_requests
+    }
+
+    /// Requests to every key but the term floor, in order.
     pub fn requests(&self) -> Vec<Op> {
         self.lock().log.clone()
     }
 
-    async fn fault_for(&self, op: Op) -> Option<Fault> {
+    async fn fault_for(&self, op: Op, key: &str) -> Option<Fault> {
+        // The term floor is bookkeeping beside the lease: its requests are
+        // neither logged nor given the faults meant for the lease.
+        if crate::lease::floor::is_floor_key(key) {
+            self.lock().floor_requests += 1;
+            return None;
+        }
         loop {
             let f = {
                 let mut g = self.lock();
@@ -136,7 +148,7 @@ impl MemoryStore {
         body: Vec<u8>,
         cond: Option<&str>,
     ) -> Result<String, StoreError> {
-        let fault = self.fault_for(op).await;
+        let fault = self.fault_for(op, key).await;
         if let Some(Fault::FailBefore(e)) = fault {
             return Err(e);
         }
@@ -167,7 +179,7 @@ impl MemoryStore {
 
 impl LeaseStore for MemoryStore {
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
-        let fault = self.fault_for(Op::Get).await;
+        let fault = self.fault_for(Op::Get, key).await;
         if let Some(Fault::FailBefore(e) | Fault::FailAfter(e)) = fault {
             return Err(e);
         }

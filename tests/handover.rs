@@ -239,9 +239,9 @@ fn corrupt_or_lying_registry_entries_only_cost_speed() {
         gethostname()
     );
     for (k, body) in [
-        ("junk.json", b"not json at all".to_vec()),
-        ("huge.json", vec![b'x'; 100_000]),
-        ("z.json", lie.into_bytes()),
+        ("junk.candidate.json", b"not json at all".to_vec()),
+        ("huge.candidate.json", vec![b'x'; 100_000]),
+        ("z.candidate.json", lie.into_bytes()),
     ] {
         rt.block_on(
             c.put_object()

@@ -270,3 +270,21 @@ fn overrides_replace_the_file_and_are_validated_again() {
         e.lines()
     );
 }
+
+#[test]
+fn a_custom_lease_key_cannot_take_a_reserved_name() {
+    for bad in [
+        "a/term.json",
+        "a/x.term.json",
+        "a/b/web-1.candidate.json",
+        "a/lease.json.probe/x",
+    ] {
+        let yaml = format!("election: d\ns3:\n  bucket: leases\n  key: {bad}\n");
+        assert_eq!(fields(&yaml), vec!["s3.key"], "{bad}");
+    }
+    Config::from_yaml(
+        "election: d\ns3:\n  bucket: leases\n  key: a/terms.json\n",
+        "t",
+    )
+    .unwrap();
+}

@@ -32,7 +32,7 @@ impl Config {
                 "both `s3.key` and `s3.prefix` are set; set only one".into(),
             ),
             (Some(k), None) => {
-                if let Err(m) = check_key(k) {
+                if let Err(m) = check_key(k).and_then(|()| check_reserved(k)) {
                     add("s3.key", m);
                 }
             }
@@ -300,6 +300,23 @@ fn check_key(k: &str) -> Result<(), String> {
     }
     if k.chars().any(|c| c.is_control()) {
         return Err("contains control characters".into());
+    }
+    Ok(())
+}
+
+/// Keys the daemon derives beside a lease key (term floor, candidate
+/// entries, probe objects) must never be another election's lease key.
+fn check_reserved(k: &str) -> Result<(), String> {
+    let reserved = ["/term.json", ".term.json", ".candidate.json"];
+    if let Some(end) = reserved.iter().find(|e| k.ends_with(*e)) {
+        return Err(format!(
+            "`{k}` ends with `{end}`, which s3-elector keeps for its own objects beside a lease; choose another key"
+        ));
+    }
+    if k.contains(".probe/") {
+        return Err(format!(
+            "`{k}` contains `.probe/`, which s3-elector keeps for its conformance probe; choose another key"
+        ));
     }
     Ok(())
 }

@@ -252,6 +252,7 @@ impl Running {
     pub async fn step_down(&self, reason: &str) {
         let cmd = Command::StepDown {
             reason: reason.into(),
+            term: None,
         };
         let _ = self.commands.send(cmd).await;
     }

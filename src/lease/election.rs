@@ -139,7 +139,10 @@ const EVENT_BUFFER: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Give up leadership (if held), then sit out `step_down_cooloff`.
-    StepDown { reason: String },
+    /// With a `term`, only the leadership of that term: a request that was
+    /// about an earlier term (a failed hook, an exited program) is stale by
+    /// the time a later term leads, and is dropped.
+    StepDown { reason: String, term: Option<u64> },
 }
 
 /// This copy's role.
@@ -465,7 +468,7 @@ impl<S: LeaseStore> Election<S> {
                 biased;
                 _ = shutdown.cancelled() => return,
                 Some(cmd) = self.commands.recv() => {
-                    let Command::StepDown { reason } = cmd;
+                    let Command::StepDown { reason, .. } = cmd;
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
                 _ = self.wake.notified() => {
@@ -1054,7 +1057,12 @@ impl<S: LeaseStore> Election<S> {
                     return LeadEnd::Shutdown;
                 }
                 Some(cmd) = self.commands.recv() => {
-                    let Command::StepDown { reason } = cmd;
+                    let Command::StepDown { reason, term } = cmd;
+                    if term.is_some_and(|t| t != h.record.term) {
+                        info!(reason, stale_term = term, term = h.record.term,
+                            "dropping a step-down request about an earlier term");
+                        continue;
+                    }
                     info!(reason, "stepping down on request");
                     self.release(&h).await;
                     let until = Instant::now() + self.cfg.step_down_cooloff;

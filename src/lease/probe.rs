@@ -7,10 +7,12 @@
 //! store which answers "refused" but writes anyway is caught too. Only when
 //! the scratch key behaves does it touch the lease key, and then only with
 //! an `If-Match` on an ETag that cannot exist, which a conforming store
-//! refuses: that proves write permission without changing the lease. Each
+//! refuses: that proves write permission without changing the lease (the
+//! same for the term floor beside it). Each
 //! read-back also checks that a read reports the ETag the write returned
 //! (after [`normalize_etag`](crate::lease::store::normalize_etag)).
 
+use crate::lease::floor::floor_key;
 use crate::lease::record::new_nonce;
 use crate::lease::store::{LeaseStore, StoreError};
 
@@ -56,18 +58,27 @@ pub async fn run<S: LeaseStore>(
     let key = report.scratch_key.clone();
     let result = scratch_steps(store, &key, &mut report).await;
     if result.is_ok() {
-        // Write permission on the lease key, without changing it.
-        let bogus = format!("\"s3-elector-probe-{}\"", new_nonce());
-        match store.put_if_match(lease_key, probe_body("lease-key"), &bogus).await {
-            Err(StoreError::PreconditionFailed) => report
-                .steps
-                .push(format!("conditional write on {lease_key} with a stale ETag refused: ok")),
-            Ok(_) => {
-                return Err(ProbeError::NonConforming(format!(
-                    "an If-Match write on the lease key {lease_key} with an ETag that never existed was accepted"
-                )))
+        // Write permission on the lease key and the term floor, without
+        // changing either; read permission on the floor.
+        let floor = floor_key(lease_key);
+        store.get(&floor).await?;
+        report.steps.push(format!("read {floor}: ok"));
+        for key in [lease_key, floor.as_str()] {
+            let bogus = format!("\"s3-elector-probe-{}\"", new_nonce());
+            match store
+                .put_if_match(key, probe_body("lease-key"), &bogus)
+                .await
+            {
+                Err(StoreError::PreconditionFailed) => report.steps.push(format!(
+                    "conditional write on {key} with a stale ETag refused: ok"
+                )),
+                Ok(_) => {
+                    return Err(ProbeError::NonConforming(format!(
+                        "an If-Match write on {key} with an ETag that never existed was accepted"
+                    )))
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => return Err(e.into()),
         }
     }
     if !matches!(result, Err(ProbeError::Store(ref e)) if e.needs_operator()) {
@@ -208,9 +219,10 @@ mod tests {
     async fn a_conforming_store_passes_and_the_scratch_key_is_removed() {
         let s = MemoryStore::new();
         let r = run(&s, "p/lease.json", "a").await.unwrap();
-        assert_eq!(r.steps.len(), 6, "{:?}", r.steps);
+        assert_eq!(r.steps.len(), 8, "{:?}", r.steps);
         assert!(s.body(&r.scratch_key).is_none());
         assert!(s.body("p/lease.json").is_none(), "lease key untouched");
+        assert!(s.body("p/term.json").is_none(), "term floor untouched");
     }
 
     #[tokio::test]

@@ -43,6 +43,10 @@ use crate::lease::record::wall_now;
 use crate::lease::store::{LeaseStore, StoreError};
 use crate::peers::client::request;
 
+/// Every entry key ends so: no lease key, term floor or probe key can (the
+/// config refuses an `s3.key` that does), so the namespaces never meet.
+pub const ENTRY_SUFFIX: &str = ".candidate.json";
+
 /// Value of the entry's `schema` field.
 pub const ENTRY_SCHEMA: &str = "s3-elector/candidate";
 /// Entries larger than this are ignored.
@@ -127,7 +131,7 @@ pub fn entry_key(prefix: &str, identity: &str) -> String {
             k.push_str(&format!("%{b:02X}"));
         }
     }
-    k.push_str(".json");
+    k.push_str(ENTRY_SUFFIX);
     k
 }
 
@@ -296,7 +300,7 @@ pub async fn run<S: LeaseStore>(
                     quiet.ok("listing candidates");
                     let mut fresh = HashMap::new();
                     for it in items {
-                        if it.key == own_key {
+                        if it.key == own_key || !it.key.ends_with(ENTRY_SUFFIX) {
                             continue;
                         }
                         if let Some((etag, e)) = entries.remove(&it.key) {
@@ -425,11 +429,11 @@ mod tests {
     fn keys_are_flat_and_safe() {
         assert_eq!(
             entry_key("p/candidates/", "web-1"),
-            "p/candidates/web-1.json"
+            "p/candidates/web-1.candidate.json"
         );
         assert_eq!(
             entry_key("p/", "a/b c"),
-            "p/a%2Fb%20c.json",
+            "p/a%2Fb%20c.candidate.json",
             "slashes and spaces cannot escape the prefix"
         );
     }

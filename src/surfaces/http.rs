@@ -236,7 +236,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
             ),
             Some(tx) => {
                 let reason = format!("POST /step-down from {peer}");
-                match tx.try_send(Command::StepDown { reason }) {
+                match tx.try_send(Command::StepDown { reason, term: None }) {
                     Ok(()) => json(
                         StatusCode::ACCEPTED,
                         &serde_json::json!({

@@ -179,6 +179,7 @@ pub async fn run(
                     let _ = commands
                         .send(Command::StepDown {
                             reason: "on_acquired hook failed".into(),
+                            term: Some(ev.term),
                         })
                         .await;
                 }

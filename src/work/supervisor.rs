@@ -76,6 +76,7 @@ pub async fn run(
                     let _ = commands
                         .send(Command::StepDown {
                             reason: "supervised program could not start".into(),
+                            term: Some(state.term),
                         })
                         .await;
                     not_before = now + RESTART_DELAY;
@@ -103,7 +104,7 @@ pub async fn run(
                 match spec.on_exit {
                     ChildExit::Release => {
                         warn!(status = ?status, term = r.term, "supervised program exited; releasing leadership (child.on_exit: release)");
-                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into() }).await;
+                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into(), term: Some(r.term) }).await;
                         not_before = Instant::now() + RESTART_DELAY;
                     }
                     ChildExit::Restart => {

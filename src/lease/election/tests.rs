@@ -652,6 +652,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
     commands
         .send(Command::StepDown {
             reason: "test".into(),
+            term: None,
         })
         .await
         .unwrap();
@@ -870,4 +871,40 @@ async fn deletions_at_random_moments_never_repeat_or_lower_a_term() {
     for n in nodes {
         n.shutdown().await;
     }
+}
+
+/// A step-down request about an earlier term (a hook that failed, a
+/// program that exited, in a leadership that is over) is dropped; one about
+/// the current term is obeyed.
+#[tokio::test(start_paused = true)]
+async fn a_step_down_about_an_earlier_term_is_dropped() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 4);
+    other_record(&store, "old", true, &[]);
+    let e = Election::new(store.clone(), cfg("a"), Links::default());
+    let commands = e.command_sender();
+    let rx = e.subscribe();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(e.run(stop.clone()));
+    settle().await;
+    assert!(rx.borrow().is_leader(Instant::now()));
+    let term = rx.borrow().term;
+    assert!(term > 3, "term {term}");
+    let step = |t: u64| Command::StepDown {
+        reason: "test".into(),
+        term: Some(t),
+    };
+    commands.send(step(term - 1)).await.unwrap();
+    sleep(RETRY * 2).await;
+    assert!(
+        rx.borrow().is_leader(Instant::now()),
+        "a stale request released the lease"
+    );
+    assert!(!record(&store).released);
+    commands.send(step(term)).await.unwrap();
+    settle().await;
+    assert!(!rx.borrow().is_leader(Instant::now()));
+    assert!(record(&store).released);
+    stop.cancel();
+    task.await.unwrap();
 }

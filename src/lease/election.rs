@@ -673,6 +673,27 @@ impl<S: LeaseStore> Election<S> {
         }
     }
 
+    /// After creating the lease with `term`: is `term` still the highest
+    /// reserved? A create is the one write not conditioned on a version, so
+    /// a record of a higher term may have landed and been deleted between
+    /// our reservation and our create (rule 5). An unreadable floor counts
+    /// as "no": the cost is one lease of waiting, after a deletion or at the
+    /// very first election only.
+    async fn floor_still_ours(&mut self, term: u64) -> bool {
+        match floor::read(&self.store, &self.cfg.floor_key).await {
+            Ok(f) => {
+                let ok = f.term().is_some_and(|t| t <= term);
+                self.floor = f;
+                ok
+            }
+            Err(e) => {
+                self.floor = Floor::Unknown;
+                debug!(key = %self.cfg.floor_key, error = %e, "cannot read the term floor after a create");
+                false
+            }
+        }
+    }
+
     /// A copy that is not the first-named successor reads once more when
     /// its turn comes: a successor before it has most likely taken the lease
     /// already, and a read is cheaper than a refused write.
@@ -929,6 +950,23 @@ impl<S: LeaseStore> Election<S> {
         };
         self.note_answer(res.as_ref().err());
         match res {
+            Ok(new_etag) if etag.is_none() && !self.floor_still_ours(term).await => {
+                // A create, and a higher term was reserved meanwhile: another
+                // copy may have written it and seen it deleted, and may still
+                // believe it leads. Not leading on this term; our record is
+                // treated as anyone's, so every copy waits it out (rule 2).
+                self.progress();
+                self.own_nonces.retain(|n| *n != rec.nonce);
+                warn!(term, key = %self.cfg.key,
+                    "a higher term was reserved while this copy created the lease (was it deleted while held?); not leading on it, waiting out a full lease");
+                self.observe(Some(Object {
+                    etag: new_etag,
+                    size: 0,
+                    body: rec.to_body(),
+                }));
+                self.write_not_before = Some(Instant::now() + self.pause());
+                None
+            }
             Ok(new_etag) => {
                 self.progress();
                 self.write_not_before = None;

@@ -908,3 +908,33 @@ async fn a_step_down_about_an_earlier_term_is_dropped() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// A create is the one write not conditioned on a version: when a higher
+/// term was reserved while it was in flight (another copy wrote that term
+/// and the key was deleted again), the creator does not lead on its lower
+/// term; everyone waits out its record, and the next term is above both.
+#[tokio::test(start_paused = true)]
+async fn a_create_overtaken_by_a_higher_reservation_does_not_lead() {
+    let store = MemoryStore::new();
+    store.inject(Op::PutIfAbsent, Fault::Delay(Duration::from_millis(100)));
+    let a = start(&store, "a");
+    sleep(Duration::from_millis(50)).await;
+    let floor = crate::lease::floor::FloorRecord {
+        schema: crate::lease::floor::FLOOR_SCHEMA.into(),
+        election: "e".into(),
+        term: 9,
+        reserved_by: "z".into(),
+        reserved_at: wall_now(),
+    };
+    store.put_raw(
+        &crate::lease::floor::floor_key(KEY),
+        &serde_json::to_vec(&floor).unwrap(),
+    );
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(record(&store).term, 1, "the create landed");
+    assert!(!a.leads(), "led on a term below one reserved meanwhile");
+    sleep(LEASE + RETRY * 2).await;
+    assert!(a.leads());
+    assert_eq!(a.state().term, 10);
+    a.shutdown().await;
+}

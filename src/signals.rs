@@ -36,8 +36,9 @@ pub fn listen() -> std::io::Result<mpsc::UnboundedReceiver<Signal>> {
                     continue;
                 }
                 if stopping {
-                    warn!(signal = sig, "second stop signal; killing hooks and the supervised program, exiting at once");
+                    // Kill first, then say so: a log call may be slow.
                     crate::work::procs::kill_all_now();
+                    warn!(signal = sig, "second stop signal; killed hooks and the supervised program, exiting at once");
                     std::process::exit(128 + sig);
                 }
                 stopping = true;

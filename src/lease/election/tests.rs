@@ -938,3 +938,100 @@ async fn a_create_overtaken_by_a_higher_reservation_does_not_lead() {
     assert_eq!(a.state().term, 10);
     a.shutdown().await;
 }
+
+/// The pause between attempts: the retry period with up to 20 % jitter
+/// (when jitter is on), doubled per throttled answer in a row, at most a
+/// lease (plus its jitter).
+#[tokio::test(start_paused = true)]
+async fn the_pause_is_jittered_and_backs_off_up_to_the_lease() {
+    let mut c = cfg("a");
+    c.jitter = true;
+    let mut e = Election::new(MemoryStore::new(), c, Links::default());
+    let pauses: Vec<Duration> = (0..200).map(|_| e.pause()).collect();
+    assert!(
+        pauses
+            .iter()
+            .all(|p| *p >= RETRY && *p < RETRY.mul_f64(1.2)),
+        "{pauses:?}"
+    );
+    let spread = *pauses.iter().max().unwrap() - *pauses.iter().min().unwrap();
+    assert!(spread > RETRY / 20, "no jitter: {pauses:?}");
+    let throttled = StoreError::Throttled("503 SlowDown".into());
+    for (n, base) in [(1, RETRY * 2), (2, RETRY * 4), (3, LEASE), (20, LEASE)] {
+        while e.throttled < n {
+            e.note_answer(Some(&throttled));
+        }
+        let p = e.pause();
+        assert!(p >= base && p < base.mul_f64(1.2), "{n} throttled: {p:?}");
+    }
+    e.note_answer(None);
+    assert!(
+        e.pause() < RETRY.mul_f64(1.2),
+        "a good answer ends the backoff"
+    );
+}
+
+/// A follower publishes, as `valid_until`, when it could take the observed
+/// lease over: a lease after first seeing a held record, or an absent key
+/// when a term floor exists; nothing for a released record or a fresh key.
+#[tokio::test(start_paused = true)]
+async fn a_follower_publishes_when_it_could_take_over() {
+    // Held by another: first_seen + lease.
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5);
+    let b = start(&store, "b");
+    settle().await;
+    let until = b.state().valid_until.expect("a takeover time");
+    let left = until - Instant::now();
+    assert!(left > LEASE - RETRY && left <= LEASE, "{left:?}");
+    b.shutdown().await;
+
+    // Released, in cool-off (so it does not take it at once): nothing to wait for.
+    let store = MemoryStore::new();
+    other_record(&store, "old", true, &[]);
+    let mut c = cfg("c");
+    c.step_down_cooloff = LEASE;
+    let e = Election::new(store.clone(), c, Links::default());
+    let rx = e.subscribe();
+    let commands = e.command_sender();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(e.run(stop.clone()));
+    settle().await;
+    assert!(rx.borrow().is_leader(Instant::now()));
+    commands
+        .send(Command::StepDown {
+            reason: "test".into(),
+            term: None,
+        })
+        .await
+        .unwrap();
+    sleep(RETRY * 2).await;
+    let s = rx.borrow().clone();
+    assert_eq!(s.role, Role::Follower);
+    assert_eq!(s.valid_until, None, "{s:?}");
+    stop.cancel();
+    task.await.unwrap();
+
+    // Absent while a floor exists: a lease of absence first.
+    let store = MemoryStore::new();
+    let mut floor = crate::lease::floor::Floor::Absent;
+    crate::lease::floor::reserve(
+        &store,
+        &crate::lease::floor::floor_key(KEY),
+        "e",
+        "z",
+        &mut floor,
+        4,
+    )
+    .await
+    .unwrap();
+    let d = start(&store, "d");
+    settle().await;
+    assert!(!d.leads());
+    let until = d
+        .state()
+        .valid_until
+        .expect("a takeover time for a deleted key");
+    assert!(until - Instant::now() > LEASE - RETRY, "{until:?}");
+    d.shutdown().await;
+}

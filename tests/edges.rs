@@ -289,3 +289,63 @@ fn reset_of_an_oversized_object_never_sends_the_term_back() {
     let d = Daemon::start("d", &cfg2);
     assert_eq!(acquired_term(&d), 8);
 }
+
+/// A graceful stop fits its budget (issue 21): a leader whose program and
+/// `on_lost` hook both ignore SIGTERM is stopped by the daemon itself (the
+/// program at `kill_grace`, the hook at its timeout, each then SIGKILLed),
+/// and the daemon exits within the budget it announced at start.
+#[test]
+fn a_graceful_stop_ends_slow_work_itself_and_fits_its_budget() {
+    let sw = Seaweed::start();
+    sw.bucket("budget");
+    let dir = sw.dir.path();
+    let journal = dir.join("journal");
+    let extra = format!(
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n\
+         hooks:\n  on_lost:\n    command: [\"sh\", \"-c\", \"trap '' TERM; echo on_lost >> {j}; sleep 60\"]\n    timeout: 2s\n",
+        j = journal.display()
+    );
+    let cfg = sw.config(dir, "budget", "budget", &extra);
+    let program = "trap '' TERM; while :; do sleep 0.1; done";
+    let mut d = Daemon::start_full("a", &cfg, &[], &["--", "sh", "-c", program]);
+    assert!(
+        d.wait_event(Duration::from_secs(60), |e| e.event() == "child_started")
+            .is_some(),
+        "{}",
+        d.log_text()
+    );
+    // program 0.5 s + 1 s, release 2 × 1 s, on_lost 2 s + 2 s + 1 s, rest 1 s.
+    let announced = d
+        .wait_event(Duration::from_secs(5), |e| {
+            e.str("message")
+                .is_some_and(|m| m.starts_with("a graceful stop takes at most"))
+        })
+        .unwrap_or_else(|| panic!("no budget line: {}", d.log_text()));
+    assert_eq!(
+        announced.str("message"),
+        Some("a graceful stop takes at most 9s 500ms"),
+        "{}",
+        announced.json
+    );
+    let stop = Instant::now();
+    d.signal("TERM");
+    let status = d
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the daemon did not exit: {}", d.log_text()));
+    let took = stop.elapsed();
+    assert!(status.success(), "{status:?}: {}", d.log_text());
+    assert!(
+        took <= Duration::from_millis(9500) + Duration::from_secs(5),
+        "the stop took {took:?}, budget 9.5 s"
+    );
+    assert!(
+        took >= Duration::from_millis(3500),
+        "on_lost was not given its timeout: the stop took {took:?}"
+    );
+    let log = d.log_text();
+    assert!(std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .contains("on_lost"));
+    assert!(log.contains("hook timed out"), "{log}");
+    assert!(log.contains("child_stopped"), "{log}");
+}

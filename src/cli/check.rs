@@ -4,7 +4,7 @@
 use super::{connect, load, CheckArgs, EXIT_UNAVAILABLE};
 use crate::config::Config;
 use crate::cost::Cost;
-use crate::daemon::target;
+use crate::daemon::{target, StopBudget};
 use crate::lease::probe::{self, ProbeError};
 use crate::lease::store::StoreError;
 
@@ -20,6 +20,7 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     if a.offline {
         println!("network checks: SKIPPED (--offline): credentials, bucket, permissions and the conformance probe were not checked");
         print_cost(&cfg);
+        print_stop_budget(&cfg);
         return 0;
     }
     let store = match connect(&cfg).await {
@@ -57,7 +58,30 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
         }
     };
     print_cost(&cfg);
+    print_stop_budget(&cfg);
     code
+}
+
+/// The stop timeout of the shipped systemd unit and of the Helm chart's
+/// default pod (`terminationGracePeriodSeconds`).
+const SHIPPED_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn print_stop_budget(cfg: &Config) {
+    let alone = StopBudget::of(cfg, false);
+    let with = StopBudget::of(cfg, true);
+    println!("graceful stop: at most {}", alone.describe());
+    println!(
+        "graceful stop with a supervised program (run -- PROGRAM): at most {}",
+        with.describe()
+    );
+    if with.total() > SHIPPED_STOP_TIMEOUT {
+        let secs = with.total().as_secs_f64().ceil() as u64 + 5;
+        println!(
+            "warning: a graceful stop may take longer than 30s, the shipped systemd unit's TimeoutStopSec and a pod's default terminationGracePeriodSeconds. \
+             Under systemd the daemon extends the timeout itself (EXTEND_TIMEOUT_USEC); in Kubernetes set terminationGracePeriodSeconds to at least {secs}, \
+             or shorten hooks.on_lost.timeout, child.kill_grace or s3.request_timeout"
+        );
+    }
 }
 
 fn print_cost(cfg: &Config) {

@@ -16,7 +16,7 @@
 //!    runs (the release barrier must exist before it can lead).
 //! 4. Surfaces, the registry, then the election; then tell systemd READY.
 //!
-//! # Shutdown order ([`Running::shutdown`])
+//! # Shutdown order ([`Running::shutdown`]), within the [`StopBudget`]
 //! 1. The supervised program, then the release: one token stops both; the
 //!    election publishes "not leader" first, and its release waits for the
 //!    program to be gone, so no program runs while another copy can lead.
@@ -28,16 +28,19 @@
 //!    be watched to the end.
 //! 6. Any process group still alive is killed.
 
+mod budget;
 mod steps;
+
+pub use budget::StopBudget;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{error, info};
 
 use crate::config::Config;
 use crate::lease::election::{Command, Election, Links};
@@ -95,7 +98,6 @@ pub async fn run(s: Settings, mut signals: Signals) -> Result<(), DaemonError> {
 
 /// The running daemon: its tasks, and the two tokens that stop them.
 pub struct Running {
-    cfg: Config,
     commands: mpsc::Sender<Command>,
     /// Stops the election and the supervised program.
     stop_election: CancellationToken,
@@ -108,6 +110,8 @@ pub struct Running {
     registry: Option<JoinHandle<()>>,
     /// HTTP, metrics and systemd notifications.
     rest: Vec<JoinHandle<()>>,
+    /// How long the stop may take, part by part.
+    budget: StopBudget,
 }
 
 /// Start every task, in the order the module docs give. `Ok(None)`: a stop
@@ -231,10 +235,11 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         ))
     });
 
+    let budget = StopBudget::of(&cfg, program.is_some());
+    info!(budget = %budget.describe(), "a graceful stop takes at most {}", humantime::format_duration(budget.total()));
     let election = tokio::spawn(election.run(stop_election.clone()));
     notify::ready();
     Ok(Some(Running {
-        cfg,
         commands,
         stop_election,
         stop_surfaces,
@@ -244,6 +249,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         status_file,
         registry,
         rest,
+        budget,
     }))
 }
 
@@ -257,54 +263,132 @@ impl Running {
         let _ = self.commands.send(cmd).await;
     }
 
-    /// Stop in the order the module docs give and why; each step bounded.
+    /// Stop in the order the module docs give, within the stop budget: one
+    /// deadline, from which each step takes its time ([`budget`]).
     pub async fn shutdown(self) -> Result<(), DaemonError> {
-        notify::stopping();
+        let budget = self.budget;
+        let deadline = Instant::now() + budget.total();
+        // systemd waits for the whole budget, whatever TimeoutStopSec says.
+        notify::stopping(budget.total() + Duration::from_secs(1));
         let mut result = Ok(());
+        let mut cut: Vec<&str> = Vec::new();
         // 1. The program, then the release (which waits for the program).
         self.stop_election.cancel();
+        let until = deadline - budget.after_release();
         if let Some(t) = self.program {
-            let _ = t.await;
+            if timeout_at(until, t).await.is_err() {
+                cut.push("the supervised program's stop");
+            }
         }
-        // The release is one request bounded by s3.request_timeout; allow
-        // for an acquire or renewal in flight before it.
-        let cfg = &self.cfg;
-        let bound = cfg.s3.request_timeout * 3 + cfg.child_kill_grace() + Duration::from_secs(2);
-        match timeout(bound, self.election).await {
+        match timeout_at(until, self.election).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 error!(error = %e, "election task failed");
                 result = Err(DaemonError::Stop(format!("the election task failed: {e}")));
             }
             Err(_) => {
-                error!(?bound, "graceful stop took too long; exiting");
+                cut.push("the release (the lease expires instead)");
                 result = Err(DaemonError::Stop(format!(
-                    "the release did not finish within {bound:?}"
+                    "the release did not finish within the stop budget {}",
+                    budget.describe()
                 )));
             }
         }
         // 2.-5. Everything that only reads the state.
         self.stop_surfaces.cancel();
         if let Some(t) = self.hooks {
-            // A running on_lost is allowed to finish, within its own timeout.
-            let bound = steps::longest_hook(cfg) * 2 + Duration::from_secs(5);
-            if timeout(bound, t).await.is_err() {
-                warn!("hooks did not finish in time");
+            // A running on_lost may finish, within its own timeout.
+            if timeout_at(deadline - budget.after_hooks(), t)
+                .await
+                .is_err()
+            {
+                cut.push("hooks");
             }
         }
         if let Some(t) = self.status_file {
-            let _ = timeout(Duration::from_secs(5), t).await;
+            if timeout_at(deadline - budget.registry, t).await.is_err() {
+                cut.push("the status file's last write");
+            }
         }
         if let Some(t) = self.registry {
-            // Wakes the successors (0.5 s bound), then removes our entry
-            // (2 s bound).
-            let _ = timeout(Duration::from_secs(4), t).await;
+            // Wakes the successors, then removes our entry.
+            if timeout_at(deadline, t).await.is_err() {
+                cut.push("the registry (wake-ups, entry removal)");
+            }
         }
         for t in self.rest {
-            let _ = timeout(Duration::from_secs(1), t).await;
+            let _ = timeout_at(deadline.max(Instant::now() + Duration::from_millis(100)), t).await;
+        }
+        if !cut.is_empty() {
+            error!(event = "stop_cut", cut = ?cut, budget = %budget.describe(),
+                "the graceful stop reached its budget; cut what remained: {}", cut.join(", "));
         }
         // 6. Nothing we started outlives us.
         procs::kill_all_now();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Running` whose election ends when told to (or never) and whose
+    /// hooks never end, with a small budget.
+    fn running(election_ends: bool) -> Running {
+        let stop_election = CancellationToken::new();
+        let stop = stop_election.clone();
+        let election = tokio::spawn(async move {
+            stop.cancelled().await;
+            if !election_ends {
+                std::future::pending::<()>().await;
+            }
+        });
+        let (commands, _rx) = mpsc::channel(1);
+        Running {
+            commands,
+            stop_election,
+            stop_surfaces: CancellationToken::new(),
+            program: None,
+            election,
+            hooks: Some(tokio::spawn(std::future::pending())),
+            status_file: None,
+            registry: None,
+            rest: Vec::new(),
+            budget: StopBudget {
+                program: Duration::ZERO,
+                release: Duration::from_secs(2),
+                on_lost: Duration::from_secs(5),
+                registry: Duration::ZERO,
+                rest: Duration::from_secs(1),
+            },
+        }
+    }
+
+    /// A step still running when its time is up is cut: the stop ends
+    /// within the budget, and only a cut release makes it an error.
+    #[tokio::test(start_paused = true)]
+    async fn the_stop_cuts_what_outlives_its_budget() {
+        let t0 = Instant::now();
+        let r = running(true).shutdown().await;
+        let took = t0.elapsed();
+        assert!(r.is_ok(), "{r:?}");
+        assert!(
+            took >= Duration::from_secs(7) && took <= Duration::from_secs(8),
+            "{took:?}"
+        );
+
+        let t0 = Instant::now();
+        let r = running(false).shutdown().await;
+        let took = t0.elapsed();
+        assert!(
+            matches!(r, Err(DaemonError::Stop(ref m)) if m.contains("release")),
+            "{r:?}"
+        );
+        // The release gets its 2 s, the hooks still their share after it.
+        assert!(
+            took >= Duration::from_secs(7) && took <= Duration::from_secs(8),
+            "{took:?}"
+        );
     }
 }

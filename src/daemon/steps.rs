@@ -180,13 +180,3 @@ pub fn registry_settings(
             .min(cfg.registry.list_interval),
     }
 }
-
-/// The longest timeout of any configured hook.
-pub fn longest_hook(cfg: &Config) -> Duration {
-    let h = &cfg.hooks;
-    [&h.on_acquired, &h.on_lost, &h.on_leader_changed]
-        .iter()
-        .filter_map(|h| h.as_ref().map(|h| h.timeout))
-        .max()
-        .unwrap_or_default()
-}

@@ -56,7 +56,9 @@ const MAX_ENTRIES: usize = 1000;
 /// Most candidates checked or woken at once.
 const MAX_PEERS: usize = 64;
 /// Time allowed for one HTTP exchange with a peer.
-const PEER_TIMEOUT: Duration = Duration::from_millis(500);
+pub const PEER_TIMEOUT: Duration = Duration::from_millis(500);
+/// Time allowed for removing this copy's entry on a graceful stop.
+pub const ENTRY_REMOVAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One registry entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,7 +415,7 @@ pub async fn run<S: LeaseStore>(
         sleep(Duration::from_millis(1)).await;
     }
     if cfg.address.is_some() {
-        match timeout(Duration::from_secs(2), store.delete_side_object(&own_key)).await {
+        match timeout(ENTRY_REMOVAL_TIMEOUT, store.delete_side_object(&own_key)).await {
             Ok(Ok(())) => debug!(key = %own_key, "registry entry removed"),
             Ok(Err(e)) => debug!(key = %own_key, error = %e, "could not remove the registry entry"),
             Err(_) => debug!(key = %own_key, "removing the registry entry timed out"),

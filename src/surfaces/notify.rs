@@ -22,9 +22,12 @@ pub fn ready() {
     }
 }
 
-/// Tell systemd the service is stopping.
-pub fn stopping() {
-    let _ = sd_notify::notify(&[NotifyState::Stopping]);
+/// Tell systemd the service is stopping, and that the stop may take up to
+/// `budget` (`EXTEND_TIMEOUT_USEC`), so that `TimeoutStopSec` does not cut
+/// a stop the config allows.
+pub fn stopping(budget: std::time::Duration) {
+    let usec = u32::try_from(budget.as_micros()).unwrap_or(u32::MAX);
+    let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::ExtendTimeoutUsec(usec)]);
 }
 
 /// Keep `STATUS=` and the watchdog up to date until `shutdown`.

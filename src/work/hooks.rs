@@ -31,7 +31,9 @@ use crate::work::procs;
 
 /// Longest hook output line kept in the log.
 /// SIGTERM-to-SIGKILL grace for a hook at its timeout.
-const HOOK_KILL_GRACE: Duration = Duration::from_secs(2);
+pub const HOOK_KILL_GRACE: Duration = Duration::from_secs(2);
+/// Longest wait for a finished hook's output to be read to its end.
+pub const HOOK_OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -291,9 +293,11 @@ async fn run_hook(
             None
         }
     };
-    // Output pipes close when the group is dead; don't wait forever anyway.
+    // Output pipes close when the group is dead; a process that left the
+    // group may hold them open: wait at most HOOK_OUTPUT_DRAIN for both.
+    let drain = tokio::time::Instant::now() + HOOK_OUTPUT_DRAIN;
     for t in [out, err].into_iter().flatten() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        let _ = tokio::time::timeout_at(drain, t).await;
     }
     let took = started.elapsed();
     match status {

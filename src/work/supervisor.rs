@@ -9,7 +9,10 @@
 //!   `kill_grace`; config checks keep `kill_grace < lease_duration -
 //!   renew_deadline`, so the kill lands before another copy can take over;
 //! - the release barrier reads `true` only while no child runs: a graceful
-//!   release (shutdown, step-down) waits for the child to be dead;
+//!   release (shutdown, step-down) waits for the child to be dead. It is
+//!   closed *before* the decision to start a child and the leadership is
+//!   checked again after closing it, so a release racing a start either
+//!   prevents the start or waits for the child;
 //! - its stdout and stderr are read by the daemon and logged line by line
 //!   (`source = "program"`), so it can never fill the daemon's own pipe;
 //! - if the child exits by itself while leading, the policy decides:
@@ -66,12 +69,22 @@ pub async fn run(
                 let _ = idle.send(true);
             }
         } else if running.is_none() && now >= not_before {
+            // Close the release barrier *before* deciding to start, then
+            // look again: a release that began meanwhile either saw the
+            // barrier open (and published "not leader" first, which the
+            // second look sees) or waits for this program to stop.
+            let _ = idle.send(false);
+            let state = rx.borrow().clone();
+            if !state.is_leader(Instant::now()) {
+                let _ = idle.send(true);
+                continue;
+            }
             match start(&spec, &state) {
                 Ok(r) => {
-                    let _ = idle.send(false);
                     running = Some(r);
                 }
                 Err(e) => {
+                    let _ = idle.send(true);
                     error!(command = ?spec.argv, error = %e, "cannot start the supervised program; releasing leadership");
                     let _ = commands
                         .send(Command::StepDown {
@@ -179,4 +192,129 @@ async fn stop(mut r: Running, spec: &ChildSpec, why: &str) {
     })
     .await;
     info!(event = "child_stopped", pid = r.pgid, status = ?status, "supervised program stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    //! The outside review's reproduction (issue 13, 2b): a step-down racing
+    //! the program's start must never leave the program running while
+    //! another copy leads.
+    use super::*;
+    use crate::lease::election::{Election, ElectionConfig, Links};
+    use crate::lease::floor::floor_key;
+    use crate::lease::record::LeaseRecord;
+    use crate::lease::store::memory::MemoryStore;
+
+    const KEY: &str = "e/lease.json";
+
+    fn ecfg(id: &str) -> ElectionConfig {
+        ElectionConfig {
+            identity: id.into(),
+            election: "e".into(),
+            key: KEY.into(),
+            floor_key: floor_key(KEY),
+            lease_duration: Duration::from_secs(3),
+            renew_deadline: Duration::from_secs(2),
+            retry_period: Duration::from_millis(500),
+            advertise_address: None,
+            jitter: false,
+            step_down_cooloff: Duration::from_secs(10),
+            release_wait: Duration::from_millis(1900),
+            rank_delay: Duration::from_millis(50),
+        }
+    }
+
+    fn alive(pid: i32) -> bool {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+    }
+
+    async fn until_leader(rx: &mut watch::Receiver<State>) {
+        let wait = async {
+            while !rx.borrow_and_update().is_leader(Instant::now()) {
+                rx.changed().await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("became leader within 10 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_step_down_racing_the_start_never_leaves_the_program_running() {
+        for round in 0..10 {
+            let store = MemoryStore::new();
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().display().to_string();
+            let (idle_tx, idle_rx) = watch::channel(true);
+            let a = Election::new(
+                store.clone(),
+                ecfg("a"),
+                Links {
+                    successors: None,
+                    release_barrier: Some(idle_rx),
+                },
+            );
+            let cmds = a.command_sender();
+            let mut arx = a.subscribe();
+            let stop = CancellationToken::new();
+            let spec = ChildSpec {
+                // Slow to die, as real services are.
+                argv: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("trap '' TERM; echo $$ > {d}/pid; while :; do sleep 0.05; done"),
+                ],
+                on_exit: ChildExit::Restart,
+                kill_grace: Duration::from_millis(900),
+                election: "e".into(),
+                identity: "a".into(),
+            };
+            let sup = tokio::spawn(run(
+                spec,
+                a.subscribe(),
+                idle_tx,
+                cmds.clone(),
+                stop.clone(),
+            ));
+            let at = tokio::spawn(a.run(stop.clone()));
+            until_leader(&mut arx).await;
+            // Step down at once, while the supervisor is starting the program.
+            cmds.send(Command::StepDown {
+                reason: "test".into(),
+                term: None,
+            })
+            .await
+            .unwrap();
+            let t0 = Instant::now();
+            loop {
+                let released = store
+                    .body(KEY)
+                    .is_some_and(|b| LeaseRecord::parse(&b).unwrap().released);
+                if released {
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(5), "no release");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // Once the release is written, A's program must be gone.
+            let pid: Option<i32> = std::fs::read_to_string(dir.path().join("pid"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            let b = Election::new(store.clone(), ecfg("b"), Links::default());
+            let mut brx = b.subscribe();
+            let bstop = CancellationToken::new();
+            let bt = tokio::spawn(b.run(bstop.clone()));
+            until_leader(&mut brx).await;
+            let running = pid.is_some_and(alive);
+            stop.cancel();
+            bstop.cancel();
+            let _ = sup.await;
+            let _ = at.await;
+            let _ = bt.await;
+            assert!(
+                !running,
+                "round {round}: A's program (pid {pid:?}) ran while B led"
+            );
+        }
+    }
 }

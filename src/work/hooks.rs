@@ -9,7 +9,11 @@
 //! - `on_lost` starts no later than this copy's leadership deadline, even if
 //!   the election task is stuck: the watcher keeps its own timer on the
 //!   deadline. A hook still running when leadership is lost is killed
-//!   (SIGKILL to its group, no grace), since it may not overlap `on_lost`;
+//!   (SIGKILL to its group, no grace), since it may not overlap `on_lost`,
+//!   and hooks queued but not started are dropped, so `on_lost` runs next.
+//!   `on_lost` itself is never cut short by a later loss;
+//! - `on_acquired` starts only while the leadership it is about lasts (same
+//!   term, deadline not passed), checked right before it starts;
 //! - stdout and stderr lines go to the log, tagged with the hook name
 //!   (lines are cut at 4 KiB);
 //! - a failing `on_acquired` asks the election to step down when the
@@ -129,6 +133,22 @@ impl EventDetector {
     }
 }
 
+/// What the hook runner shares between the watcher (which turns states
+/// into events) and the executor (which runs them), under one lock.
+#[derive(Default)]
+struct Sched {
+    queue: VecDeque<Event>,
+    /// The hook running now, if any.
+    running: Option<EventKind>,
+    /// Cancelled to stop the running hook early (leadership was lost).
+    preempt: CancellationToken,
+}
+
+fn lock(s: &Mutex<Sched>) -> std::sync::MutexGuard<'_, Sched> {
+    // A poisoned lock only means a panic elsewhere; the data is still good.
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Run hooks for the events of `rx` until `shutdown`.
 pub async fn run(
     cfg: HooksConfig,
@@ -138,22 +158,25 @@ pub async fn run(
     commands: mpsc::Sender<Command>,
     shutdown: CancellationToken,
 ) {
-    let queue: Arc<Mutex<VecDeque<Event>>> = Arc::default();
+    let sched: Arc<Mutex<Sched>> = Arc::default();
     let wake = Arc::new(Notify::new());
-    // Cancelled to stop the running hook early (leadership was lost).
-    let preempt: Arc<Mutex<CancellationToken>> = Arc::new(Mutex::new(CancellationToken::new()));
 
     let exec = {
-        let (queue, wake, preempt, shutdown) = (
-            queue.clone(),
-            wake.clone(),
-            preempt.clone(),
-            shutdown.clone(),
-        );
+        let (sched, wake, shutdown, state) =
+            (sched.clone(), wake.clone(), shutdown.clone(), rx.clone());
         tokio::spawn(async move {
             loop {
-                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-                let Some(ev) = next else {
+                let next = {
+                    let mut g = lock(&sched);
+                    g.queue.pop_front().map(|ev| {
+                        if g.preempt.is_cancelled() {
+                            g.preempt = CancellationToken::new();
+                        }
+                        g.running = Some(ev.kind);
+                        (ev, g.preempt.clone())
+                    })
+                };
+                let Some((ev, token)) = next else {
                     tokio::select! {
                         _ = wake.notified() => continue,
                         _ = shutdown.cancelled() => return,
@@ -164,15 +187,23 @@ pub async fn run(
                     EventKind::Lost => &cfg.on_lost,
                     EventKind::LeaderChanged => &cfg.on_leader_changed,
                 };
-                let Some(hook) = hook else { continue };
-                let token = {
-                    let mut p = preempt.lock().unwrap_or_else(|p| p.into_inner());
-                    if p.is_cancelled() {
-                        *p = CancellationToken::new();
-                    }
-                    p.clone()
+                // on_acquired only while that very leadership lasts.
+                let current = {
+                    let s = state.borrow();
+                    s.is_leader(Instant::now()) && s.term == ev.term
                 };
-                let ok = run_hook(hook, &ev, &election, &identity, token).await;
+                let skip = ev.kind == EventKind::Acquired && !current;
+                if skip && hook.is_some() {
+                    info!(
+                        term = ev.term,
+                        "not running on_acquired: that leadership is already over"
+                    );
+                }
+                let ok = match hook {
+                    Some(hook) if !skip => run_hook(hook, &ev, &election, &identity, token).await,
+                    _ => true,
+                };
+                lock(&sched).running = None;
                 if ev.kind == EventKind::Acquired
                     && !ok
                     && cfg.on_acquired_failure == FailurePolicy::Release
@@ -194,15 +225,24 @@ pub async fn run(
         let state = rx.borrow_and_update().clone();
         let events = detector.update(&state, Instant::now());
         if !events.is_empty() {
-            let lost = events.iter().any(|e| e.kind == EventKind::Lost);
-            if lost {
-                // Nothing may overlap on_lost: stop whatever runs now.
-                preempt.lock().unwrap_or_else(|p| p.into_inner()).cancel();
+            let mut g = lock(&sched);
+            if events.iter().any(|e| e.kind == EventKind::Lost) {
+                // Nothing may overlap on_lost, and it goes first: stop the
+                // running hook (never on_lost itself) and drop the events
+                // not started yet, which describe a leadership that is over.
+                if g.running != Some(EventKind::Lost) {
+                    g.preempt.cancel();
+                }
+                if !g.queue.is_empty() {
+                    info!(
+                        dropped = g.queue.len(),
+                        "leadership lost; dropping hooks that had not started"
+                    );
+                    g.queue.clear();
+                }
             }
-            queue
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(events);
+            g.queue.extend(events);
+            drop(g);
             wake.notify_one();
         }
         // Our own timer on the deadline: on_lost must not wait for the
@@ -371,6 +411,99 @@ mod tests {
         assert_eq!(
             kinds(d.update(&st(Role::Leader, Some("me"), 5, true), now)),
             vec![Acquired]
+        );
+    }
+}
+
+#[cfg(test)]
+mod races {
+    //! The outside review's reproductions (issue 13, 2b): hooks queued at
+    //! the moment of a loss, and on_lost behind them.
+    use super::*;
+    use std::time::SystemTime;
+
+    fn st(role: Role, leader: Option<&str>, term: u64) -> State {
+        State {
+            role,
+            identity: "me".into(),
+            election: "e".into(),
+            leader: leader.map(Into::into),
+            leader_address: None,
+            term,
+            transitions: 0,
+            acquired_at: None,
+            renewed_at: None,
+            valid_until: (role == Role::Leader).then(|| Instant::now() + Duration::from_secs(10)),
+            last_progress: None,
+            problem: None,
+            ready: true,
+            candidate: true,
+        }
+    }
+
+    fn sh(script: &str) -> Hook {
+        Hook {
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: Duration::from_secs(10),
+            working_dir: None,
+        }
+    }
+
+    fn ns_now() -> u128 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    }
+
+    /// on_acquired queued behind a slow hook must not start after the loss,
+    /// and on_lost must not wait behind it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queued_on_acquired_never_runs_after_the_loss_and_on_lost_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let cfg = HooksConfig {
+            on_acquired: Some(sh(&format!(
+                "date +%s%N > {d}/acq_start; sleep 1; date +%s%N > {d}/acq_end"
+            ))),
+            on_lost: Some(sh(&format!("date +%s%N > {d}/lost_start"))),
+            on_leader_changed: Some(sh("sleep 3")),
+            on_acquired_failure: FailurePolicy::Keep,
+        };
+        let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1));
+        let (ctx, _crx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(cfg, "e".into(), "me".into(), rx, ctx, stop.clone()));
+        // A follower: on_leader_changed (3 s) starts.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Become leader: on_acquired is queued behind the slow hook.
+        tx.send_replace(st(Role::Leader, Some("me"), 2));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Lose leadership (another copy leads now).
+        let lost_at = ns_now();
+        tx.send_replace(st(Role::Follower, Some("other"), 3));
+        let read = |n: &str| -> Option<u128> {
+            std::fs::read_to_string(dir.path().join(n))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+        };
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        while read("lost_start").is_none() && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.cancel();
+        let _ = task.await;
+        let lost_start = read("lost_start").expect("on_lost ran");
+        assert!(
+            read("acq_start").is_none_or(|t| t < lost_at),
+            "on_acquired started {} ms after leadership was lost",
+            (read("acq_start").unwrap() - lost_at) / 1_000_000
+        );
+        assert!(
+            lost_start - lost_at < 2_000_000_000,
+            "on_lost started {} ms after the loss, behind queued hooks",
+            (lost_start - lost_at) / 1_000_000
         );
     }
 }

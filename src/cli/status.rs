@@ -6,6 +6,10 @@ use std::time::SystemTime;
 use super::{connect, load, Common, ResetArgs, StatusArgs, EXIT_DATA, EXIT_UNAVAILABLE};
 use crate::config::Config;
 use crate::config::EXIT_CONFIG;
+
+/// Terms from here on are refused by `reset`: far beyond any real count,
+/// and room left so that `term + 1` never overflows.
+const MAX_TERM: u64 = 1 << 62;
 use crate::daemon::target;
 use crate::lease::floor::{self, floor_key};
 use crate::lease::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
@@ -187,6 +191,16 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         }
     };
     let salvaged = RecordError::salvage_term(&obj.body);
+    if let Some(t) = [salvaged, a.term]
+        .into_iter()
+        .flatten()
+        .find(|t| *t >= MAX_TERM)
+    {
+        eprintln!(
+            "s3-elector: term {t} is past the largest term s3-elector hands out ({MAX_TERM}); pass a smaller --term, after fencing your resources anew"
+        );
+        return EXIT_CONFIG;
+    }
     let Some(term) = [floor, salvaged, a.term].into_iter().flatten().max() else {
         eprintln!(
             "s3-elector: cannot tell the last term of {}: there is no term floor and the object holds no readable term. \
@@ -195,6 +209,27 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         );
         return EXIT_CONFIG;
     };
+    // Raise the floor to it first, so that a later deletion of the key
+    // cannot bring back a lower term either.
+    if floor.unwrap_or(0) < term {
+        let mut f = floor::Floor::Unknown;
+        let raised = floor::reserve(
+            &store,
+            &floor_key(&key),
+            &cfg.election,
+            &identity,
+            &mut f,
+            term,
+        )
+        .await;
+        if let Err(e) = raised {
+            eprintln!(
+                "s3-elector: cannot raise the term floor of {} to {term}: {e}; nothing written",
+                target(&cfg)
+            );
+            return EXIT_UNAVAILABLE;
+        }
+    }
     let now = wall_now();
     let rec = LeaseRecord {
         schema: SCHEMA.into(),

@@ -299,10 +299,27 @@ pub struct Election<S: LeaseStore> {
     last_read: Option<Instant>,
     /// After a failed write attempt: no new attempt before this (rule 10).
     write_not_before: Option<Instant>,
-    /// Throttled answers in a row; the pause doubles with each (rule 10).
-    throttled: u32,
+    /// Throttled answers in a row, to reads and to writes (a store may
+    /// throttle only one kind); the pause doubles with each (rule 10).
+    throttled: Throttled,
     /// What this copy knows of the term floor (rule 5).
     floor: Floor,
+    /// Cancelled when the daemon stops: no acquisition starts after that.
+    stopping: CancellationToken,
+}
+
+/// Throttled answers in a row, by kind of request.
+#[derive(Debug, Clone, Copy, Default)]
+struct Throttled {
+    reads: u32,
+    writes: u32,
+}
+
+/// Which requests a pause or an answer is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
 }
 
 /// Where the holder's renewals are expected.
@@ -340,8 +357,9 @@ impl<S: LeaseStore> Election<S> {
             phase: None,
             last_read: None,
             write_not_before: None,
-            throttled: 0,
+            throttled: Throttled::default(),
             floor: Floor::Unknown,
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -422,6 +440,7 @@ impl<S: LeaseStore> Election<S> {
 
     /// Run until `shutdown` is cancelled; a leader releases the lease first.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        self.stopping = shutdown.clone();
         info!(
             identity = %self.cfg.identity,
             election = %self.cfg.election,
@@ -501,7 +520,7 @@ impl<S: LeaseStore> Election<S> {
                 retry_at: Some(t), ..
             }) => t,
             Some(p) => self.aim(&p),
-            None => last + self.pause(),
+            None => last + self.pause(Kind::Read),
         };
         // Never read more often than every 5 ms, whatever the plan says.
         let poll = poll.max(last + Duration::from_millis(5)).max(now);
@@ -514,17 +533,22 @@ impl<S: LeaseStore> Election<S> {
         }
     }
 
-    /// The plain wait between two requests: `retry_period`, doubled for
-    /// each throttled answer in a row (at most a lease), with up to 20 %
-    /// jitter (rule 10).
-    fn pause(&self) -> Duration {
+    /// The plain wait between two requests of a kind: `retry_period`,
+    /// doubled for each throttled answer in a row to that kind (at most half
+    /// a lease, so that a throttled copy still shows progress within a lease
+    /// to /healthz and the watchdog), with up to 20 % jitter (rule 10).
+    fn pause(&self, kind: Kind) -> Duration {
         let period = self.cfg.retry_period;
-        let mut d = if self.throttled == 0 {
+        let n = match kind {
+            Kind::Read => self.throttled.reads,
+            Kind::Write => self.throttled.writes,
+        };
+        let mut d = if n == 0 {
             period
         } else {
             period
-                .saturating_mul(1u32 << self.throttled.min(16))
-                .min(self.cfg.lease_duration.max(period))
+                .saturating_mul(1u32 << n.min(16))
+                .min((self.cfg.lease_duration / 2).max(period))
         };
         if self.cfg.jitter {
             d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
@@ -532,12 +556,16 @@ impl<S: LeaseStore> Election<S> {
         d
     }
 
-    /// Count a store answer for the throttling backoff.
-    fn note_answer(&mut self, e: Option<&StoreError>) {
+    /// Count a store answer to a kind of request for the throttling backoff.
+    fn note_answer(&mut self, kind: Kind, e: Option<&StoreError>) {
+        let n = match kind {
+            Kind::Read => &mut self.throttled.reads,
+            Kind::Write => &mut self.throttled.writes,
+        };
         if e.is_some_and(StoreError::is_throttling) {
-            self.throttled = self.throttled.saturating_add(1);
+            *n = n.saturating_add(1);
         } else {
-            self.throttled = 0;
+            *n = 0;
         }
     }
 
@@ -627,7 +655,7 @@ impl<S: LeaseStore> Election<S> {
             let previous = self.last_read;
             self.last_read = Some(sent);
             let r = self.store.get(&self.cfg.key).await;
-            self.note_answer(r.as_ref().err());
+            self.note_answer(Kind::Read, r.as_ref().err());
             match r {
                 Ok(obj) => {
                     self.progress();
@@ -890,36 +918,75 @@ impl<S: LeaseStore> Election<S> {
         etag: Option<String>,
         prev: Option<LeaseRecord>,
     ) -> Option<Held> {
-        let at_least = prev
+        if self.stopping.is_cancelled() {
+            return None; // a stopping copy acquires nothing
+        }
+        let create = etag.is_none();
+        let Some(at_least) = prev
             .as_ref()
             .map_or(self.max_term, |p| p.term.max(self.max_term))
-            + 1;
-        // Rule 5: reserve the term before writing a record with it.
-        let reserved = floor::reserve(
-            &self.store,
-            &self.cfg.floor_key,
-            &self.cfg.election,
-            &self.cfg.identity,
-            &mut self.floor,
-            at_least,
-        )
-        .await;
+            .checked_add(1)
+        else {
+            error!(key = %self.cfg.key, "the term is at its largest value; not acquiring. Replace the lease object with `s3-elector reset` and a smaller --term only after fencing your resources anew");
+            return None;
+        };
+        // Rule 5: reserve the term before writing a record with it. A create
+        // counts its validity from the reservation (a copy paused between the
+        // two cannot lead later than a copy watching the key absent expects).
+        let reserve_sent = Instant::now();
+        let reserved = if create {
+            floor::reserve_unchanged(
+                &self.store,
+                &self.cfg.floor_key,
+                &self.cfg.election,
+                &self.cfg.identity,
+                &mut self.floor,
+                at_least,
+            )
+            .await
+        } else {
+            floor::reserve(
+                &self.store,
+                &self.cfg.floor_key,
+                &self.cfg.election,
+                &self.cfg.identity,
+                &mut self.floor,
+                at_least,
+            )
+            .await
+            .map(Some)
+        };
         // Only a failed reservation counts for the backoff: the lease write
         // that follows a good one gives the answer that does.
         if let Err(e) = &reserved {
-            self.note_answer(Some(e));
+            self.note_answer(Kind::Write, Some(e));
         }
         let term = match reserved {
-            Ok(t) => t,
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                // The floor moved while this copy watched the key absent:
+                // another copy may have created the key and lost it in
+                // between. Watch a full lease of absence again (rule 5).
+                self.progress();
+                info!(key = %self.cfg.key, floor = ?self.floor.term(),
+                    "the term floor moved while the lease key was absent; waiting a full lease again before creating it");
+                if let Some(o) = self.observed.as_mut() {
+                    o.first_seen = Instant::now();
+                }
+                return None;
+            }
             Err(e) => {
                 self.progress();
-                let pause = self.pause();
+                let pause = self.pause(Kind::Write);
                 self.write_not_before = Some(Instant::now() + pause);
                 warn!(key = %self.cfg.floor_key, error = %e, retry_in_ms = pause.as_millis() as u64,
                     "cannot reserve a term on the term floor; not acquiring this time");
                 return None;
             }
         };
+        if self.stopping.is_cancelled() {
+            return None; // the reservation only skips a term
+        }
         let now_wall = wall_now();
         let transitions = match &prev {
             Some(p) if p.holder == self.cfg.identity => p.transitions,
@@ -943,39 +1010,22 @@ impl<S: LeaseStore> Election<S> {
         };
         self.remember_nonce(&rec.nonce);
         let body = rec.to_body();
-        let sent = Instant::now();
+        let sent = if create { reserve_sent } else { Instant::now() };
         let res = match &etag {
             None => self.store.put_if_absent(&self.cfg.key, body).await,
             Some(e) => self.store.put_if_match(&self.cfg.key, body, e).await,
         };
-        self.note_answer(res.as_ref().err());
+        self.note_answer(Kind::Write, res.as_ref().err());
         match res {
-            Ok(new_etag) if etag.is_none() && !self.floor_still_ours(term).await => {
-                // A create, and a higher term was reserved meanwhile: another
-                // copy may have written it and seen it deleted, and may still
-                // believe it leads. Not leading on this term; our record is
-                // treated as anyone's, so every copy waits it out (rule 2).
-                self.progress();
-                self.own_nonces.retain(|n| *n != rec.nonce);
-                warn!(term, key = %self.cfg.key,
-                    "a higher term was reserved while this copy created the lease (was it deleted while held?); not leading on it, waiting out a full lease");
-                self.observe(Some(Object {
-                    etag: new_etag,
-                    size: 0,
-                    body: rec.to_body(),
-                }));
-                self.write_not_before = Some(Instant::now() + self.pause());
-                None
-            }
             Ok(new_etag) => {
                 self.progress();
-                self.write_not_before = None;
-                Some(self.became_leader(rec, new_etag, sent, prev.as_ref()))
+                self.landed(rec, new_etag, sent, prev.as_ref(), create)
+                    .await
             }
             Err(e) => {
                 // Rule 10: whatever the read-back shows, no new attempt
                 // before a pause (longer while the store throttles).
-                let pause = self.pause();
+                let pause = self.pause(Kind::Write);
                 self.write_not_before = Some(Instant::now() + pause);
                 if e == StoreError::PreconditionFailed {
                     self.progress();
@@ -992,12 +1042,9 @@ impl<S: LeaseStore> Election<S> {
                         if let Ok(r) = LeaseRecord::parse(&obj.body) {
                             if r.nonce == rec.nonce {
                                 info!(term, "acquire write had landed after all");
-                                return Some(self.became_leader(
-                                    rec,
-                                    obj.etag,
-                                    sent,
-                                    prev.as_ref(),
-                                ));
+                                return self
+                                    .landed(rec, obj.etag, sent, prev.as_ref(), create)
+                                    .await;
                             }
                         }
                         self.observe(Some(obj));
@@ -1011,6 +1058,35 @@ impl<S: LeaseStore> Election<S> {
                 None
             }
         }
+    }
+
+    /// Our acquisition write landed. After a create, lead only if no higher
+    /// term was reserved meanwhile (rule 5): another copy may have written
+    /// it and seen it deleted, and may still believe it leads. Then our
+    /// record is treated as anyone's, so every copy waits it out (rule 2).
+    async fn landed(
+        &mut self,
+        rec: LeaseRecord,
+        etag: String,
+        sent: Instant,
+        prev: Option<&LeaseRecord>,
+        create: bool,
+    ) -> Option<Held> {
+        if create && !self.floor_still_ours(rec.term).await {
+            self.own_nonces.retain(|n| *n != rec.nonce);
+            warn!(term = rec.term, key = %self.cfg.key,
+                "a higher term was reserved while this copy created the lease (was it deleted while held?); not leading on it, waiting out a full lease");
+            let body = rec.to_body();
+            self.observe(Some(Object {
+                etag,
+                size: body.len() as u64,
+                body,
+            }));
+            self.write_not_before = Some(Instant::now() + self.pause(Kind::Write));
+            return None;
+        }
+        self.write_not_before = None;
+        Some(self.became_leader(rec, etag, sent, prev))
     }
 
     fn became_leader(

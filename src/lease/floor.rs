@@ -123,19 +123,8 @@ pub async fn reserve<S: LeaseStore>(
             Floor::At { term, etag } => (*term, Some(etag.clone())),
             _ => (0, None),
         };
-        let term = at_least.max(current + 1);
-        let body = serde_json::to_vec(&FloorRecord {
-            schema: FLOOR_SCHEMA.into(),
-            election: election.into(),
-            term,
-            reserved_by: identity.into(),
-            reserved_at: wall_now(),
-        })
-        .expect("a floor record serializes");
-        let written = match &etag {
-            None => store.put_if_absent(key, body).await,
-            Some(e) => store.put_if_match(key, body, e).await,
-        };
+        let term = next_term(key, at_least, current)?;
+        let written = write(store, key, election, identity, term, etag.as_deref()).await;
         match written {
             Ok(etag) => {
                 *floor = Floor::At { term, etag };
@@ -154,6 +143,79 @@ pub async fn reserve<S: LeaseStore>(
     Err(StoreError::Transient(format!(
         "could not reserve a term on `{key}`: {RESERVE_TRIES} other reservations won the race; retrying later"
     )))
+}
+
+/// Reserve a term only if the floor is still as `floor` says (one
+/// conditional write, no retry): for a create, which must know that no
+/// other copy reserved a term while it watched the key absent. `Ok(None)`:
+/// the floor had moved (or was not known); `floor` now holds its new state.
+pub async fn reserve_unchanged<S: LeaseStore>(
+    store: &S,
+    key: &str,
+    election: &str,
+    identity: &str,
+    floor: &mut Floor,
+    at_least: u64,
+) -> Result<Option<u64>, StoreError> {
+    let (current, etag) = match &*floor {
+        Floor::Unknown => {
+            *floor = read(store, key).await?;
+            return Ok(None);
+        }
+        Floor::Absent => (0, None),
+        Floor::At { term, etag } => (*term, Some(etag.clone())),
+    };
+    let term = next_term(key, at_least, current)?;
+    match write(store, key, election, identity, term, etag.as_deref()).await {
+        Ok(etag) => {
+            *floor = Floor::At { term, etag };
+            Ok(Some(term))
+        }
+        Err(StoreError::PreconditionFailed) => {
+            *floor = read(store, key).await.unwrap_or(Floor::Unknown);
+            Ok(None)
+        }
+        Err(e) => {
+            *floor = Floor::Unknown;
+            Err(e)
+        }
+    }
+}
+
+/// `max(at_least, current + 1)`, or an error at the end of the range.
+fn next_term(key: &str, at_least: u64, current: u64) -> Result<u64, StoreError> {
+    let above = current.checked_add(1).ok_or_else(|| StoreError::Other {
+        op: "PutObject",
+        status: 0,
+        code: "TermOverflow".into(),
+        message: format!(
+            "the term floor `{key}` is at the largest term; no further term can be reserved"
+        ),
+    })?;
+    Ok(at_least.max(above))
+}
+
+/// One conditional write of the floor record.
+async fn write<S: LeaseStore>(
+    store: &S,
+    key: &str,
+    election: &str,
+    identity: &str,
+    term: u64,
+    etag: Option<&str>,
+) -> Result<String, StoreError> {
+    let body = serde_json::to_vec(&FloorRecord {
+        schema: FLOOR_SCHEMA.into(),
+        election: election.into(),
+        term,
+        reserved_by: identity.into(),
+        reserved_at: wall_now(),
+    })
+    .expect("a floor record serializes");
+    match etag {
+        None => store.put_if_absent(key, body).await,
+        Some(e) => store.put_if_match(key, body, e).await,
+    }
 }
 
 #[cfg(test)]

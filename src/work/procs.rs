@@ -152,10 +152,12 @@ async fn read_lines<R: AsyncRead + Unpin>(r: R, mut f: impl FnMut(&[u8], bool)) 
 fn emit(line: &[u8], source: &'static str, stream: &'static str, cut: bool) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
+    // One target for all of it, so a filter can keep it apart from the
+    // daemon's own lines: `S3_ELECTOR_LOG=warn,output=info`.
     if cut {
-        info!(source, stream, "{text} [cut]");
+        info!(target: "output", source, stream, "{text} [cut]");
     } else {
-        info!(source, stream, "{text}");
+        info!(target: "output", source, stream, "{text}");
     }
 }
 

@@ -699,6 +699,16 @@ impl<S: LeaseStore> Election<S> {
                 debug!(key = %self.cfg.floor_key, error = %e, "cannot read the term floor yet");
             }
         }
+        // The watch of an absent key starts once the floor it is judged
+        // against is known: a term reserved between the two reads must fall
+        // inside the watch (rule 5).
+        if let Some(o) = self
+            .observed
+            .as_mut()
+            .filter(|o| matches!(o.seen, Seen::Absent))
+        {
+            o.first_seen = Instant::now();
+        }
     }
 
     /// After creating the lease with `term`: is `term` still the highest

@@ -228,14 +228,49 @@ impl Quiet {
 pub async fn run<S: LeaseStore>(
     store: S,
     cfg: Settings,
-    mut state: watch::Receiver<State>,
+    state: watch::Receiver<State>,
     successors: watch::Sender<Vec<String>>,
-    mut events: broadcast::Receiver<Event>,
+    events: broadcast::Receiver<Event>,
     woken: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let peers = Peers::default();
-    let mut events_open = true;
+    // Side by side in this one task: the wake-ups go out the moment the
+    // release is written, whatever the upkeep is busy with (a listing, a
+    // round of checks).
+    tokio::join!(
+        wake_on_release(events, peers.clone(), &cfg.identity),
+        keep(store, &cfg, state, successors, peers, woken, shutdown),
+    );
+}
+
+/// After each release, wake the checked candidates. Ends when the election
+/// does (its events end), so a release written just before the stop is
+/// still announced.
+async fn wake_on_release(mut events: broadcast::Receiver<Event>, peers: Peers, me: &str) {
+    loop {
+        match events.recv().await {
+            Ok(Event::Released { term, .. }) => {
+                let n = peers.wake_all(me).await;
+                info!(term, woken = n, "woke the other candidates");
+            }
+            Ok(Event::Renewed { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Keep this copy's entry, and while leading the checked candidates and
+/// the successors, until `shutdown`; then remove the entry.
+async fn keep<S: LeaseStore>(
+    store: S,
+    cfg: &Settings,
+    mut state: watch::Receiver<State>,
+    successors: watch::Sender<Vec<String>>,
+    peers: Peers,
+    woken: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut quiet = Quiet::default();
     let own_key = cfg.own_key();
     let mut next_write = Instant::now();
@@ -389,17 +424,6 @@ pub async fn run<S: LeaseStore>(
         .flatten()
         .min();
         tokio::select! {
-            // A release first: it is written before the daemon stops its
-            // surfaces, so the wake-up goes out before this task ends.
-            biased;
-            e = events.recv(), if events_open => match e {
-                Ok(Event::Released { term, .. }) => {
-                    let n = peers.wake_all(&cfg.identity).await;
-                    info!(term, woken = n, "woke the other candidates");
-                }
-                Ok(Event::Renewed { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => events_open = false,
-            },
             _ = shutdown.cancelled() => break,
             r = state.changed(), if !election_gone => election_gone = r.is_err(),
             _ = woken.notified() => {

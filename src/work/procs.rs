@@ -166,6 +166,29 @@ mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
 
+    /// A stopped group's leader is reaped and its status returned: SIGTERM
+    /// for one that obeys, SIGKILL after the grace for one that does not.
+    #[tokio::test]
+    async fn stop_group_returns_how_the_program_ended() {
+        use std::os::unix::process::ExitStatusExt;
+        for (script, signal) in [("sleep 30", 15), ("trap '' TERM; sleep 30", 9)] {
+            let mut child = tokio::process::Command::new("sh")
+                .args(["-c", script])
+                .process_group(0)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            let pgid = child.id().unwrap() as i32;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut told = false;
+            let status = stop_group(&mut child, pgid, Duration::from_millis(300), || told = true)
+                .await
+                .expect("a status");
+            assert!(told);
+            assert_eq!(status.signal(), Some(signal), "{script}: {status:?}");
+        }
+    }
+
     /// A child that writes far more than a line without a newline is read
     /// in bounded pieces; the reader never holds more than one line.
     #[tokio::test]

@@ -933,7 +933,10 @@ async fn a_create_overtaken_by_a_higher_reservation_does_not_lead() {
     sleep(Duration::from_millis(200)).await;
     assert_eq!(record(&store).term, 1, "the create landed");
     assert!(!a.leads(), "led on a term below one reserved meanwhile");
-    sleep(LEASE + RETRY * 2).await;
+    // Its own record is not its own any more: it waits a full lease.
+    sleep(RETRY * 3).await;
+    assert!(!a.leads(), "took its overtaken record back before a lease");
+    sleep(LEASE).await;
     assert!(a.leads());
     assert_eq!(a.state().term, 10);
     a.shutdown().await;
@@ -1186,6 +1189,38 @@ async fn a_create_whose_answer_was_lost_still_checks_the_floor() {
         !(b.leads() && s.term < 7),
         "B leads on term {} after term 7 landed",
         s.term
+    );
+    b.shutdown().await;
+}
+
+/// A follower reads the term floor once when it sees a new term, so that a
+/// takeover costs one conditional write on the floor, not a read and a
+/// write (rule 11: the hand-over stays one request longer, not two).
+#[tokio::test(start_paused = true)]
+async fn a_takeover_reserves_its_term_with_one_floor_write() {
+    let store = MemoryStore::new();
+    let mut floor = crate::lease::floor::Floor::Absent;
+    crate::lease::floor::reserve(
+        &store,
+        &crate::lease::floor::floor_key(KEY),
+        "e",
+        "old",
+        &mut floor,
+        5,
+    )
+    .await
+    .unwrap();
+    foreign_holder(&store, "old", 5);
+    let b = start(&store, "b");
+    settle().await;
+    let seen = store.floor_requests();
+    sleep(LEASE + RETRY).await;
+    assert!(b.leads());
+    assert_eq!(b.state().term, 6);
+    assert_eq!(
+        store.floor_requests() - seen,
+        1,
+        "the takeover read the floor again"
     );
     b.shutdown().await;
 }

@@ -233,7 +233,52 @@ impl<T: LeaseStore> LeaseStore for std::sync::Arc<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_etag;
+    use super::{normalize_etag, StoreError};
+
+    #[test]
+    fn errors_are_classified_for_the_election_and_the_metrics() {
+        let ambiguous = [
+            StoreError::Conflict,
+            StoreError::Transient("timeout".into()),
+            StoreError::Throttled("503 SlowDown".into()),
+        ];
+        for e in &ambiguous {
+            assert!(e.is_ambiguous(), "{e:?}");
+        }
+        let denied = StoreError::AccessDenied {
+            op: "GetObject",
+            bucket: "b".into(),
+            key: "k".into(),
+            code: "AccessDenied".into(),
+            message: String::new(),
+        };
+        for e in [StoreError::PreconditionFailed, denied.clone()] {
+            assert!(!e.is_ambiguous(), "{e:?}");
+        }
+        assert!(denied.needs_operator());
+        assert!(StoreError::Throttled(String::new()).is_throttling());
+        assert!(!StoreError::Transient(String::new()).is_throttling());
+        let kinds: Vec<&str> = [
+            StoreError::PreconditionFailed,
+            StoreError::Conflict,
+            StoreError::Transient(String::new()),
+            StoreError::Throttled(String::new()),
+            denied,
+        ]
+        .iter()
+        .map(StoreError::kind)
+        .collect();
+        assert_eq!(
+            kinds,
+            [
+                "precondition_failed",
+                "conflict",
+                "transient",
+                "throttled",
+                "access_denied"
+            ]
+        );
+    }
 
     #[test]
     fn etags_are_normalized_to_one_form() {
@@ -248,6 +293,9 @@ mod tests {
         }
         assert_eq!(normalize_etag("\"ABCD-12\""), "\"abcd-12\"");
         assert_eq!(normalize_etag("Opaque-Tag"), "\"Opaque-Tag\"");
+        for opaque in ["ZZZ", "AB-", "Zz-12", "AB-x1", "-12"] {
+            assert_eq!(normalize_etag(opaque), format!("\"{opaque}\""), "{opaque}");
+        }
         assert_eq!(normalize_etag("\"v1-beta\""), "\"v1-beta\"");
     }
 }

@@ -193,7 +193,8 @@ mod tests {
     /// in bounded pieces; the reader never holds more than one line.
     #[tokio::test]
     async fn lines_are_bounded_and_long_ones_cut_once() {
-        let (mut w, r) = tokio::io::duplex(1024);
+        // Reads of 1,000 bytes: pieces that do not divide the line limit.
+        let (mut w, r) = tokio::io::duplex(1000);
         let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
         let s2 = seen.clone();
         let t = tokio::spawn(read_lines(r, move |l, cut| {

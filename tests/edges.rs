@@ -349,3 +349,156 @@ fn a_graceful_stop_ends_slow_work_itself_and_fits_its_budget() {
     assert!(log.contains("hook timed out"), "{log}");
     assert!(log.contains("child_stopped"), "{log}");
 }
+
+/// The journal the programs of the copies below write: `start PID TERM NS`,
+/// `beat PID NS`. Returns, per program pid, (first, last) nanosecond stamp.
+fn program_spans(journal: &Path) -> Vec<(u32, u128, u128)> {
+    let text = std::fs::read_to_string(journal).unwrap_or_default();
+    let mut spans: Vec<(u32, u128, u128)> = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (pid, ns) = match f.as_slice() {
+            ["start", pid, _, ns] | ["beat", pid, ns] => (pid, ns),
+            _ => continue,
+        };
+        let (Ok(pid), Ok(ns)) = (pid.parse::<u32>(), ns.parse::<u128>()) else {
+            continue;
+        };
+        match spans.iter_mut().find(|s| s.0 == pid) {
+            Some(s) => {
+                s.1 = s.1.min(ns);
+                s.2 = s.2.max(ns);
+            }
+            None => spans.push((pid, ns, ns)),
+        }
+    }
+    spans.sort_by_key(|s| s.1);
+    spans
+}
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+const JOB: &str = "echo start $$ $S3_ELECTOR_TERM $(date +%s%N) >> \"$J\"; \
+    while :; do echo beat $$ $(date +%s%N) >> \"$J\"; sleep 0.05; done";
+
+/// Three copies run `run -- job`; the leading daemon is SIGKILLed, five
+/// times, at random moments of its leadership: its job dies with it (the
+/// guard sees the daemon's pipe close), and no two jobs ever run at once.
+#[test]
+fn a_killed_daemon_takes_its_program_with_it() {
+    let sw = Seaweed::start();
+    sw.bucket("guard");
+    let dir = sw.dir.path();
+    let journal = dir.join("journal");
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n";
+    let cfg = sw.config(dir, "guard", "guard", timing);
+    let j = journal.display().to_string();
+    let env = [("J", j.as_str())];
+    let mut ds: Vec<Daemon> = (0..3)
+        .map(|i| Daemon::start_full(&format!("g{i}"), &cfg, &env, &["--", "sh", "-c", JOB]))
+        .collect();
+    for round in 0..5 {
+        let refs: Vec<&Daemon> = ds.iter().filter(|d| d.alive()).collect();
+        let l = wait_single_leader(&refs, Duration::from_secs(60));
+        let leader_id = refs[l].id.clone();
+        let idx = ds.iter().position(|d| d.id == leader_id).unwrap();
+        // Its job runs; kill the daemon at a random moment after that.
+        until(Duration::from_secs(30), "the leader's job started", || {
+            ds[idx]
+                .events()
+                .iter()
+                .any(|e| e.event() == "child_started")
+        });
+        std::thread::sleep(Duration::from_millis(rand::random::<u64>() % 1500));
+        // The job itself (not its guard): the latest to start in the journal.
+        let job = program_spans(&journal)
+            .last()
+            .expect("a job in the journal")
+            .0;
+        let killed = Instant::now();
+        ds[idx].signal("KILL");
+        // Dead well within its kill grace (0.5 s here), not at the next leader.
+        until(
+            Duration::from_secs(5),
+            "the killed daemon's job ended",
+            || !pid_alive(job),
+        );
+        let gone = killed.elapsed();
+        assert!(
+            gone < Duration::from_secs(2),
+            "round {round}: the job outlived its daemon by {gone:?}"
+        );
+        ds[idx].kill(); // reap (and sweep: nothing should be left)
+                        // A fresh copy keeps three in the race.
+        ds.push(Daemon::start_full(
+            &format!("n{round}"),
+            &cfg,
+            &env,
+            &["--", "sh", "-c", JOB],
+        ));
+    }
+    let refs: Vec<&Daemon> = ds.iter().filter(|d| d.alive()).collect();
+    wait_single_leader(&refs, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let spans = program_spans(&journal);
+    assert!(spans.len() >= 6, "{spans:?}");
+    for w in spans.windows(2) {
+        assert!(
+            w[0].2 < w[1].1,
+            "two jobs at once: {} ran until {} but {} started at {}",
+            w[0].0,
+            w[0].2,
+            w[1].0,
+            w[1].1
+        );
+    }
+}
+
+/// A leader frozen (SIGSTOP) for longer than its lease: its guard stops the
+/// job by the leader's deadline, before another copy can take the lease.
+#[test]
+fn a_frozen_daemon_s_program_is_stopped_by_its_guard() {
+    let sw = Seaweed::start();
+    sw.bucket("frozen");
+    let dir = sw.dir.path();
+    let journal = dir.join("journal");
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n";
+    let cfg = sw.config(dir, "frozen", "frozen", timing);
+    let j = journal.display().to_string();
+    let env = [("J", j.as_str())];
+    let a = Daemon::start_full("a", &cfg, &env, &["--", "sh", "-c", JOB]);
+    until(Duration::from_secs(60), "a's job started", || {
+        a.events().iter().any(|e| e.event() == "child_started")
+    });
+    let b = Daemon::start_full("b", &cfg, &env, &["--", "sh", "-c", JOB]);
+    until(Duration::from_secs(30), "b follows a", || {
+        get_json(b.http_port, "/leader").1["leader"] == "a"
+    });
+    a.signal("STOP");
+    let acquired = b
+        .wait_event(Duration::from_secs(60), |e| e.event() == "acquired")
+        .unwrap_or_else(|| panic!("b never took over: {}", b.log_text()));
+    std::thread::sleep(Duration::from_millis(500));
+    let spans = program_spans(&journal);
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    let b_acquired = acquired
+        .at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    assert!(
+        spans[0].2 < b_acquired,
+        "a's job ran {} ms past b's acquisition while a was frozen",
+        (spans[0].2 - b_acquired) / 1_000_000
+    );
+    a.signal("CONT");
+}

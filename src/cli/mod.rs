@@ -66,6 +66,10 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `s3-elector man > s3-elector.1`.
     Man,
+    /// Internal: the process between the daemon and its supervised program
+    /// (started by `run -- PROGRAM`, not by users).
+    #[command(hide = true)]
+    Guard(GuardArgs),
     /// Replace a lease object that is not a usable lease record (corrupt,
     /// another program's, a newer schema) with a released record. Needs the
     /// object's current ETag, as printed by `status`.
@@ -105,6 +109,22 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct GuardArgs {
+    /// SIGTERM-to-SIGKILL grace for the program, in milliseconds.
+    #[arg(long)]
+    pub grace_ms: u64,
+    /// Time left before the daemon's deadline at start, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub until_ms: u64,
+    /// The daemon's pid (the guard's parent).
+    #[arg(long)]
+    pub parent: i32,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub program: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     pub common: Common,
@@ -137,6 +157,15 @@ pub struct ResetArgs {
 
 /// Run a command; returns the process exit code.
 pub fn main(cli: Cli) -> i32 {
+    if let Command::Guard(g) = &cli.command {
+        // No logging, no runtime: a small process that only watches.
+        return crate::work::guard::run(
+            std::time::Duration::from_millis(g.grace_ms),
+            std::time::Duration::from_millis(g.until_ms),
+            &g.program,
+            g.parent,
+        );
+    }
     // Held until the command returns: dropping it flushes the log queue.
     let _log = logging::init(cli.log_format, &cli.log);
     // Commands that need no runtime.
@@ -176,7 +205,9 @@ pub fn main(cli: Cli) -> i32 {
             Command::Status(s) => status::status(s).await,
             Command::Reset(r) => status::reset(r).await,
             Command::StepDown(c) => step_down::step_down(c).await,
-            Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+            Command::Completions { .. } | Command::Man | Command::Guard(_) => {
+                unreachable!("handled above")
+            }
         }
     })
 }

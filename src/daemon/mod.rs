@@ -157,6 +157,8 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     let program = (!program.is_empty()).then(|| {
         let spec = supervisor::ChildSpec {
             argv: program,
+            // This very executable, even if replaced on disk since.
+            guard: Some("/proc/self/exe".into()),
             on_exit: cfg.child.on_exit,
             kill_grace: cfg.child_kill_grace(),
             election: cfg.election.clone(),

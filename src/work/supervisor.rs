@@ -37,6 +37,10 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 /// What the supervisor needs to know.
 pub struct ChildSpec {
     pub argv: Vec<String>,
+    /// The `s3-elector` executable to run the program under its guard
+    /// ([`crate::work::guard`]); `None` runs the program directly (unit
+    /// tests, whose executable has no `guard` command).
+    pub guard: Option<std::path::PathBuf>,
     pub on_exit: ChildExit,
     pub kill_grace: Duration,
     pub election: String,
@@ -47,6 +51,10 @@ struct Running {
     child: Child,
     pgid: i32,
     term: u64,
+    /// The guard's stdin: where the leadership deadline is sent.
+    heartbeat: Option<tokio::process::ChildStdin>,
+    /// The deadline last sent.
+    sent_until: Option<Instant>,
 }
 
 /// Supervise until `shutdown`; the child is stopped before this returns.
@@ -96,6 +104,9 @@ pub async fn run(
                 }
             }
         }
+        if let Some(r) = running.as_mut().filter(|_| leading) {
+            heartbeat(r, state.valid_until).await;
+        }
         let deadline = state.valid_until.filter(|_| leading);
         let retry_at = (leading && running.is_none()).then_some(not_before);
         tokio::select! {
@@ -136,6 +147,26 @@ pub async fn run(
     let _ = idle.send(true);
 }
 
+/// Tell the guard how long this leadership lasts now (after a renewal). A
+/// guard that is not told in time stops the program itself.
+async fn heartbeat(r: &mut Running, until: Option<Instant>) {
+    use tokio::io::AsyncWriteExt;
+    let (Some(pipe), Some(until)) = (r.heartbeat.as_mut(), until) else {
+        return;
+    };
+    if r.sent_until == Some(until) {
+        return;
+    }
+    let left = until.saturating_duration_since(Instant::now()).as_millis();
+    let line = format!("until {left}\n");
+    // A pipe to a live guard never stays full; bound it anyway.
+    let wrote =
+        tokio::time::timeout(Duration::from_millis(100), pipe.write_all(line.as_bytes())).await;
+    if matches!(wrote, Ok(Ok(()))) {
+        r.sent_until = Some(until);
+    }
+}
+
 async fn opt_sleep(at: Option<Instant>) {
     match at {
         Some(t) => sleep_until(t).await,
@@ -144,13 +175,31 @@ async fn opt_sleep(at: Option<Instant>) {
 }
 
 fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
-    let mut cmd = tokio::process::Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .env("S3_ELECTOR_TERM", state.term.to_string())
+    let until = state.valid_until.map_or(Duration::ZERO, |t| {
+        t.saturating_duration_since(Instant::now())
+    });
+    let mut cmd = match &spec.guard {
+        Some(exe) => {
+            let mut c = tokio::process::Command::new(exe);
+            c.arg("guard")
+                .arg(format!("--grace-ms={}", spec.kill_grace.as_millis()))
+                .arg(format!("--until-ms={}", until.as_millis().max(1)))
+                .arg(format!("--parent={}", std::process::id()))
+                .arg("--")
+                .args(&spec.argv)
+                .stdin(Stdio::piped());
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(&spec.argv[0]);
+            c.args(&spec.argv[1..]).stdin(Stdio::null());
+            c
+        }
+    };
+    cmd.env("S3_ELECTOR_TERM", state.term.to_string())
         .env("S3_ELECTOR_ELECTION", &spec.election)
         .env("S3_ELECTOR_IDENTITY", &spec.identity)
         .env("S3_ELECTOR_LEADER", &spec.identity)
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -173,9 +222,11 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
     }
     info!(event = "child_started", pid = pgid, term = state.term, command = ?spec.argv, "supervised program started");
     Ok(Running {
+        heartbeat: child.stdin.take(),
         child,
         pgid,
         term: state.term,
+        sent_until: state.valid_until,
     })
 }
 
@@ -258,6 +309,7 @@ mod tests {
             let mut arx = a.subscribe();
             let stop = CancellationToken::new();
             let spec = ChildSpec {
+                guard: None,
                 // Slow to die, as real services are.
                 argv: vec![
                     "sh".into(),

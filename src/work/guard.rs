@@ -1,0 +1,171 @@
+//! The guard: a small process between the daemon and its supervised program,
+//! so that the program cannot outlive the daemon's leadership whatever
+//! happens to the daemon (SIGKILL, OOM kill, panic, abort, SIGSTOP).
+//!
+//! The daemon starts `s3-elector guard --grace G -- PROGRAM ARGS` (a hidden
+//! command, not for users) as the leader of a new process group; the guard
+//! starts the program in that same group, with the guard's stdout and
+//! stderr (pipes the daemon reads). The guard's stdin is a pipe the daemon
+//! keeps open, on which it writes `until <ms>` whenever its leadership is
+//! extended (the time left before its renew deadline).
+//!
+//! Invariants:
+//! - the guard stops the program's group (SIGTERM, then SIGKILL after the
+//!   grace) when its stdin ends — the kernel closes the pipe when the daemon
+//!   dies, by any means — or when the last deadline it was told passes
+//!   without an extension (the daemon is frozen). Since the grace is
+//!   shorter than `lease_duration − renew_deadline`, the program is dead
+//!   before another copy can take the lease;
+//! - the daemon's own stop signals the whole group, as before: the guard
+//!   ignores SIGTERM and SIGINT (the program gets them), waits for the
+//!   program and exits with its status (its exit code, or 128 + signal);
+//! - the guard is a child subreaper: a descendant that leaves the group
+//!   (`setsid`, double fork) is re-parented to the guard and killed when the
+//!   program ends or is stopped;
+//! - it checks its parent right after start: a daemon that died before the
+//!   guard could watch it means no program is started at all.
+
+use std::io::BufRead;
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::{getpgrp, getpid, getppid, Pid};
+
+/// How often the guard looks at the program, its stdin and the deadline.
+const TICK: Duration = Duration::from_millis(10);
+
+/// What the guard knows of the daemon.
+#[derive(Debug, Clone, Copy)]
+#[allow(clippy::disallowed_types)] // a separate process without tokio: std's clock
+enum Daemon {
+    /// Alive, leading until this moment (the guard's monotonic clock).
+    Until(std::time::Instant),
+    /// Alive, no deadline received yet.
+    Unknown,
+    /// Gone (stdin ended) or asked to stop.
+    Gone,
+}
+
+/// Run the guard; returns the process exit code.
+#[allow(clippy::disallowed_types)] // a separate process with no tokio runtime: std's clock
+pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i32 {
+    use std::time::Instant;
+    if argv.is_empty() || getppid().as_raw() != parent {
+        // No program, or the daemon is already gone: start nothing.
+        return 70;
+    }
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    // The daemon's stop signals the whole group: the program handles them.
+    let stop_asked = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // Only so that the signal does not end the guard.
+        let _ = signal_hook::flag::register(sig, stop_asked.clone());
+    }
+    let daemon = Arc::new(Mutex::new(if until.is_zero() {
+        Daemon::Unknown
+    } else {
+        Daemon::Until(Instant::now() + until)
+    }));
+    {
+        let daemon = daemon.clone();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(line) = line else { break };
+                let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
+                match line.trim().split_once(' ') {
+                    Some(("until", ms)) => {
+                        if let Ok(ms) = ms.parse::<u64>() {
+                            *d = Daemon::Until(Instant::now() + Duration::from_millis(ms));
+                        }
+                    }
+                    _ if line.trim() == "stop" => *d = Daemon::Gone,
+                    _ => {}
+                }
+            }
+            // EOF: the daemon is gone.
+            *daemon.lock().unwrap_or_else(|p| p.into_inner()) = Daemon::Gone;
+        });
+    }
+    let mut child = match Command::new(&argv[0]).args(&argv[1..]).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("s3-elector guard: cannot start {}: {e}", argv[0]);
+            return 127;
+        }
+    };
+    let group = getpgrp();
+    let mut stopping: Option<Instant> = None;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            kill_the_rest(group);
+            return code(status);
+        }
+        let now = Instant::now();
+        let over = match *daemon.lock().unwrap_or_else(|p| p.into_inner()) {
+            Daemon::Gone => true,
+            Daemon::Until(t) => now >= t,
+            Daemon::Unknown => false,
+        };
+        match stopping {
+            None if over => {
+                // The daemon died or froze past its deadline: stop the
+                // program ourselves (the guard ignores the SIGTERM too).
+                let _ = killpg(group, Signal::SIGTERM);
+                stopping = Some(now + grace);
+            }
+            Some(t) if now >= t => {
+                kill_the_rest(group);
+                let _ = killpg(group, Signal::SIGKILL); // the guard too
+                return 137;
+            }
+            _ => {}
+        }
+        // A stop from the daemon reaches the program directly; the guard
+        // just waits for it (the daemon enforces the grace).
+        std::thread::sleep(TICK);
+    }
+}
+
+/// SIGKILL whatever was re-parented to the guard (descendants that left the
+/// group), then the group's other members, never the guard itself.
+fn kill_the_rest(group: Pid) {
+    let me = getpid();
+    for pid in orphans_of(me) {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    // The group's other members are the daemon's to kill (it signals the
+    // group once the guard has exited), except on the guard's own stop,
+    // where the caller SIGKILLs the whole group next.
+    let _ = group;
+}
+
+/// Children of `parent` (from /proc): after the program ended, only
+/// re-parented descendants are left.
+fn orphans_of(parent: Pid) -> Vec<Pid> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // pid (comm) state ppid ...: comm may hold spaces.
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split(' ').nth(1)?.parse::<i32>().ok()
+                })
+                .is_some_and(|ppid| ppid == parent.as_raw())
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+/// The program's status as an exit code: its code, or 128 + its signal.
+fn code(s: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}

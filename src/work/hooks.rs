@@ -361,7 +361,7 @@ async fn run_hook(
 mod tests {
     use super::*;
 
-    fn st(role: Role, leader: Option<&str>, term: u64, valid: bool) -> State {
+    pub(super) fn st(role: Role, leader: Option<&str>, term: u64, valid: bool) -> State {
         State {
             role,
             identity: "me".into(),
@@ -419,27 +419,9 @@ mod tests {
 mod races {
     //! The outside review's reproductions (issue 13, 2b): hooks queued at
     //! the moment of a loss, and on_lost behind them.
+    use super::tests::st;
     use super::*;
     use std::time::SystemTime;
-
-    fn st(role: Role, leader: Option<&str>, term: u64) -> State {
-        State {
-            role,
-            identity: "me".into(),
-            election: "e".into(),
-            leader: leader.map(Into::into),
-            leader_address: None,
-            term,
-            transitions: 0,
-            acquired_at: None,
-            renewed_at: None,
-            valid_until: (role == Role::Leader).then(|| Instant::now() + Duration::from_secs(10)),
-            last_progress: None,
-            problem: None,
-            ready: true,
-            candidate: true,
-        }
-    }
 
     fn sh(script: &str) -> Hook {
         Hook {
@@ -470,18 +452,18 @@ mod races {
             on_leader_changed: Some(sh("sleep 3")),
             on_acquired_failure: FailurePolicy::Keep,
         };
-        let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1));
+        let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
         let (ctx, _crx) = mpsc::channel(16);
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(cfg, "e".into(), "me".into(), rx, ctx, stop.clone()));
         // A follower: on_leader_changed (3 s) starts.
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Become leader: on_acquired is queued behind the slow hook.
-        tx.send_replace(st(Role::Leader, Some("me"), 2));
+        tx.send_replace(st(Role::Leader, Some("me"), 2, true));
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Lose leadership (another copy leads now).
         let lost_at = ns_now();
-        tx.send_replace(st(Role::Follower, Some("other"), 3));
+        tx.send_replace(st(Role::Follower, Some("other"), 3, false));
         let read = |n: &str| -> Option<u128> {
             std::fs::read_to_string(dir.path().join(n))
                 .ok()

@@ -449,6 +449,21 @@ fn other_record(store: &MemoryStore, holder: &str, released: bool, successors: &
     store.put_raw(KEY, &r.to_body());
 }
 
+/// Set the term floor as another copy's reservation of `term` would.
+fn set_floor(store: &MemoryStore, term: u64) {
+    let floor = crate::lease::floor::FloorRecord {
+        schema: crate::lease::floor::FLOOR_SCHEMA.into(),
+        election: "e".into(),
+        term,
+        reserved_by: "z".into(),
+        reserved_at: wall_now(),
+    };
+    store.put_raw(
+        &crate::lease::floor::floor_key(KEY),
+        &serde_json::to_vec(&floor).unwrap(),
+    );
+}
+
 fn gets(store: &MemoryStore) -> usize {
     store.requests().iter().filter(|o| **o == Op::Get).count()
 }
@@ -919,17 +934,7 @@ async fn a_create_overtaken_by_a_higher_reservation_does_not_lead() {
     store.inject(Op::PutIfAbsent, Fault::Delay(Duration::from_millis(100)));
     let a = start(&store, "a");
     sleep(Duration::from_millis(50)).await;
-    let floor = crate::lease::floor::FloorRecord {
-        schema: crate::lease::floor::FLOOR_SCHEMA.into(),
-        election: "e".into(),
-        term: 9,
-        reserved_by: "z".into(),
-        reserved_at: wall_now(),
-    };
-    store.put_raw(
-        &crate::lease::floor::floor_key(KEY),
-        &serde_json::to_vec(&floor).unwrap(),
-    );
+    set_floor(&store, 9);
     sleep(Duration::from_millis(200)).await;
     assert_eq!(record(&store).term, 1, "the create landed");
     assert!(!a.leads(), "led on a term below one reserved meanwhile");
@@ -1027,17 +1032,7 @@ async fn a_follower_publishes_when_it_could_take_over() {
 
     // Absent while a floor exists: a lease of absence first.
     let store = MemoryStore::new();
-    let mut floor = crate::lease::floor::Floor::Absent;
-    crate::lease::floor::reserve(
-        &store,
-        &crate::lease::floor::floor_key(KEY),
-        "e",
-        "z",
-        &mut floor,
-        4,
-    )
-    .await
-    .unwrap();
+    set_floor(&store, 4);
     let d = start(&store, "d");
     settle().await;
     assert!(!d.leads());
@@ -1151,17 +1146,7 @@ async fn a_fresh_create_overtaken_by_another_create_and_a_deletion_does_not_lead
 async fn a_create_whose_answer_was_lost_still_checks_the_floor() {
     let store = MemoryStore::new();
     let floor_key = crate::lease::floor::floor_key(KEY);
-    let floor_body = |t: u64| {
-        serde_json::to_vec(&crate::lease::floor::FloorRecord {
-            schema: crate::lease::floor::FLOOR_SCHEMA.into(),
-            election: "e".into(),
-            term: t,
-            reserved_by: "x".into(),
-            reserved_at: wall_now(),
-        })
-        .unwrap()
-    };
-    store.put_raw(&floor_key, &floor_body(5)); // an election ran here; key deleted
+    set_floor(&store, 5); // an election ran here; key deleted
     store.inject(Op::PutIfAbsent, Fault::Delay(Duration::from_secs(1)));
     store.inject(
         Op::PutIfAbsent,
@@ -1173,7 +1158,7 @@ async fn a_create_whose_answer_was_lost_still_checks_the_floor() {
     advance(LEASE).await; // B waits a full lease of absence, then reserves 6
     settle().await;
     // During B's slow create: C reserves 7, writes term 7, the key is deleted.
-    store.put_raw(&floor_key, &floor_body(7));
+    set_floor(&store, 7);
     foreign_holder(&store, "c", 7);
     store.remove(KEY);
     advance(Duration::from_secs(1)).await;
@@ -1199,17 +1184,7 @@ async fn a_create_whose_answer_was_lost_still_checks_the_floor() {
 #[tokio::test(start_paused = true)]
 async fn a_takeover_reserves_its_term_with_one_floor_write() {
     let store = MemoryStore::new();
-    let mut floor = crate::lease::floor::Floor::Absent;
-    crate::lease::floor::reserve(
-        &store,
-        &crate::lease::floor::floor_key(KEY),
-        "e",
-        "old",
-        &mut floor,
-        5,
-    )
-    .await
-    .unwrap();
+    set_floor(&store, 5);
     foreign_holder(&store, "old", 5);
     let b = start(&store, "b");
     settle().await;

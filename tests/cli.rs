@@ -153,3 +153,44 @@ fn identity_from_the_ec2_instance_id() {
     assert_eq!(code, 0);
     assert!(out.contains("identity: node-x"), "{out}");
 }
+
+/// A hook or program that could never start is refused at once, naming it,
+/// instead of failing at every acquisition.
+#[test]
+fn missing_or_unexecutable_programs_are_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("job.sh");
+    std::fs::write(&plain, "#!/bin/sh\n").unwrap();
+    let cfg = write(
+        dir.path(),
+        &format!(
+            "election: e\ns3:\n  bucket: leases\nhooks:\n  on_acquired:\n    command: [no-such-hook-s3e]\n  on_lost:\n    command: [\"{}\"]\n",
+            plain.display()
+        ),
+    );
+    let (code, out, _) = run_cmd(&cfg, &["check", "--offline"], &[]);
+    assert_eq!(code, 0, "--offline checks the config alone: {out}");
+    assert!(
+        out.contains("warning: config error: `hooks.on_acquired.command`"),
+        "{out}"
+    );
+    for args in [&["check"][..], &["run"][..]] {
+        let (code, out, err) = run_cmd(&cfg, args, &[]);
+        assert_eq!(code, 64, "{args:?}: {out}{err}");
+        assert!(
+            err.contains("`hooks.on_acquired.command`") && err.contains("not found in PATH"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`hooks.on_lost.command`") && err.contains("not executable"),
+            "{err}"
+        );
+    }
+    let cfg = write(dir.path(), "election: e\ns3:\n  bucket: leases\n");
+    let (code, out, err) = run_cmd(&cfg, &["run", "--", "/no/such/job"], &[]);
+    assert_eq!(code, 64, "{out}{err}");
+    assert!(
+        err.contains("the program after `--`") && err.contains("/no/such/job"),
+        "{err}"
+    );
+}

@@ -1,8 +1,8 @@
 //! `check`: the config, credentials, bucket, permissions and the store's
 //! conditional-write support, then the request cost the timings imply.
 
-use super::{connect, load, CheckArgs, EXIT_UNAVAILABLE};
-use crate::config::Config;
+use super::{connect, load, programs_problems, CheckArgs, EXIT_UNAVAILABLE};
+use crate::config::{Config, EXIT_CONFIG};
 use crate::cost::Cost;
 use crate::daemon::{target, StopBudget};
 use crate::lease::probe::{self, ProbeError};
@@ -14,6 +14,21 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
         Ok(x) => x,
         Err(code) => return code,
     };
+    // On this host, a hook that could never start is an error; --offline
+    // checks the config alone (it may be meant for another host).
+    let problems = programs_problems(&cfg);
+    if !problems.is_empty() {
+        for p in &problems {
+            if a.offline {
+                println!("warning: {p}");
+            } else {
+                eprintln!("s3-elector: {p}");
+            }
+        }
+        if !a.offline {
+            return EXIT_CONFIG;
+        }
+    }
     println!("config: ok ({})", c.config.display());
     println!("identity: {identity}");
     println!("lease: {}", target(&cfg));

@@ -237,6 +237,25 @@ async fn load(c: &Common) -> Result<(Config, String), i32> {
     Ok((cfg, id))
 }
 
+/// Hooks that could never start (missing, not executable), one line each.
+fn programs_problems(cfg: &Config) -> Vec<String> {
+    let h = &cfg.hooks;
+    [
+        ("hooks.on_acquired", &h.on_acquired),
+        ("hooks.on_lost", &h.on_lost),
+        ("hooks.on_leader_changed", &h.on_leader_changed),
+    ]
+    .into_iter()
+    .filter_map(|(name, hook)| {
+        let hook = hook.as_ref()?;
+        let program = hook.command.first()?;
+        crate::work::procs::find_program(program, hook.working_dir.as_deref())
+            .err()
+            .map(|e| format!("config error: `{name}.command`: {e}"))
+    })
+    .collect()
+}
+
 async fn connect(cfg: &Config) -> Result<S3Store, i32> {
     S3Store::connect(&cfg.s3).await.map_err(|e| {
         eprintln!("s3-elector: {e}");
@@ -266,6 +285,18 @@ async fn run(a: RunArgs) -> i32 {
     };
     if a.child.first().is_some_and(|c| c.is_empty()) {
         eprintln!("s3-elector: the program after `--` is empty");
+        return EXIT_CONFIG;
+    }
+    let mut problems = programs_problems(&cfg);
+    if let Some(p) = a.child.first() {
+        if let Err(e) = crate::work::procs::find_program(p, None) {
+            problems.push(format!("the program after `--`: {e}"));
+        }
+    }
+    if !problems.is_empty() {
+        for p in problems {
+            eprintln!("s3-elector: {p}");
+        }
         return EXIT_CONFIG;
     }
     let signals = match crate::signals::listen() {

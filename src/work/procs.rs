@@ -103,6 +103,57 @@ pub async fn stop_group(
     status
 }
 
+/// Where `name` would be run from: a path (relative to `dir` when given) or
+/// a command searched in `PATH`, as `exec` does. Errors say what is wrong
+/// and what to do, so that `run` and `check` refuse a program or hook that
+/// could never start instead of failing at every acquisition.
+pub fn find_program(
+    name: &str,
+    dir: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    let usable = |p: &std::path::Path| -> Result<(), String> {
+        let m = std::fs::metadata(p).map_err(|e| format!("`{}`: {e}", p.display()))?;
+        if m.is_dir() {
+            return Err(format!("`{}` is a directory, not a program", p.display()));
+        }
+        if m.permissions().mode() & 0o111 == 0 {
+            return Err(format!(
+                "`{}` is not executable (mode {:o}); `chmod +x` it",
+                p.display(),
+                m.permissions().mode() & 0o777
+            ));
+        }
+        Ok(())
+    };
+    if name.contains('/') {
+        let p = match dir {
+            Some(d) if !name.starts_with('/') => d.join(name),
+            _ => PathBuf::from(name),
+        };
+        usable(&p)?;
+        return Ok(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut last = None;
+    for d in std::env::split_paths(&path) {
+        let p = d.join(name);
+        if p.exists() {
+            match usable(&p) {
+                Ok(()) => return Ok(p),
+                Err(e) => last = Some(e),
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        format!(
+            "`{name}` is not found in PATH ({}); give its full path",
+            path.to_string_lossy()
+        )
+    }))
+}
+
 /// Log each line read from `r` as one event naming `source` and `stream`,
 /// until the pipe closes. A line longer than [`MAX_LINE`] bytes is logged
 /// cut, ending in ` [cut]`, and the rest of it is skipped: the reader never
@@ -165,6 +216,30 @@ fn emit(line: &[u8], source: &'static str, stream: &'static str, cut: bool) {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn programs_are_found_as_exec_would() {
+        assert!(find_program("sh", None).is_ok());
+        assert!(find_program("/bin/sh", None).is_ok());
+        let e = find_program("no-such-program-s3e", None).unwrap_err();
+        assert!(e.contains("not found in PATH"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("job");
+        std::fs::write(&f, "#!/bin/sh\n").unwrap();
+        let e = find_program(f.to_str().unwrap(), None).unwrap_err();
+        assert!(
+            e.contains("not executable") && e.contains("chmod +x"),
+            "{e}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_program("./job", Some(dir.path())).unwrap(),
+            dir.path().join("./job")
+        );
+        let e = find_program(dir.path().to_str().unwrap(), None).unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+    }
 
     /// A stopped group's leader is reaped and its status returned: SIGTERM
     /// for one that obeys, SIGKILL after the grace for one that does not.

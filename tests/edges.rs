@@ -502,3 +502,35 @@ fn a_frozen_daemon_s_program_is_stopped_by_its_guard() {
     );
     a.signal("CONT");
 }
+
+/// `is-leader` follows systemd's `ExecCondition=`: 0 on the leader, 1 on a
+/// follower, 255 when the daemon cannot be asked (issue 13 §4).
+#[test]
+fn is_leader_answers_as_exec_condition_expects() {
+    let sw = Seaweed::start();
+    sw.bucket("isleader");
+    let dir = sw.dir.path();
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n";
+    let cfg = sw.config(dir, "isleader", "isleader", timing);
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(60), "a leads", || a.says_leader());
+    let b = Daemon::start("b", &cfg);
+    until(Duration::from_secs(30), "b follows a", || b.follows("a"));
+    let ask = |port: u16| {
+        let listen = format!("127.0.0.1:{port}");
+        run_cmd(
+            &cfg,
+            &["is-leader"],
+            &[("S3_ELECTOR_HTTP_LISTEN", listen.as_str())],
+        )
+    };
+    let (code, out, err) = ask(a.http_port);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("leader, term"), "{out}");
+    let (code, out, err) = ask(b.http_port);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("not leader (a leads"), "{out}");
+    let (code, out, err) = ask(free_port());
+    assert_eq!(code, 255, "{out}{err}");
+    assert!(err.contains("cannot ask the daemon"), "{err}");
+}

@@ -25,6 +25,7 @@ use crate::lease::store::s3::S3Store;
 use crate::surfaces::logging::{self, LogFormat};
 
 mod check;
+mod is_leader;
 mod status;
 mod step_down;
 
@@ -58,7 +59,12 @@ pub enum Command {
     Status(StatusArgs),
     /// Ask the daemon running with this config to give up leadership
     /// (needs `http.step_down: true`; SIGUSR1 does the same).
-    StepDown(Common),
+    StepDown(DaemonArgs),
+    /// Exit 0 when this copy leads with more than `retry_period` of its
+    /// lease left, 1 when it does not, 255 when its daemon cannot be asked:
+    /// systemd's `ExecCondition=` convention (run a timer's job only on the
+    /// leader).
+    IsLeader(DaemonArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -84,6 +90,16 @@ pub struct Common {
     /// This copy's identity; overrides `identity` in the file.
     #[arg(long, env = "S3_ELECTOR_IDENTITY")]
     pub identity: Option<String>,
+}
+
+/// For the commands that ask the local daemon.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Where the daemon listens, when not `http.listen` (as given to `run`).
+    #[arg(long, env = "S3_ELECTOR_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +221,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Status(s) => status::status(s).await,
             Command::Reset(r) => status::reset(r).await,
             Command::StepDown(c) => step_down::step_down(c).await,
+            Command::IsLeader(c) => is_leader::is_leader(c).await,
             Command::Completions { .. } | Command::Man | Command::Guard(_) => {
                 unreachable!("handled above")
             }
@@ -235,6 +252,34 @@ async fn load(c: &Common) -> Result<(Config, String), i32> {
             EXIT_CONFIG
         })?;
     Ok((cfg, id))
+}
+
+/// Load the config for a command that asks the local daemon, with the
+/// listen address it was given (`--http-listen`, `S3_ELECTOR_HTTP_LISTEN`).
+async fn load_for_daemon(a: &DaemonArgs) -> Result<Config, i32> {
+    let (cfg, _) = load(&a.common).await?;
+    let overrides = Overrides {
+        http_listen: a.http_listen.clone(),
+        ..Overrides::default()
+    };
+    cfg.with_overrides(&overrides, &a.common.config.display().to_string())
+        .map_err(|e| {
+            for l in e.lines() {
+                eprintln!("s3-elector: {l}");
+            }
+            EXIT_CONFIG
+        })
+}
+
+/// Where the daemon running with `cfg` on this host answers HTTP (an
+/// unspecified listen address is reached on loopback).
+fn local_daemon(cfg: &Config) -> std::net::SocketAddr {
+    // Validation guarantees the address parses.
+    let mut addr: std::net::SocketAddr = cfg.http.listen_addr().parse().expect("validated address");
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
 }
 
 /// Hooks that could never start (missing, not executable), one line each.

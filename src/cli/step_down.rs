@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use hyper::Method;
 
-use super::{load, Common, EXIT_UNAVAILABLE};
+use super::{load_for_daemon, local_daemon, DaemonArgs, EXIT_UNAVAILABLE};
 use crate::config::EXIT_CONFIG;
 use crate::peers::client;
 
 /// How long the daemon may take to accept the request.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
-pub(super) async fn step_down(c: Common) -> i32 {
-    let (cfg, _) = match load(&c).await {
+pub(super) async fn step_down(c: DaemonArgs) -> i32 {
+    let cfg = match load_for_daemon(&c).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -21,11 +21,7 @@ pub(super) async fn step_down(c: Common) -> i32 {
         eprintln!("s3-elector: step-down needs `http.enabled: true` and `http.step_down: true` in the config (or send SIGUSR1 to the daemon)");
         return EXIT_CONFIG;
     }
-    // Validation guarantees the address parses.
-    let mut addr: std::net::SocketAddr = cfg.http.listen_addr().parse().expect("validated address");
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
+    let addr = local_daemon(&cfg);
     match client::request(&addr.to_string(), Method::POST, "/step-down", ANSWER_WITHIN).await {
         Ok(a) if a.status == 202 => {
             println!("step-down requested: {}", a.text());

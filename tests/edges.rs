@@ -534,3 +534,36 @@ fn is_leader_answers_as_exec_condition_expects() {
     assert_eq!(code, 255, "{out}{err}");
     assert!(err.contains("cannot ask the daemon"), "{err}");
 }
+
+/// A hook running when its daemon is SIGKILLed dies with it (the guard sees
+/// the daemon's pipe close), instead of running on unattended.
+#[test]
+fn a_killed_daemon_takes_its_running_hook_with_it() {
+    let sw = Seaweed::start();
+    sw.bucket("hookguard");
+    let dir = sw.dir.path();
+    let pid_file = dir.join("hook.pid");
+    let extra = format!(
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n\
+         hooks:\n  on_acquired:\n    command: [\"sh\", \"-c\", \"echo $$ > {p}; sleep 60\"]\n    timeout: 120s\n",
+        p = pid_file.display()
+    );
+    let cfg = sw.config(dir, "hookguard", "hookguard", &extra);
+    let mut a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(60), "the hook runs", || {
+        read_num(&pid_file).is_some()
+    });
+    let hook = read_num(&pid_file).unwrap() as u32;
+    assert!(pid_alive(hook));
+    a.signal("KILL");
+    let killed = Instant::now();
+    until(Duration::from_secs(10), "the hook ended", || {
+        !pid_alive(hook)
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "the hook outlived its daemon by {:?}",
+        killed.elapsed()
+    );
+    a.kill();
+}

@@ -53,6 +53,10 @@ use crate::work::{hooks, procs, supervisor};
 
 pub use steps::target;
 
+/// The executable that runs the program and hooks under their guard: this
+/// very one, even if replaced on disk since (an upgrade while running).
+const GUARD: &str = "/proc/self/exe";
+
 /// OS signals, as [`crate::signals::listen`] delivers them.
 pub type Signals = mpsc::UnboundedReceiver<Signal>;
 
@@ -157,8 +161,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     let program = (!program.is_empty()).then(|| {
         let spec = supervisor::ChildSpec {
             argv: program,
-            // This very executable, even if replaced on disk since.
-            guard: Some("/proc/self/exe".into()),
+            guard: Some(GUARD.into()),
             on_exit: cfg.child.on_exit,
             kill_grace: cfg.child_kill_grace(),
             election: cfg.election.clone(),
@@ -175,6 +178,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             state.clone(),
             commands.clone(),
             stop_surfaces.clone(),
+            Some(GUARD.into()),
         ))
     });
 

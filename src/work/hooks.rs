@@ -157,6 +157,7 @@ pub async fn run(
     mut rx: watch::Receiver<State>,
     commands: mpsc::Sender<Command>,
     shutdown: CancellationToken,
+    guard: Option<std::path::PathBuf>,
 ) {
     let sched: Arc<Mutex<Sched>> = Arc::default();
     let wake = Arc::new(Notify::new());
@@ -200,7 +201,9 @@ pub async fn run(
                     );
                 }
                 let ok = match hook {
-                    Some(hook) if !skip => run_hook(hook, &ev, &election, &identity, token).await,
+                    Some(hook) if !skip => {
+                        run_hook(hook, &ev, &election, &identity, token, guard.as_deref()).await
+                    }
                     _ => true,
                 };
                 lock(&sched).running = None;
@@ -267,11 +270,12 @@ async fn run_hook(
     election: &str,
     identity: &str,
     preempt: CancellationToken,
+    guard: Option<&std::path::Path>,
 ) -> bool {
     let name = ev.kind.hook_name();
-    let mut cmd = tokio::process::Command::new(&hook.command[0]);
-    cmd.args(&hook.command[1..])
-        .env("S3_ELECTOR_EVENT", ev.kind.name())
+    // Under the guard: a hook dies with its daemon, whatever kills it.
+    let mut cmd = procs::command(guard, &hook.command, HOOK_KILL_GRACE, Duration::ZERO);
+    cmd.env("S3_ELECTOR_EVENT", ev.kind.name())
         .env("S3_ELECTOR_ELECTION", election)
         .env("S3_ELECTOR_IDENTITY", identity)
         .env("S3_ELECTOR_LEADER", ev.leader.as_deref().unwrap_or(""))
@@ -280,7 +284,6 @@ async fn run_hook(
             ev.previous_leader.as_deref().unwrap_or(""),
         )
         .env("S3_ELECTOR_TERM", ev.term.to_string())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -301,6 +304,9 @@ async fn run_hook(
     };
     let pgid = pid as i32;
     crate::work::procs::register(pgid);
+    // The guard's pipe: open for as long as this hook is ours (tokio's
+    // `wait` would close it, and the guard would take that for our death).
+    let _guard_pipe = child.stdin.take();
     info!(hook = name, pid, term = ev.term, "hook started");
     let out = child
         .stdout
@@ -455,7 +461,15 @@ mod races {
         let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
         let (ctx, _crx) = mpsc::channel(16);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(cfg, "e".into(), "me".into(), rx, ctx, stop.clone()));
+        let task = tokio::spawn(run(
+            cfg,
+            "e".into(),
+            "me".into(),
+            rx,
+            ctx,
+            stop.clone(),
+            None,
+        ));
         // A follower: on_leader_changed (3 s) starts.
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Become leader: on_acquired is queued behind the slow hook.

@@ -103,6 +103,39 @@ pub async fn stop_group(
     status
 }
 
+/// A command that runs `argv`: under the guard when `guard` names the
+/// `s3-elector` executable (stdin is then the pipe the guard watches; see
+/// [`crate::work::guard`]: take it out of the child and keep it while the
+/// process is ours, since tokio's `Child::wait` closes a stdin left in the
+/// child), else directly with no stdin. `until` is the
+/// leadership time left, for the guard's own deadline (zero: none).
+pub fn command(
+    guard: Option<&std::path::Path>,
+    argv: &[String],
+    grace: Duration,
+    until: Duration,
+) -> tokio::process::Command {
+    use std::process::Stdio;
+    match guard {
+        Some(exe) => {
+            let mut c = tokio::process::Command::new(exe);
+            c.arg("guard")
+                .arg(format!("--grace-ms={}", grace.as_millis()))
+                .arg(format!("--until-ms={}", until.as_millis()))
+                .arg(format!("--parent={}", std::process::id()))
+                .arg("--")
+                .args(argv)
+                .stdin(Stdio::piped());
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(&argv[0]);
+            c.args(&argv[1..]).stdin(Stdio::null());
+            c
+        }
+    }
+}
+
 /// Where `name` would be run from: a path (relative to `dir` when given) or
 /// a command searched in `PATH`, as `exec` does. Errors say what is wrong
 /// and what to do, so that `run` and `check` refuse a program or hook that

@@ -178,24 +178,8 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
     let until = state.valid_until.map_or(Duration::ZERO, |t| {
         t.saturating_duration_since(Instant::now())
     });
-    let mut cmd = match &spec.guard {
-        Some(exe) => {
-            let mut c = tokio::process::Command::new(exe);
-            c.arg("guard")
-                .arg(format!("--grace-ms={}", spec.kill_grace.as_millis()))
-                .arg(format!("--until-ms={}", until.as_millis().max(1)))
-                .arg(format!("--parent={}", std::process::id()))
-                .arg("--")
-                .args(&spec.argv)
-                .stdin(Stdio::piped());
-            c
-        }
-        None => {
-            let mut c = tokio::process::Command::new(&spec.argv[0]);
-            c.args(&spec.argv[1..]).stdin(Stdio::null());
-            c
-        }
-    };
+    let until = until.max(Duration::from_millis(1));
+    let mut cmd = procs::command(spec.guard.as_deref(), &spec.argv, spec.kill_grace, until);
     cmd.env("S3_ELECTOR_TERM", state.term.to_string())
         .env("S3_ELECTOR_ELECTION", &spec.election)
         .env("S3_ELECTOR_IDENTITY", &spec.identity)

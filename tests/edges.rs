@@ -567,3 +567,74 @@ fn a_killed_daemon_takes_its_running_hook_with_it() {
     );
     a.kill();
 }
+
+/// The program starts only after `on_acquired` exits 0 (an Elastic IP
+/// moved, a role promoted first); when `on_acquired` fails, it never starts.
+#[test]
+fn the_program_starts_after_on_acquired_succeeds_and_never_after_it_fails() {
+    let sw = Seaweed::start();
+    sw.bucket("order");
+    let dir = sw.dir.path();
+    let journal = dir.join("journal");
+    let j = journal.display().to_string();
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n";
+    let prog = [
+        "--",
+        "sh",
+        "-c",
+        "echo program $(date +%s%N) >> \"$J\"; sleep 60",
+    ];
+    let env = [("J", j.as_str())];
+    for (exit, policy) in [(0, "release"), (1, "keep")] {
+        let _ = std::fs::remove_file(&journal);
+        let extra = format!(
+            "{timing}hooks:\n  on_acquired_failure: {policy}\n  on_acquired:\n    command: [\"sh\", \"-c\", \"sleep 2; echo hook $(date +%s%N) >> {j}; exit {exit}\"]\n"
+        );
+        let cfg = sw.config(dir, &format!("order{exit}"), "order", &extra);
+        let mut d = Daemon::start_full(&format!("o{exit}"), &cfg, &env, &prog);
+        until(Duration::from_secs(60), "on_acquired ran", || {
+            std::fs::read_to_string(&journal).is_ok_and(|t| t.contains("hook "))
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        let text = std::fs::read_to_string(&journal).unwrap();
+        let stamp = |what: &str| -> Option<u128> {
+            text.lines()
+                .find(|l| l.starts_with(what))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        };
+        let (hook, program) = (stamp("hook "), stamp("program "));
+        if exit == 0 {
+            let (hook, program) = (
+                hook.unwrap(),
+                program.unwrap_or_else(|| panic!("no program: {text}")),
+            );
+            assert!(
+                hook < program,
+                "the program started before on_acquired ended: {text}"
+            );
+        } else {
+            assert!(
+                program.is_none(),
+                "the program started although on_acquired failed: {text}"
+            );
+            assert!(
+                d.says_leader(),
+                "on_acquired_failure: keep keeps leadership"
+            );
+        }
+        d.kill();
+        // A fresh election for the next case.
+        let _ = std::fs::remove_file(&journal);
+        sw.bucket("order");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = sw.client();
+            for k in ["s3-elector/e2e/lease.json", "s3-elector/e2e/term.json"] {
+                let _ = c.delete_object().bucket("order").key(k).send().await;
+            }
+        });
+    }
+}

@@ -157,11 +157,15 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     let stop_surfaces = CancellationToken::new();
     let started = Instant::now();
 
-    // Leader-only work, before the election can lead.
+    // Leader-only work, before the election can lead. The program waits
+    // for on_acquired to succeed, when there is one.
+    let (acquired_tx, acquired_rx) = watch::channel(0u64);
+    let ordered = !program.is_empty() && cfg.hooks.on_acquired.is_some();
     let program = (!program.is_empty()).then(|| {
         let spec = supervisor::ChildSpec {
             argv: program,
             guard: Some(GUARD.into()),
+            after: ordered.then_some(acquired_rx),
             on_exit: cfg.child.on_exit,
             kill_grace: cfg.child_kill_grace(),
             election: cfg.election.clone(),
@@ -171,15 +175,15 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         tokio::spawn(supervisor::run(spec, state, idle_tx, commands, stop))
     });
     let hooks = cfg.hooks.any().then(|| {
-        tokio::spawn(hooks::run(
-            cfg.hooks.clone(),
-            cfg.election.clone(),
-            identity.clone(),
-            state.clone(),
-            commands.clone(),
-            stop_surfaces.clone(),
-            Some(GUARD.into()),
-        ))
+        let spec = hooks::HooksSpec {
+            hooks: cfg.hooks.clone(),
+            election: cfg.election.clone(),
+            identity: identity.clone(),
+            guard: Some(GUARD.into()),
+            acquired: ordered.then_some(acquired_tx),
+        };
+        let (state, commands, stop) = (state.clone(), commands.clone(), stop_surfaces.clone());
+        tokio::spawn(hooks::run(spec, state, commands, stop))
     });
 
     // Surfaces.

@@ -149,16 +149,33 @@ fn lock(s: &Mutex<Sched>) -> std::sync::MutexGuard<'_, Sched> {
     s.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the hook runner is built with.
+pub struct HooksSpec {
+    pub hooks: HooksConfig,
+    pub election: String,
+    pub identity: String,
+    /// The `s3-elector` executable to run hooks under their guard; `None`
+    /// runs them directly (unit tests).
+    pub guard: Option<std::path::PathBuf>,
+    /// Told the term of each `on_acquired` that exited 0: the supervised
+    /// program starts after it.
+    pub acquired: Option<watch::Sender<u64>>,
+}
+
 /// Run hooks for the events of `rx` until `shutdown`.
 pub async fn run(
-    cfg: HooksConfig,
-    election: String,
-    identity: String,
+    spec: HooksSpec,
     mut rx: watch::Receiver<State>,
     commands: mpsc::Sender<Command>,
     shutdown: CancellationToken,
-    guard: Option<std::path::PathBuf>,
 ) {
+    let HooksSpec {
+        hooks: cfg,
+        election,
+        identity,
+        guard,
+        acquired,
+    } = spec;
     let sched: Arc<Mutex<Sched>> = Arc::default();
     let wake = Arc::new(Notify::new());
 
@@ -207,6 +224,12 @@ pub async fn run(
                     _ => true,
                 };
                 lock(&sched).running = None;
+                if ev.kind == EventKind::Acquired && ok && !skip {
+                    // The supervised program may start now (this term).
+                    if let Some(a) = &acquired {
+                        a.send_replace(ev.term);
+                    }
+                }
                 if ev.kind == EventKind::Acquired
                     && !ok
                     && cfg.on_acquired_failure == FailurePolicy::Release
@@ -461,15 +484,14 @@ mod races {
         let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
         let (ctx, _crx) = mpsc::channel(16);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
-            cfg,
-            "e".into(),
-            "me".into(),
-            rx,
-            ctx,
-            stop.clone(),
-            None,
-        ));
+        let spec = HooksSpec {
+            hooks: cfg,
+            election: "e".into(),
+            identity: "me".into(),
+            guard: None,
+            acquired: None,
+        };
+        let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         // A follower: on_leader_changed (3 s) starts.
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Become leader: on_acquired is queued behind the slow hook.

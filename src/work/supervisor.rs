@@ -41,6 +41,9 @@ pub struct ChildSpec {
     /// ([`crate::work::guard`]); `None` runs the program directly (unit
     /// tests, whose executable has no `guard` command).
     pub guard: Option<std::path::PathBuf>,
+    /// With an `on_acquired` hook: the last term whose hook exited 0. The
+    /// program starts only once it names the current term.
+    pub after: Option<watch::Receiver<u64>>,
     pub on_exit: ChildExit,
     pub kill_grace: Duration,
     pub election: String,
@@ -59,7 +62,7 @@ struct Running {
 
 /// Supervise until `shutdown`; the child is stopped before this returns.
 pub async fn run(
-    spec: ChildSpec,
+    mut spec: ChildSpec,
     mut rx: watch::Receiver<State>,
     idle: watch::Sender<bool>,
     commands: mpsc::Sender<Command>,
@@ -83,8 +86,22 @@ pub async fn run(
             // second look sees) or waits for this program to stop.
             let _ = idle.send(false);
             let state = rx.borrow().clone();
-            if !state.is_leader(Instant::now()) {
+            let hook_done = spec
+                .after
+                .as_ref()
+                .is_none_or(|a| *a.borrow() == state.term);
+            if !state.is_leader(Instant::now()) || !hook_done {
                 let _ = idle.send(true);
+                if !hook_done {
+                    // Wait for on_acquired (or the end of this leadership).
+                    let after = spec.after.as_mut().expect("checked above");
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break,
+                        r = after.changed() => if r.is_err() { spec.after = None },
+                        r = rx.changed() => if r.is_err() { break },
+                    }
+                }
                 continue;
             }
             match start(&spec, &state) {
@@ -294,6 +311,7 @@ mod tests {
             let stop = CancellationToken::new();
             let spec = ChildSpec {
                 guard: None,
+                after: None,
                 // Slow to die, as real services are.
                 argv: vec![
                     "sh".into(),

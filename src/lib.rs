@@ -23,13 +23,16 @@
 //!   - [`work::hooks`]: `on_acquired`, `on_lost`, `on_leader_changed`.
 //!   - [`work::supervisor`]: the program after `--`, run only while leading.
 //!   - [`work::procs`]: process groups: start, stop, kill on exit.
+//!   - [`work::guard`]: the process between the daemon and each program or
+//!     hook, which stops it when the daemon dies or freezes.
 //! - [`peers`]: talking to the other copies (hints only, never safety).
 //!   - [`peers::client`]: one small HTTP client (hyper) for another daemon's endpoint.
 //!   - [`peers::registry`]: the candidate registry and wake-ups (fast hand-over).
 //! - [`daemon`]: assembles the tasks; owns the startup and the shutdown order.
 //! - [`signals`]: OS signals turned into one enum.
 //! - [`cost`]: request rates and monthly cost implied by the timings.
-//! - [`cli`]: parses the command line, runs a command, maps errors to exit codes.
+//! - [`cli`]: parses the command line, runs a command (`run`, `check`,
+//!   `status`, `reset`, `step-down`, `is-leader`), maps errors to exit codes.
 //!
 //! [`State`]: lease::election::State
 #![forbid(unsafe_code)]

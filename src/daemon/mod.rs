@@ -274,7 +274,7 @@ impl Running {
     }
 
     /// Stop in the order the module docs give, within the stop budget: one
-    /// deadline, from which each step takes its time ([`budget`]).
+    /// deadline, from which each step takes its time ([`StopBudget`]).
     pub async fn shutdown(self) -> Result<(), DaemonError> {
         let budget = self.budget;
         let deadline = Instant::now() + budget.total();

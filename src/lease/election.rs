@@ -19,7 +19,7 @@
 //!    settled by reading the record back and comparing the write's nonce.
 //! 5. `term` grows on every acquisition; it is the fencing token. Before a
 //!    copy writes a record with term `n` it reserves `n` on the term floor
-//!    ([`floor`](crate::lease::floor)), so terms never repeat or go back,
+//!    ([`crate::lease::floor`]), so terms never repeat or go back,
 //!    even when the lease object is deleted or replaced. A key found absent
 //!    is created at once only when no floor exists (no election ever ran
 //!    here); otherwise the copy waits until it has seen the key absent for a

@@ -45,7 +45,7 @@ enum Daemon {
     Until(std::time::Instant),
     /// Alive, no deadline received yet.
     Unknown,
-    /// Gone (stdin ended) or asked to stop.
+    /// Gone: its pipe closed.
     Gone,
 }
 
@@ -58,11 +58,11 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
         return 70;
     }
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    // The daemon's stop signals the whole group: the program handles them.
-    let stop_asked = Arc::new(AtomicBool::new(false));
+    // The daemon's stop signals the whole group: the program handles it;
+    // the guard only must not die of it (a flag nobody reads).
+    let ignored = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // Only so that the signal does not end the guard.
-        let _ = signal_hook::flag::register(sig, stop_asked.clone());
+        let _ = signal_hook::flag::register(sig, ignored.clone());
     }
     let daemon = Arc::new(Mutex::new(if until.is_zero() {
         Daemon::Unknown
@@ -75,15 +75,9 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
             let stdin = std::io::stdin();
             for line in stdin.lock().lines() {
                 let Ok(line) = line else { break };
-                let mut d = daemon.lock().unwrap_or_else(|p| p.into_inner());
-                match line.trim().split_once(' ') {
-                    Some(("until", ms)) => {
-                        if let Ok(ms) = ms.parse::<u64>() {
-                            *d = Daemon::Until(Instant::now() + Duration::from_millis(ms));
-                        }
-                    }
-                    _ if line.trim() == "stop" => *d = Daemon::Gone,
-                    _ => {}
+                if let Some(Ok(ms)) = line.trim().strip_prefix("until ").map(str::parse::<u64>) {
+                    *daemon.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Daemon::Until(Instant::now() + Duration::from_millis(ms));
                 }
             }
             // EOF: the daemon is gone.
@@ -101,7 +95,7 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     let mut stopping: Option<Instant> = None;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            kill_the_rest(group);
+            kill_orphans();
             return code(status);
         }
         let now = Instant::now();
@@ -118,7 +112,7 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
                 stopping = Some(now + grace);
             }
             Some(t) if now >= t => {
-                kill_the_rest(group);
+                kill_orphans();
                 let _ = killpg(group, Signal::SIGKILL); // the guard too
                 return 137;
             }
@@ -130,17 +124,13 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     }
 }
 
-/// SIGKILL whatever was re-parented to the guard (descendants that left the
-/// group), then the group's other members, never the guard itself.
-fn kill_the_rest(group: Pid) {
-    let me = getpid();
-    for pid in orphans_of(me) {
+/// SIGKILL whatever was re-parented to the guard: descendants that left
+/// the group (members of the group are killed by whoever stops the group:
+/// the daemon once the guard has exited, or the guard's own final SIGKILL).
+fn kill_orphans() {
+    for pid in orphans_of(getpid()) {
         let _ = kill(pid, Signal::SIGKILL);
     }
-    // The group's other members are the daemon's to kill (it signals the
-    // group once the guard has exited), except on the guard's own stop,
-    // where the caller SIGKILLs the whole group next.
-    let _ = group;
 }
 
 /// Children of `parent` (from /proc): after the program ended, only

@@ -36,6 +36,9 @@ fn cfg(id: &str) -> ElectionConfig {
 struct Node {
     rx: watch::Receiver<State>,
     wake: Arc<Notify>,
+    commands: mpsc::Sender<Command>,
+    /// Subscribed before the election ran: every event is there.
+    events: tokio::sync::broadcast::Receiver<Event>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -54,14 +57,20 @@ impl Node {
 }
 
 fn start(store: &MemoryStore, id: &str) -> Node {
-    let e = Election::new(store.clone(), cfg(id), Links::default());
-    let rx = e.subscribe();
-    let wake = e.waker();
+    spawn(store.clone(), cfg(id), Links::default())
+}
+
+/// An election on any store, with any settings and links, running.
+fn spawn<S: LeaseStore>(store: S, cfg: ElectionConfig, links: Links) -> Node {
+    let e = Election::new(store, cfg, links);
+    let (rx, wake, commands, events) = (e.subscribe(), e.waker(), e.command_sender(), e.events());
     let stop = CancellationToken::new();
     let task = tokio::spawn(e.run(stop.clone()));
     Node {
         rx,
         wake,
+        commands,
+        events,
         stop,
         task,
     }
@@ -637,7 +646,7 @@ async fn an_unnamed_copy_waits_behind_every_named_successor_after_expiry() {
 async fn links_feed_records_and_events_report_renewals_and_releases() {
     let store = MemoryStore::new();
     let (succ_tx, succ_rx) = watch::channel(vec!["a".to_string(), "x".into(), "y".into()]);
-    let e = Election::new(
+    let mut a = spawn(
         store.clone(),
         cfg("a"),
         Links {
@@ -645,11 +654,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
             release_barrier: None,
         },
     );
-    let mut events = e.events();
-    let commands = e.command_sender();
-    let rx = e.subscribe();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(e.run(stop.clone()));
+    let (rx, commands) = (a.rx.clone(), a.commands.clone());
     settle().await;
     assert!(rx.borrow().is_leader(Instant::now()));
     assert_eq!(record(&store).successors, vec!["x", "y"]);
@@ -660,7 +665,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
         vec!["y"],
         "renewals name the current successors"
     );
-    match events.try_recv() {
+    match a.events.try_recv() {
         Ok(Event::Renewed { term, .. }) => assert_eq!(term, 1),
         other => panic!("expected a renewal event, got {other:?}"),
     }
@@ -674,14 +679,13 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
     settle().await;
     assert!(record(&store).released);
     let mut released = None;
-    while let Ok(ev) = events.try_recv() {
+    while let Ok(ev) = a.events.try_recv() {
         if let Event::Released { term, successors } = ev {
             released = Some((term, successors));
         }
     }
     assert_eq!(released, Some((1, vec!["y".to_string()])));
-    stop.cancel();
-    task.await.unwrap();
+    a.shutdown().await;
 }
 
 /// A release waits for the barrier (leader-only work still running) and,
@@ -692,7 +696,7 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
     for work_stops in [true, false] {
         let store = MemoryStore::new();
         let (idle_tx, idle_rx) = watch::channel(true);
-        let e = Election::new(
+        let a = spawn(
             store.clone(),
             cfg("a"),
             Links {
@@ -700,24 +704,18 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
                 release_barrier: Some(idle_rx),
             },
         );
-        let rx = e.subscribe();
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(e.run(stop.clone()));
         settle().await;
-        assert!(rx.borrow().is_leader(Instant::now()));
+        assert!(a.leads());
         idle_tx.send_replace(false); // the work runs
-        stop.cancel();
+        a.stop.cancel();
         settle().await;
-        assert!(
-            !rx.borrow().is_leader(Instant::now()),
-            "not leader before the release"
-        );
+        assert!(!a.leads(), "not leader before the release");
         assert!(!record(&store).released, "no release while the work runs");
         if work_stops {
             idle_tx.send_replace(true);
         }
         sleep(Duration::from_secs(2)).await; // past release_wait (1 s)
-        task.await.unwrap();
+        a.shutdown().await;
         assert_eq!(record(&store).released, work_stops);
     }
 }
@@ -896,13 +894,10 @@ async fn a_step_down_about_an_earlier_term_is_dropped() {
     let store = MemoryStore::new();
     foreign_holder(&store, "old", 4);
     other_record(&store, "old", true, &[]);
-    let e = Election::new(store.clone(), cfg("a"), Links::default());
-    let commands = e.command_sender();
-    let rx = e.subscribe();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(e.run(stop.clone()));
+    let a = start(&store, "a");
+    let (rx, commands) = (a.rx.clone(), a.commands.clone());
     settle().await;
-    assert!(rx.borrow().is_leader(Instant::now()));
+    assert!(a.leads());
     let term = rx.borrow().term;
     assert!(term > 3, "term {term}");
     let step = |t: u64| Command::StepDown {
@@ -918,10 +913,9 @@ async fn a_step_down_about_an_earlier_term_is_dropped() {
     assert!(!record(&store).released);
     commands.send(step(term)).await.unwrap();
     settle().await;
-    assert!(!rx.borrow().is_leader(Instant::now()));
+    assert!(!a.leads());
     assert!(record(&store).released);
-    stop.cancel();
-    task.await.unwrap();
+    a.shutdown().await;
 }
 
 /// A create is the one write not conditioned on a version: when a higher
@@ -1009,14 +1003,10 @@ async fn a_follower_publishes_when_it_could_take_over() {
     other_record(&store, "old", true, &[]);
     let mut c = cfg("c");
     c.step_down_cooloff = LEASE;
-    let e = Election::new(store.clone(), c, Links::default());
-    let rx = e.subscribe();
-    let commands = e.command_sender();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(e.run(stop.clone()));
+    let n = spawn(store.clone(), c, Links::default());
     settle().await;
-    assert!(rx.borrow().is_leader(Instant::now()));
-    commands
+    assert!(n.leads());
+    n.commands
         .send(Command::StepDown {
             reason: "test".into(),
             term: None,
@@ -1024,11 +1014,10 @@ async fn a_follower_publishes_when_it_could_take_over() {
         .await
         .unwrap();
     sleep(RETRY * 2).await;
-    let s = rx.borrow().clone();
+    let s = n.state();
     assert_eq!(s.role, Role::Follower);
     assert_eq!(s.valid_until, None, "{s:?}");
-    stop.cancel();
-    task.await.unwrap();
+    n.shutdown().await;
 
     // Absent while a floor exists: a lease of absence first.
     let store = MemoryStore::new();
@@ -1113,10 +1102,7 @@ async fn a_fresh_create_overtaken_by_another_create_and_a_deletion_does_not_lead
         inner: store.clone(),
         gate: Arc::new(tokio::sync::Mutex::new(Some((arrived_tx, go_rx)))),
     };
-    let e = Election::new(gated, cfg("b"), Links::default());
-    let brx = e.subscribe();
-    let bstop = CancellationToken::new();
-    let btask = tokio::spawn(e.run(bstop.clone()));
+    let b = spawn(gated, cfg("b"), Links::default());
     arrived_rx.await.unwrap(); // B decided to create on "no floor"
     let a = start(&store, "a");
     settle().await;
@@ -1124,8 +1110,8 @@ async fn a_fresh_create_overtaken_by_another_create_and_a_deletion_does_not_lead
     store.remove(KEY); // the lease is deleted while A holds it
     go_tx.send(()).unwrap();
     settle().await;
-    let b_leads = brx.borrow().is_leader(Instant::now());
-    let (at, bt) = (a.state().term, brx.borrow().term);
+    let b_leads = b.leads();
+    let (at, bt) = (a.state().term, b.state().term);
     eprintln!(
         "A leads={} term={at}; B leads={b_leads} term={bt}",
         a.leads()
@@ -1134,8 +1120,7 @@ async fn a_fresh_create_overtaken_by_another_create_and_a_deletion_does_not_lead
         !(a.leads() && b_leads),
         "two leaders at once: A term {at}, B term {bt}"
     );
-    bstop.cancel();
-    btask.await.unwrap();
+    b.shutdown().await;
     a.shutdown().await;
 }
 

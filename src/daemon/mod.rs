@@ -19,7 +19,8 @@
 //! # Shutdown order ([`Running::shutdown`]), within the [`StopBudget`]
 //! 1. The supervised program, then the release: one token stops both; the
 //!    election publishes "not leader" first, and its release waits for the
-//!    program to be gone, so no program runs while another copy can lead.
+//!    program and any hook started while leading to be gone, so no
+//!    leader-only work runs while another copy can lead.
 //! 2. Hooks (a running `on_lost` may finish within its own timeout).
 //! 3. The status file (its last write says `stopped`).
 //! 4. The registry (wakes the successors after the release, removes our
@@ -141,13 +142,22 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     // The election, built with its inputs.
     let advertise = steps::advertise_address(&cfg, listener.as_ref());
     let (successors_tx, successors) = watch::channel(Vec::new());
+    // Release barriers: the program, and hooks started while leading.
     let (idle_tx, idle) = watch::channel(true);
+    let (hooks_idle_tx, hooks_idle) = watch::channel(true);
+    let mut release_barriers = Vec::new();
+    if !program.is_empty() {
+        release_barriers.push(idle);
+    }
+    if cfg.hooks.any() {
+        release_barriers.push(hooks_idle);
+    }
     let election = Election::new(
         store.clone(),
         steps::election_config(&cfg, &identity, advertise.clone()),
         Links {
             successors: cfg.registry.enabled.then_some(successors),
-            release_barrier: (!program.is_empty()).then_some(idle),
+            release_barriers,
         },
     );
     let state = election.subscribe();
@@ -181,6 +191,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             identity: identity.clone(),
             guard: Some(GUARD.into()),
             acquired: ordered.then_some(acquired_tx),
+            idle: Some(hooks_idle_tx),
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_surfaces.clone());
         tokio::spawn(hooks::run(spec, state, commands, stop))

@@ -114,10 +114,11 @@ pub struct Links {
     /// Candidates to name as successors in written records, best first
     /// (kept current by the candidate registry).
     pub successors: Option<watch::Receiver<Vec<String>>>,
-    /// `true` while no leader-only work runs (the supervised program). A
-    /// release waits for it, for at most `release_wait`; if the work does
-    /// not stop in time, the lease is left to expire instead.
-    pub release_barrier: Option<watch::Receiver<bool>>,
+    /// Each reads `true` while no leader-only work of its kind runs (the
+    /// supervised program; hooks started while leading). A release waits
+    /// for all of them, for at most `release_wait` in all; if the work
+    /// does not stop in time, the lease is left to expire instead.
+    pub release_barriers: Vec<watch::Receiver<bool>>,
 }
 
 /// Facts the election reports as they happen, besides its [`State`]: for
@@ -280,7 +281,7 @@ pub struct Election<S: LeaseStore> {
     commands: mpsc::Receiver<Command>,
     command_tx: mpsc::Sender<Command>,
     /// `true` while no leader-only work runs; a release waits for it.
-    release_barrier: Option<watch::Receiver<bool>>,
+    release_barriers: Vec<watch::Receiver<bool>>,
     cooloff_until: Option<Instant>,
     /// Candidates to name as successors in written records.
     successors: Option<watch::Receiver<Vec<String>>>,
@@ -347,7 +348,7 @@ impl<S: LeaseStore> Election<S> {
             max_transitions: None,
             commands,
             command_tx,
-            release_barrier: links.release_barrier,
+            release_barriers: links.release_barriers,
             cooloff_until: None,
             successors: links.successors,
             events,
@@ -1353,9 +1354,10 @@ impl<S: LeaseStore> Election<S> {
             reason = "released",
             "no longer leader; releasing the lease"
         );
-        if let Some(b) = self.release_barrier.as_mut() {
-            let wait = self.cfg.release_wait;
-            if tokio::time::timeout(wait, b.wait_for(|idle| *idle))
+        let wait = self.cfg.release_wait;
+        let until = Instant::now() + wait;
+        for b in &mut self.release_barriers {
+            if tokio::time::timeout_at(until, b.wait_for(|idle| *idle))
                 .await
                 .is_err()
             {

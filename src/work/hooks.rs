@@ -14,6 +14,11 @@
 //!   `on_lost` itself is never cut short by a later loss;
 //! - `on_acquired` starts only while the leadership it is about lasts (same
 //!   term, deadline not passed), checked right before it starts;
+//! - every hook but `on_lost` holds the release barrier closed while it
+//!   runs (closed before the check above): a graceful release writes only
+//!   once such a hook is dead, so none outlives the leadership it was
+//!   about. `on_lost` runs after the release and may overlap the next
+//!   leader's `on_acquired`: write it to undo only what is still ours;
 //! - stdout and stderr lines go to the log, tagged with the hook name
 //!   (lines are cut at 4 KiB);
 //! - a failing `on_acquired` asks the election to step down when the
@@ -160,6 +165,10 @@ pub struct HooksSpec {
     /// Told the term of each `on_acquired` that exited 0: the supervised
     /// program starts after it.
     pub acquired: Option<watch::Sender<u64>>,
+    /// Reads `true` while no hook but `on_lost` runs: the election's
+    /// release waits for it, so no hook started while leading outlives the
+    /// leadership it was about.
+    pub idle: Option<watch::Sender<bool>>,
 }
 
 /// Run hooks for the events of `rx` until `shutdown`.
@@ -175,7 +184,13 @@ pub async fn run(
         identity,
         guard,
         acquired,
+        idle,
     } = spec;
+    let set_idle = move |v: bool| {
+        if let Some(i) = &idle {
+            i.send_replace(v);
+        }
+    };
     let sched: Arc<Mutex<Sched>> = Arc::default();
     let wake = Arc::new(Notify::new());
 
@@ -191,6 +206,13 @@ pub async fn run(
                             g.preempt = CancellationToken::new();
                         }
                         g.running = Some(ev.kind);
+                        // Close the release barrier *before* looking at the
+                        // state below: a release that saw it open has
+                        // already published "not leader", which that look
+                        // sees; one that sees it closed waits for the hook.
+                        if ev.kind != EventKind::Lost {
+                            set_idle(false);
+                        }
                         (ev, g.preempt.clone())
                     })
                 };
@@ -224,6 +246,7 @@ pub async fn run(
                     _ => true,
                 };
                 lock(&sched).running = None;
+                set_idle(true);
                 if ev.kind == EventKind::Acquired && ok && !skip {
                     // The supervised program may start now (this term).
                     if let Some(a) = &acquired {
@@ -490,6 +513,7 @@ mod races {
             identity: "me".into(),
             guard: None,
             acquired: None,
+            idle: None,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         // A follower: on_leader_changed (3 s) starts.
@@ -523,5 +547,69 @@ mod races {
             "on_lost started {} ms after the loss, behind queued hooks",
             (lost_start - lost_at) / 1_000_000
         );
+    }
+
+    /// The release barrier is closed while a hook started while leading
+    /// runs, and opens only once its process is gone: a release (which
+    /// waits for it) never hands over while `on_acquired` lives (issue 13,
+    /// 2b: hooks were outside the barrier). `on_lost` keeps it open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_release_barrier_is_closed_while_on_acquired_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (acq, lost) = (dir.path().join("acq"), dir.path().join("lost"));
+        let (idle_tx, mut idle) = watch::channel(true);
+        let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
+        let (ctx, _crx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let spec = HooksSpec {
+            hooks: HooksConfig {
+                on_acquired: Some(sh(&format!("echo $$ > {}; exec sleep 60", acq.display()))),
+                on_lost: Some(sh(&format!("echo $$ > {}; exec sleep 60", lost.display()))),
+                on_leader_changed: None,
+                on_acquired_failure: FailurePolicy::Keep,
+            },
+            election: "e".into(),
+            identity: "me".into(),
+            guard: None,
+            acquired: None,
+            idle: Some(idle_tx),
+        };
+        let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
+        let pid_in = |p: std::path::PathBuf| async move {
+            let end = Instant::now() + Duration::from_secs(10);
+            loop {
+                let pid = std::fs::read_to_string(&p)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
+                if let Some(pid) = pid {
+                    return pid;
+                }
+                assert!(Instant::now() < end, "{} never started", p.display());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tx.send_replace(st(Role::Leader, Some("me"), 2, true));
+        let pid = pid_in(acq.clone()).await;
+        assert!(!*idle.borrow(), "barrier open while on_acquired runs");
+        // The election publishes "not leader", then waits for the barrier.
+        tx.send_replace(st(Role::Follower, None, 2, false));
+        tokio::time::timeout(Duration::from_secs(10), idle.wait_for(|i| *i))
+            .await
+            .expect("barrier opens after the loss")
+            .unwrap();
+        let alive = crate::work::supervisor::tests::alive(pid);
+        // on_lost runs with the barrier open.
+        let lost_pid = pid_in(lost.clone()).await;
+        let open_during_on_lost = *idle.borrow();
+        for p in [pid, lost_pid] {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        stop.cancel();
+        let _ = task.await;
+        assert!(!alive, "barrier opened while on_acquired (pid {pid}) lived");
+        assert!(open_during_on_lost, "on_lost closed the barrier");
     }
 }

@@ -247,7 +247,7 @@ async fn stop(mut r: Running, spec: &ChildSpec, why: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The outside review's reproduction (issue 13, 2b): a step-down racing
     //! the program's start must never leave the program running while
     //! another copy leads.
@@ -257,9 +257,9 @@ mod tests {
     use crate::lease::record::LeaseRecord;
     use crate::lease::store::memory::MemoryStore;
 
-    const KEY: &str = "e/lease.json";
+    pub(crate) const KEY: &str = "e/lease.json";
 
-    fn ecfg(id: &str) -> ElectionConfig {
+    pub(crate) fn ecfg(id: &str) -> ElectionConfig {
         ElectionConfig {
             identity: id.into(),
             election: "e".into(),
@@ -276,11 +276,11 @@ mod tests {
         }
     }
 
-    fn alive(pid: i32) -> bool {
+    pub(crate) fn alive(pid: i32) -> bool {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
     }
 
-    async fn until_leader(rx: &mut watch::Receiver<State>) {
+    pub(crate) async fn until_leader(rx: &mut watch::Receiver<State>) {
         let wait = async {
             while !rx.borrow_and_update().is_leader(Instant::now()) {
                 rx.changed().await.unwrap();
@@ -303,7 +303,7 @@ mod tests {
                 ecfg("a"),
                 Links {
                     successors: None,
-                    release_barrier: Some(idle_rx),
+                    release_barriers: vec![idle_rx],
                 },
             );
             let cmds = a.command_sender();

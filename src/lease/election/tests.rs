@@ -651,7 +651,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
         cfg("a"),
         Links {
             successors: Some(succ_rx),
-            release_barrier: None,
+            release_barriers: Vec::new(),
         },
     );
     let (rx, commands) = (a.rx.clone(), a.commands.clone());
@@ -701,7 +701,7 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
             cfg("a"),
             Links {
                 successors: None,
-                release_barrier: Some(idle_rx),
+                release_barriers: vec![idle_rx],
             },
         );
         settle().await;

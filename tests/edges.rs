@@ -568,6 +568,39 @@ fn a_killed_daemon_takes_its_running_hook_with_it() {
     a.kill();
 }
 
+/// A hook running when its daemon freezes (SIGSTOP) still ends by its
+/// timeout: the guard enforces it (one grace late) when the daemon cannot.
+#[test]
+fn a_frozen_daemon_s_hook_still_ends_by_its_timeout() {
+    let sw = Seaweed::start();
+    sw.bucket("hookfrozen");
+    let dir = sw.dir.path();
+    let pid_file = dir.join("hook.pid");
+    let extra = format!(
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n\
+         hooks:\n  on_acquired:\n    command: [\"sh\", \"-c\", \"echo $$ > {p}; exec sleep 60\"]\n    timeout: 2s\n",
+        p = pid_file.display()
+    );
+    let cfg = sw.config(dir, "hookfrozen", "hookfrozen", &extra);
+    let mut a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(60), "the hook runs", || {
+        read_num(&pid_file).is_some()
+    });
+    let hook = read_num(&pid_file).unwrap() as u32;
+    a.signal("STOP");
+    let frozen = Instant::now();
+    let ended = wait_for(Duration::from_secs(30), || !pid_alive(hook));
+    let took = frozen.elapsed();
+    a.signal("CONT");
+    a.kill();
+    assert!(ended, "the hook of a frozen daemon ran past 30 s");
+    // Timeout 2 s + grace 2 s (the guard's TERM), and the hook dies of it.
+    assert!(
+        took < Duration::from_secs(10),
+        "the hook ran {took:?} after the freeze"
+    );
+}
+
 /// The program starts only after `on_acquired` exits 0 (an Elastic IP
 /// moved, a role promoted first); when `on_acquired` fails, it never starts.
 #[test]
@@ -637,4 +670,88 @@ fn the_program_starts_after_on_acquired_succeeds_and_never_after_it_fails() {
             }
         });
     }
+}
+
+/// `run --once` (consul lock parity, issue 13 §3): the program's exit code
+/// (128 + n for a signal) comes back and the lease is released; with
+/// `--no-wait`, a copy that finds another leading exits 75 without running
+/// anything; a waiting copy runs once the leader hands over; a loss while
+/// the program runs stops it and exits 76.
+#[test]
+fn run_once_propagates_the_exit_code_and_releases() {
+    let sw = Seaweed::start();
+    sw.bucket("once");
+    let dir = sw.dir.path();
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n";
+    let cfg = sw.config(dir, "once", "once", timing);
+    let once = |id: &str, extra: &[&str], script: &str| {
+        let mut args = vec!["--once"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "sh", "-c", script]);
+        Daemon::start_full(id, &cfg, &[], &args)
+    };
+    let code = |d: &mut Daemon, within: u64| {
+        let st = d
+            .wait_exit(Duration::from_secs(within))
+            .unwrap_or_else(|| panic!("{} did not exit: {}", d.id, d.log_text()));
+        st.code().unwrap_or(-1)
+    };
+
+    // Alone: its exit code, and the lease is released (the next copy with
+    // --no-wait takes it at once).
+    let ran = dir.join("ran");
+    let mut a = once("a", &[], &format!("echo a > {}; exit 7", ran.display()));
+    assert_eq!(code(&mut a, 60), 7, "{}", a.log_text());
+    assert!(ran.exists());
+    let mut b = once("b", &["--no-wait"], "kill -USR2 $$");
+    assert_eq!(code(&mut b, 60), 128 + 12, "{}", b.log_text());
+
+    // Another copy leads: --no-wait gives up, running nothing.
+    let leader = Daemon::start("leader", &cfg);
+    until(Duration::from_secs(60), "leader leads", || {
+        leader.says_leader()
+    });
+    let marker = dir.join("must-not-exist");
+    let mut c = once("c", &["--no-wait"], &format!("touch {}", marker.display()));
+    assert_eq!(code(&mut c, 60), 75, "{}", c.log_text());
+    assert!(!marker.exists(), "--no-wait ran the program");
+
+    // Without --no-wait it waits, and runs once the leader hands over.
+    let waited = dir.join("waited");
+    let mut d = once("d", &[], &format!("touch {}", waited.display()));
+    until(Duration::from_secs(30), "d follows", || d.follows("leader"));
+    assert!(!waited.exists(), "ran while another copy led");
+    leader.signal("TERM");
+    assert_eq!(code(&mut d, 60), 0, "{}", d.log_text());
+    assert!(waited.exists());
+
+    // Leadership ends while the program runs: it is stopped, exit 76.
+    let pid_file = dir.join("long.pid");
+    let mut e = once(
+        "e",
+        &[],
+        &format!("echo $$ > {}; exec sleep 60", pid_file.display()),
+    );
+    until(Duration::from_secs(60), "e's program runs", || {
+        pid_file.exists()
+    });
+    e.signal("USR1"); // step down
+    assert_eq!(code(&mut e, 60), 76, "{}", e.log_text());
+    let pid = read_num(&pid_file).expect("pid") as u32;
+    assert!(!pid_alive(pid), "the program outlived its --once daemon");
+
+    // A stop signal before the program ends: stopped, released, exit 143.
+    let pid_file = dir.join("stopped.pid");
+    let mut f = once(
+        "f",
+        &[],
+        &format!("echo $$ > {}; exec sleep 60", pid_file.display()),
+    );
+    until(Duration::from_secs(60), "f's program runs", || {
+        pid_file.exists()
+    });
+    f.signal("TERM");
+    assert_eq!(code(&mut f, 60), 143, "{}", f.log_text());
+    let pid = read_num(&pid_file).expect("pid") as u32;
+    assert!(!pid_alive(pid), "the program outlived its --once daemon");
 }

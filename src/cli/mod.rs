@@ -13,6 +13,10 @@
 //! - 65: `status` found a lease object that is not a usable lease record;
 //! - 69: the store cannot be used: unreachable, missing bucket, no
 //!   permission, no credentials, or it fails the conformance probe;
+//! - `run --once`: the program's own exit code (128 + n for signal n);
+//!   75 when `--no-wait` found another copy leading; 76 when leadership
+//!   ended while the program ran (it was stopped); 143 when stopped by a
+//!   signal first;
 //! - 1: anything else.
 
 use std::path::PathBuf;
@@ -33,6 +37,13 @@ mod step_down;
 pub const EXIT_DATA: i32 = 65;
 /// Exit code when the store cannot be used (`EX_UNAVAILABLE`).
 pub const EXIT_UNAVAILABLE: i32 = 69;
+/// `run --once --no-wait`: another copy leads, the program did not run
+/// (`EX_TEMPFAIL`: try again later).
+pub const EXIT_OTHER_LEADS: i32 = 75;
+/// `run --once`: leadership ended while the program ran; it was stopped.
+pub const EXIT_LEADERSHIP_LOST: i32 = 76;
+/// `run --once`: a stop signal came before the program ended (128 + SIGTERM).
+pub const EXIT_STOPPED: i32 = 143;
 
 /// Leader election through one S3 object and conditional writes.
 #[derive(Debug, Parser)]
@@ -119,6 +130,14 @@ pub struct RunArgs {
     /// Overrides `status_file`.
     #[arg(long, env = "S3_ELECTOR_STATUS_FILE")]
     pub status_file: Option<PathBuf>,
+    /// Run the program one time: wait until this copy leads, run it,
+    /// release, and exit with its exit code (consul lock, etcdctl lock).
+    #[arg(long, env = "S3_ELECTOR_ONCE")]
+    pub once: bool,
+    /// With `--once`: when another live copy leads, exit 75 at once
+    /// instead of waiting.
+    #[arg(long, requires = "once", env = "S3_ELECTOR_NO_WAIT")]
+    pub no_wait: bool,
     /// A program to run only while this copy leads (after `--`).
     #[arg(last = true, value_name = "PROGRAM")]
     pub child: Vec<String>,
@@ -328,6 +347,10 @@ async fn run(a: RunArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    if a.once && a.child.is_empty() {
+        eprintln!("s3-elector: `run --once` needs a program after `--`, e.g. `run --once -- /usr/local/bin/job`");
+        return EXIT_CONFIG;
+    }
     if a.child.first().is_some_and(|c| c.is_empty()) {
         eprintln!("s3-elector: the program after `--` is empty");
         return EXIT_CONFIG;
@@ -356,9 +379,11 @@ async fn run(a: RunArgs) -> i32 {
         identity,
         program: a.child,
         unsafe_skip_conformance_check: a.unsafe_skip_conformance_check,
+        once: a.once.then_some(daemon::Once { no_wait: a.no_wait }),
     };
+    let once = a.once;
     match daemon::run(settings, signals).await {
-        Ok(()) => 0,
+        Ok(ended) => exit_code(ended, once),
         Err(e) => {
             eprintln!("s3-elector: {e}");
             match e {
@@ -366,5 +391,17 @@ async fn run(a: RunArgs) -> i32 {
                 DaemonError::Listen { .. } | DaemonError::Stop(_) => 1,
             }
         }
+    }
+}
+
+/// The exit code for how the daemon ended.
+fn exit_code(ended: daemon::Ended, once: bool) -> i32 {
+    use crate::work::supervisor::Finished;
+    match ended {
+        daemon::Ended::Stopped if once => EXIT_STOPPED,
+        daemon::Ended::Stopped => 0,
+        daemon::Ended::Once(Finished::Exited(code)) => code,
+        daemon::Ended::Once(Finished::Lost) => EXIT_LEADERSHIP_LOST,
+        daemon::Ended::OtherLeads => EXIT_OTHER_LEADS,
     }
 }

@@ -37,14 +37,14 @@ pub use budget::StopBudget;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::config::Config;
-use crate::lease::election::{Command, Election, Links};
+use crate::lease::election::{Command, Election, Links, State};
 use crate::lease::probe::ProbeError;
 use crate::lease::store::s3::{S3Store, SetupError};
 use crate::signals::Signal;
@@ -71,6 +71,26 @@ pub struct Settings {
     pub program: Vec<String>,
     /// Join even if the store fails the conformance probe.
     pub unsafe_skip_conformance_check: bool,
+    /// `run --once`: run the program one time, then release and stop.
+    pub once: Option<Once>,
+}
+
+/// `run --once [--no-wait]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Once {
+    /// Give up when another live copy leads, instead of waiting for it.
+    pub no_wait: bool,
+}
+
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// A stop signal (or, with `--once`, a stop before the program ended).
+    Stopped,
+    /// `--once`: the program ran, and ended as said.
+    Once(supervisor::Finished),
+    /// `--once --no-wait`: another live copy leads; the program never ran.
+    OtherLeads,
 }
 
 /// Why the daemon could not start, or did not stop cleanly.
@@ -89,16 +109,34 @@ pub enum DaemonError {
     Stop(String),
 }
 
-/// Run until a stop signal; a leader hands over before returning.
-pub async fn run(s: Settings, mut signals: Signals) -> Result<(), DaemonError> {
-    let Some(running) = start(s, &mut signals).await? else {
-        return Ok(()); // stopped before joining
+/// Run until a stop signal (with `--once`: until the program has run); a
+/// leader hands over before returning.
+pub async fn run(s: Settings, mut signals: Signals) -> Result<Ended, DaemonError> {
+    let (identity, lease) = (s.identity.clone(), s.config.timing.lease_duration);
+    let no_wait = s.once.is_some_and(|o| o.no_wait);
+    let Some(mut running) = start(s, &mut signals).await? else {
+        return Ok(Ended::Stopped); // stopped before joining
     };
-    // Until a stop signal (or the signal thread is gone).
-    while let Some(Signal::StepDown) = signals.recv().await {
-        running.step_down("SIGUSR1").await;
-    }
-    running.shutdown().await
+    let mut finished = running.finished.take();
+    let mut state = running.state.clone();
+    let ended = loop {
+        tokio::select! {
+            // Until a stop signal (or the signal thread is gone).
+            sig = signals.recv() => match sig {
+                Some(Signal::StepDown) => running.step_down("SIGUSR1").await,
+                _ => break Ended::Stopped,
+            },
+            f = async { finished.as_mut().expect("checked by the guard").await }, if finished.is_some() => {
+                break f.map_or(Ended::Stopped, Ended::Once);
+            }
+            _ = steps::another_leads(&mut state, &identity, lease), if no_wait => {
+                info!(event = "not_run", leader = state.borrow().leader.as_deref().unwrap_or(""),
+                    "another copy leads; not running the program (run --once --no-wait)");
+                break Ended::OtherLeads;
+            }
+        }
+    };
+    running.shutdown().await.map(|()| ended)
 }
 
 /// The running daemon: its tasks, and the two tokens that stop them.
@@ -117,6 +155,10 @@ pub struct Running {
     rest: Vec<JoinHandle<()>>,
     /// How long the stop may take, part by part.
     budget: StopBudget,
+    /// The election's state.
+    state: watch::Receiver<State>,
+    /// `--once`: told how the program ended.
+    finished: Option<oneshot::Receiver<supervisor::Finished>>,
 }
 
 /// Start every task, in the order the module docs give. `Ok(None)`: a stop
@@ -127,6 +169,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         identity,
         program,
         unsafe_skip_conformance_check,
+        once,
     } = s;
     let listener = steps::bind_http(&cfg).await?;
     let metrics = Arc::new(Metrics::new());
@@ -171,6 +214,13 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     // for on_acquired to succeed, when there is one.
     let (acquired_tx, acquired_rx) = watch::channel(0u64);
     let ordered = !program.is_empty() && cfg.hooks.on_acquired.is_some();
+    let (finished_tx, finished) = match once {
+        Some(_) => {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     let program = (!program.is_empty()).then(|| {
         let spec = supervisor::ChildSpec {
             argv: program,
@@ -180,6 +230,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             kill_grace: cfg.child_kill_grace(),
             election: cfg.election.clone(),
             identity: identity.clone(),
+            once: finished_tx,
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_election.clone());
         tokio::spawn(supervisor::run(spec, state, idle_tx, commands, stop))
@@ -271,6 +322,8 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         registry,
         rest,
         budget,
+        state,
+        finished,
     }))
 }
 
@@ -376,6 +429,13 @@ mod tests {
             status_file: None,
             registry: None,
             rest: Vec::new(),
+            state: Election::new(
+                crate::lease::store::memory::MemoryStore::new(),
+                crate::work::supervisor::tests::ecfg("a"),
+                Links::default(),
+            )
+            .subscribe(),
+            finished: None,
             budget: StopBudget {
                 program: Duration::ZERO,
                 release: Duration::from_secs(2),

@@ -5,11 +5,12 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::{DaemonError, Signals};
 use crate::config::Config;
-use crate::lease::election::{rank_delay_for, ElectionConfig};
+use crate::lease::election::{rank_delay_for, ElectionConfig, Role, State};
 use crate::lease::floor::floor_key;
 use crate::lease::probe::{self, ProbeError};
 use crate::lease::store::{LeaseStore, StoreError};
@@ -178,5 +179,83 @@ pub fn registry_settings(
         check_interval: (cfg.timing.retry_period * 2)
             .clamp(Duration::from_secs(1), Duration::from_secs(10))
             .min(cfg.registry.list_interval),
+    }
+}
+
+/// `run --once --no-wait`: resolves once the lease is seen held by another
+/// copy that looks alive ([`other_holder_live`]); never once this copy has
+/// led (its program's end decides then).
+pub async fn another_leads(rx: &mut watch::Receiver<State>, identity: &str, lease: Duration) {
+    loop {
+        {
+            let s = rx.borrow_and_update();
+            if s.role == Role::Leader {
+                break;
+            }
+            if other_holder_live(&s, identity, lease, std::time::SystemTime::now()) {
+                return;
+            }
+        }
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+    std::future::pending().await
+}
+
+/// Whether the lease, as last read, is held by another copy that looks
+/// alive: its last renewal is less than two lease durations old by the
+/// wall clock. The wall clock only decides whether `--no-wait` *waits* (a
+/// record left by a crashed holder is taken over, by the usual rule, after
+/// a full lease on our own clock); it never decides a takeover. A record
+/// without a readable renewal time counts as alive.
+pub fn other_holder_live(
+    s: &State,
+    identity: &str,
+    lease: Duration,
+    now: std::time::SystemTime,
+) -> bool {
+    if !s.ready || s.leader.as_deref().is_none_or(|l| l == identity) {
+        return false;
+    }
+    let renewed = s
+        .renewed_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+    renewed.is_none_or(|r| r + 2 * lease > now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::work::hooks::tests::st;
+    use std::time::SystemTime;
+
+    /// `--no-wait` gives up on a live holder, waits on a record its holder
+    /// stopped renewing long ago (the takeover rule decides then), and
+    /// never gives up on its own leadership or on an empty lease.
+    #[test]
+    fn no_wait_gives_up_only_on_another_live_holder() {
+        let lease = Duration::from_secs(10);
+        let now = SystemTime::now();
+        let at = |ago: u64| {
+            let mut s = st(Role::Follower, Some("other"), 3, false);
+            s.renewed_at =
+                Some(humantime::format_rfc3339_millis(now - Duration::from_secs(ago)).to_string());
+            s
+        };
+        assert!(other_holder_live(&at(1), "me", lease, now));
+        assert!(other_holder_live(&at(19), "me", lease, now));
+        assert!(!other_holder_live(&at(21), "me", lease, now));
+        let mut unreadable = at(1);
+        unreadable.renewed_at = Some("yesterday".into());
+        assert!(other_holder_live(&unreadable, "me", lease, now));
+        let mut not_read = at(1);
+        not_read.ready = false;
+        assert!(!other_holder_live(&not_read, "me", lease, now));
+        let mut nobody = at(1);
+        nobody.leader = None;
+        assert!(!other_holder_live(&nobody, "me", lease, now));
+        assert!(!other_holder_live(&at(1), "other", lease, now));
     }
 }

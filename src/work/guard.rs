@@ -26,7 +26,7 @@
 //!   guard could watch it means no program is started at all.
 
 use std::io::BufRead;
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,7 +96,7 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             kill_orphans();
-            return code(status);
+            return crate::work::supervisor::exit_code(status);
         }
         let now = Instant::now();
         let over = match *daemon.lock().unwrap_or_else(|p| p.into_inner()) {
@@ -152,10 +152,4 @@ fn orphans_of(parent: Pid) -> Vec<Pid> {
         })
         .map(Pid::from_raw)
         .collect()
-}
-
-/// The program's status as an exit code: its code, or 128 + its signal.
-fn code(s: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }

@@ -6,6 +6,9 @@
 //! - each runs in its own process group, with no shell (argv as given);
 //!   at its timeout the whole group gets SIGTERM, then SIGKILL; members of
 //!   the group still alive when the hook exits are killed too;
+//! - hooks run under the guard ([`crate::work::guard`]): a hook dies with
+//!   its daemon (SIGKILL, OOM, panic), and one grace after its timeout even
+//!   while the daemon is frozen;
 //! - `on_lost` starts no later than this copy's leadership deadline, even if
 //!   the election task is stuck: the watcher keeps its own timer on the
 //!   deadline. A hook still running when leadership is lost is killed
@@ -319,8 +322,10 @@ async fn run_hook(
     guard: Option<&std::path::Path>,
 ) -> bool {
     let name = ev.kind.hook_name();
-    // Under the guard: a hook dies with its daemon, whatever kills it.
-    let mut cmd = procs::command(guard, &hook.command, HOOK_KILL_GRACE, Duration::ZERO);
+    // Under the guard: a hook dies with its daemon, whatever kills it, and
+    // its timeout holds (one grace late) even while the daemon is frozen.
+    let until = hook.timeout + HOOK_KILL_GRACE;
+    let mut cmd = procs::command(guard, &hook.command, HOOK_KILL_GRACE, until);
     cmd.env("S3_ELECTOR_EVENT", ev.kind.name())
         .env("S3_ELECTOR_ELECTION", election)
         .env("S3_ELECTOR_IDENTITY", identity)
@@ -410,10 +415,10 @@ async fn run_hook(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    pub(super) fn st(role: Role, leader: Option<&str>, term: u64, valid: bool) -> State {
+    pub(crate) fn st(role: Role, leader: Option<&str>, term: u64, valid: bool) -> State {
         State {
             role,
             identity: "me".into(),

@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Child;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -48,6 +48,20 @@ pub struct ChildSpec {
     pub kill_grace: Duration,
     pub election: String,
     pub identity: String,
+    /// `run --once`: the program runs one time. When it ends (or is stopped
+    /// because leadership ended) this is told how, and the supervisor
+    /// stops; `on_exit` does not apply.
+    pub once: Option<oneshot::Sender<Finished>>,
+}
+
+/// How a `run --once` program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// It exited by itself while this copy led: its exit code, or 128 + the
+    /// signal that ended it.
+    Exited(i32),
+    /// Leadership ended while it ran, and it was stopped.
+    Lost,
 }
 
 struct Running {
@@ -78,6 +92,10 @@ pub async fn run(
             if let Some(r) = running.take() {
                 stop(r, &spec, "leadership ended").await;
                 let _ = idle.send(true);
+                if let Some(once) = spec.once.take() {
+                    let _ = once.send(Finished::Lost);
+                    break;
+                }
             }
         } else if running.is_none() && now >= not_before {
             // Close the release barrier *before* deciding to start, then
@@ -142,6 +160,12 @@ pub async fn run(
                 procs::signal_group(r.pgid, nix::sys::signal::Signal::SIGKILL);
                 procs::unregister(r.pgid);
                 let _ = idle.send(true);
+                if let Some(once) = spec.once.take() {
+                    let code = status.map_or(1, exit_code);
+                    info!(code, term = r.term, "supervised program exited (run --once)");
+                    let _ = once.send(Finished::Exited(code));
+                    break;
+                }
                 match spec.on_exit {
                     ChildExit::Release => {
                         warn!(status = ?status, term = r.term, "supervised program exited; releasing leadership (child.on_exit: release)");
@@ -182,6 +206,12 @@ async fn heartbeat(r: &mut Running, until: Option<Instant>) {
     if matches!(wrote, Ok(Ok(()))) {
         r.sent_until = Some(until);
     }
+}
+
+/// An exit status as a shell reports it: the code, or 128 + the signal.
+pub fn exit_code(s: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
 
 async fn opt_sleep(at: Option<Instant>) {
@@ -322,6 +352,7 @@ pub(crate) mod tests {
                 kill_grace: Duration::from_millis(900),
                 election: "e".into(),
                 identity: "a".into(),
+                once: None,
             };
             let sup = tokio::spawn(run(
                 spec,

@@ -616,6 +616,11 @@ pub fn daemon_command(config: &Path) -> Command {
     let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        // scripts/leftovers finds whatever outlives the suite by it.
+        .env(
+            "S3E_SUITE",
+            std::env::var_os("S3E_SUITE").unwrap_or_default(),
+        )
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .env("AWS_EC2_METADATA_DISABLED", "true")

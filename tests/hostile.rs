@@ -264,3 +264,151 @@ fn an_http_flood_does_not_disturb_the_election() {
     );
     assert_eq!(get_json(port, "/leader").1["is_leader"], true);
 }
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 20: 200 connections that never send a byte and 100 that send a
+/// header byte every 200 ms, reopened as soon as they are closed (more than
+/// `http.max_connections`, 64): every health request is still answered, the
+/// metric counts the evictions, one warn line says so, and memory stays
+/// within the documented bound (about 40 KiB a connection).
+#[test]
+fn health_checks_are_answered_while_idle_and_slow_connections_hold_the_port() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    let sw = Seaweed::start();
+    sw.bucket("pressure");
+    let cfg = sw.config(sw.dir.path(), "pressure", "pressure", TIMING);
+    let d = Daemon::start("a", &cfg);
+    wait_single_leader(&[&d], Duration::from_secs(30));
+    let port = d.http_port;
+    let rss_before = rss_kib(d.pid());
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopened = Arc::new(AtomicU64::new(0));
+    let open = move || {
+        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_nonblocking(true).ok()?;
+        Some(s)
+    };
+    let attacker = {
+        let (stop, reopened) = (stop.clone(), reopened.clone());
+        std::thread::spawn(move || {
+            // (socket, slow): idle ones send nothing, slow ones a header
+            // byte per tick and never finish.
+            let mut socks: Vec<(Option<TcpStream>, bool)> =
+                (0..300).map(|i| (open(), i >= 200)).collect();
+            let mut sent_head = vec![false; socks.len()];
+            while !stop.load(Ordering::SeqCst) {
+                for (i, (s, slow)) in socks.iter_mut().enumerate() {
+                    let alive = s.as_mut().is_some_and(|s| {
+                        let mut b = [0u8; 64];
+                        let open = match s.read(&mut b) {
+                            Ok(0) => false,
+                            Ok(_) => true,
+                            Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+                        };
+                        let wrote = if *slow {
+                            let byte: &[u8] = if sent_head[i] {
+                                b"x"
+                            } else {
+                                b"GET / HTTP/1.1\r\nX-Slow: "
+                            };
+                            s.write(byte).is_ok()
+                        } else {
+                            true
+                        };
+                        open && wrote
+                    });
+                    if !alive {
+                        *s = open();
+                        sent_head[i] = false;
+                        reopened.fetch_add(1, Ordering::SeqCst);
+                    } else if *slow {
+                        sent_head[i] = true;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    // Let the pressure build: the table full, evictions going on.
+    until(
+        Duration::from_secs(30),
+        "the attack reopens evicted connections",
+        || reopened.load(Ordering::SeqCst) > 300,
+    );
+    let mut rss_peak = rss_kib(d.pid());
+    let mut worst = Duration::ZERO;
+    let mut took_all = Vec::new();
+    for path in ["/leader/health", "/healthz"] {
+        for i in 0..100 {
+            let t0 = Instant::now();
+            let (status, body) = http(port, "GET", path);
+            let took = t0.elapsed();
+            assert_eq!(status, 200, "{path} #{i}: {status} {body}");
+            worst = worst.max(took);
+            took_all.push(took);
+            rss_peak = rss_peak.max(rss_kib(d.pid()));
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    attacker.join().unwrap();
+    took_all.sort();
+    eprintln!(
+        "under pressure: 200 health requests, median {:?}, worst {:?}; {} reconnects; RSS {} -> {} KiB",
+        took_all[took_all.len() / 2],
+        worst,
+        reopened.load(Ordering::SeqCst),
+        rss_before,
+        rss_peak
+    );
+    // Generous: the figure goes in BENCHMARKS.md, not in a timed test.
+    assert!(
+        worst < Duration::from_secs(2),
+        "a health check took {worst:?}"
+    );
+    let (_, metrics) = http(port, "GET", "/metrics");
+    let shed = |reason: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "s3_elector_http_connections_shed_total{{reason=\"{reason}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(shed("evicted_fresh") > 0, "{metrics}");
+    let warns = d
+        .events()
+        .iter()
+        .filter(|e| e.event() == "http_connections_shed")
+        .count();
+    assert_eq!(
+        warns,
+        1,
+        "one warn line within the minute: {}",
+        d.log_text()
+    );
+    // 64 connections at about 40 KiB each, with room for the allocator.
+    assert!(
+        rss_peak.saturating_sub(rss_before) < 6 * 1024,
+        "RSS grew from {rss_before} to {rss_peak} KiB"
+    );
+    assert!(
+        !d.events().iter().any(|e| e.event() == "lost"),
+        "{}",
+        d.log_text()
+    );
+}

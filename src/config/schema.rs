@@ -121,7 +121,14 @@ pub struct HttpConfig {
     /// Connections served at once; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Time a client gets to send its request head.
+    /// Time a new connection gets to send its first complete request head
+    /// (short: a connection that sends nothing holds a slot for no one).
+    #[serde(
+        default = "default_first_request_timeout",
+        deserialize_with = "de_duration"
+    )]
+    pub first_request_timeout: Duration,
+    /// Time a keep-alive connection gets to send each later request head.
     #[serde(default = "default_header_timeout", deserialize_with = "de_duration")]
     pub header_timeout: Duration,
 }
@@ -135,6 +142,7 @@ impl Default for HttpConfig {
             step_down: false,
             wake: true,
             max_connections: default_max_connections(),
+            first_request_timeout: default_first_request_timeout(),
             header_timeout: default_header_timeout(),
         }
     }
@@ -156,6 +164,9 @@ pub fn default_listen() -> String {
 }
 fn default_max_connections() -> usize {
     64
+}
+fn default_first_request_timeout() -> Duration {
+    Duration::from_secs(1)
 }
 fn default_header_timeout() -> Duration {
     Duration::from_secs(5)
@@ -388,6 +399,7 @@ pub(super) const HTTP_KEYS: &[&str] = &[
     "step_down",
     "wake",
     "max_connections",
+    "first_request_timeout",
     "header_timeout",
 ];
 pub(super) const HOOKS_KEYS: &[&str] = &[

@@ -174,6 +174,9 @@ impl Config {
             if self.http.header_timeout.is_zero() {
                 add("http.header_timeout", "must be more than 0s".into());
             }
+            if self.http.first_request_timeout.is_zero() {
+                add("http.first_request_timeout", "must be more than 0s".into());
+            }
         } else if self.http.step_down {
             add(
                 "http.step_down",

@@ -264,12 +264,15 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             health_margin: cfg.timing.retry_period,
             started,
         });
-        let (max, head) = (cfg.http.max_connections, cfg.http.header_timeout);
+        let limits = http::Limits {
+            max_connections: cfg.http.max_connections,
+            first_request_timeout: cfg.http.first_request_timeout,
+            header_timeout: cfg.http.header_timeout,
+        };
         rest.push(tokio::spawn(http::serve(
             l,
             ctx,
-            max,
-            head,
+            limits,
             stop_surfaces.clone(),
         )));
     }

@@ -15,10 +15,17 @@
 //! do is one extra read of the lease, and the election serves at most one
 //! wake-up read per quarter retry period, however many arrive.
 //!
-//! Limits: at most `max_connections` connections are served at once (more
-//! are closed at once), the request head must arrive within
-//! `header_timeout` and fit in 16 KiB, and a connection lives at most
-//! five minutes. Errors are JSON: `{"error": "...", "status": N}`.
+//! Limits ([`Limits`]): at most `max_connections` connections are served
+//! at once; past it a newcomer is served and the least useful connection
+//! closed instead (one with no complete request yet, else the longest
+//! idle; never one being answered: see [`conns`](crate::surfaces::conns)),
+//! so a prompt client is always answered. A new connection must send its
+//! first request head within `first_request_timeout`, later heads on a
+//! keep-alive connection within `header_timeout`; a head fits in 16 KiB,
+//! and a connection lives at most five minutes. Shed connections are
+//! counted (`s3_elector_http_connections_shed_total`) and logged at warn
+//! level at most once a minute. Errors are JSON: `{"error": "...",
+//! "status": N}`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,12 +39,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::lease::election::{Command, State};
+use crate::surfaces::conns::{Conns, Phase, Shed};
 use crate::surfaces::metrics::Metrics;
 use crate::surfaces::view::LeaderView;
 
@@ -61,20 +69,42 @@ pub struct Ctx {
     pub started: Instant,
 }
 
+/// The listener's limits (from `http.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; past it the least useful one is closed
+    /// for a newcomer ([`conns`](crate::surfaces::conns)).
+    pub max_connections: usize,
+    /// Time a new connection gets to send its first complete request head.
+    pub first_request_timeout: Duration,
+    /// Time a keep-alive connection gets to send each later request head.
+    pub header_timeout: Duration,
+}
+
+/// How often shed connections are reported in the log, at most.
+const SHED_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Serve until `shutdown`. `listener` is bound by the caller (tests bind
 /// port 0).
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Ctx>,
-    max_connections: usize,
-    header_timeout: Duration,
+    limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let table = Conns::new(limits.max_connections);
+    let mut shed_log = ShedLog::default();
+    let mut report = tokio::time::interval(SHED_LOG_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let (stream, peer) = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
+            _ = report.tick() => {
+                // Counts that came after the last line, a minute on.
+                shed_log.flush(Instant::now(), limits.max_connections);
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -84,36 +114,111 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            debug!(%peer, "too many connections; closing");
-            drop(stream);
-            continue;
+        let now = Instant::now();
+        let conn = match table.admit(now) {
+            Ok((conn, shed)) => {
+                if let Some(why) = shed {
+                    ctx.metrics.count_shed(why.label());
+                    shed_log.add(now, why, limits.max_connections);
+                }
+                Arc::new(conn)
+            }
+            Err(why) => {
+                ctx.metrics.count_shed(why.label());
+                shed_log.add(now, why, limits.max_connections);
+                drop(stream);
+                continue;
+            }
         };
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
+                .header_read_timeout(limits.header_timeout)
                 .max_buf_size(MAX_HEAD_BYTES);
-            let conn = builder.serve_connection(
+            let in_service = conn.clone();
+            let metrics = ctx.metrics.clone();
+            let served = builder.serve_connection(
                 TokioIo::new(stream),
                 hyper::service::service_fn(move |req| {
-                    let ctx = ctx.clone();
-                    async move { Ok::<_, Infallible>(handle(&ctx, req, peer).await) }
+                    let (ctx, conn) = (ctx.clone(), in_service.clone());
+                    async move {
+                        conn.set(Phase::Busy);
+                        let r = handle(&ctx, req, peer).await;
+                        conn.set(Phase::Idle(Instant::now()));
+                        Ok::<_, Infallible>(r)
+                    }
                 }),
             );
-            tokio::select! {
-                r = tokio::time::timeout(MAX_CONNECTION_LIFE, conn) => {
-                    if let Ok(Err(e)) = r {
-                        debug!(%peer, error = %e, "connection ended with an error");
+            let served = tokio::time::timeout(MAX_CONNECTION_LIFE, served);
+            tokio::pin!(served);
+            let first_deadline = tokio::time::sleep_until(now + limits.first_request_timeout);
+            tokio::pin!(first_deadline);
+            let mut watching_first = true;
+            loop {
+                tokio::select! {
+                    r = &mut served => {
+                        if let Ok(Err(e)) = r {
+                            debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = shutdown.cancelled() => break,
+                    _ = conn.closed.cancelled() => {
+                        debug!(%peer, "connection closed to make room for a newcomer");
+                        break;
+                    }
+                    _ = &mut first_deadline, if watching_first => {
+                        watching_first = false;
+                        if conn.phase() == Some(Phase::Fresh) {
+                            metrics.count_shed("first_request_timeout");
+                            debug!(%peer, "no complete request within http.first_request_timeout; closing");
+                            break;
+                        }
                     }
                 }
-                _ = shutdown.cancelled() => {}
             }
         });
+    }
+}
+
+/// Shed connections, reported at warn level at most once per
+/// [`SHED_LOG_EVERY`], with the counts since the last report.
+#[derive(Debug, Default)]
+struct ShedLog {
+    last: Option<Instant>,
+    pending: [u64; 3],
+}
+
+impl ShedLog {
+    fn add(&mut self, now: Instant, why: Shed, max: usize) {
+        self.pending[why as usize] += 1;
+        self.flush(now, max);
+    }
+
+    /// Log the counts since the last line, if any, unless a line was
+    /// logged less than a minute ago. True when it logged.
+    fn flush(&mut self, now: Instant, max: usize) -> bool {
+        let [fresh, idle, refused] = self.pending;
+        let due = self.last.is_none_or(|t| now >= t + SHED_LOG_EVERY);
+        if fresh + idle + refused == 0 || !due {
+            return false;
+        }
+        warn!(
+            event = "http_connections_shed",
+            evicted_fresh = fresh,
+            evicted_idle = idle,
+            refused,
+            max_connections = max,
+            "HTTP connections past http.max_connections: closed {} that had sent no request and {} idle keep-alive ones, refused {} (all busy); \
+             a client pooling connections or someone holding the port; at most one such line a minute",
+            fresh, idle, refused
+        );
+        self.pending = [0; 3];
+        self.last = Some(now);
+        true
     }
 }
 
@@ -268,5 +373,29 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
             }
         },
         _ => unreachable!("paths were matched above"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// At most one line a minute, each with the counts since the last one;
+    /// nothing to say, nothing logged.
+    #[test]
+    fn shed_connections_are_logged_at_most_once_a_minute() {
+        let t = Instant::now();
+        let mut log = ShedLog::default();
+        assert!(!log.flush(t, 64));
+        log.add(t, Shed::Fresh, 64);
+        assert_eq!(log.last, Some(t));
+        assert_eq!(log.pending, [0; 3]);
+        log.add(t + Duration::from_secs(1), Shed::Idle, 64);
+        log.add(t + Duration::from_secs(59), Shed::Refused, 64);
+        assert_eq!(log.pending, [0, 1, 1]);
+        assert!(!log.flush(t + Duration::from_secs(59), 64));
+        assert!(log.flush(t + SHED_LOG_EVERY, 64));
+        assert_eq!(log.pending, [0; 3]);
+        assert!(!log.flush(t + 3 * SHED_LOG_EVERY, 64));
     }
 }

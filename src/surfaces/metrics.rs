@@ -26,6 +26,11 @@ struct S3Labels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: &'static str,
+}
+
 /// All metrics of one daemon.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +41,7 @@ pub struct Metrics {
     transitions: Gauge,
     remaining: Gauge<f64, AtomicU64>,
     wakes: Counter,
+    http_shed: Family<ShedLabels, Counter>,
     /// Log lines dropped because stderr did not keep up; brought up to
     /// [`crate::surfaces::logging::dropped_lines`] at scrape time.
     log_dropped: Counter,
@@ -94,6 +100,12 @@ impl Metrics {
             "POST /wake requests received (each causes at most one rate-limited read)",
             wakes.clone(),
         );
+        let http_shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "http_connections_shed",
+            "HTTP connections closed to keep the endpoint answering: evicted_fresh (no complete request yet) or evicted_idle (longest-idle keep-alive) for a newcomer past http.max_connections, refused (all busy), first_request_timeout",
+            http_shed.clone(),
+        );
         let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -102,6 +114,7 @@ impl Metrics {
         );
         Metrics {
             wakes,
+            http_shed,
             log_dropped,
             registry,
             s3_requests,
@@ -118,6 +131,11 @@ impl Metrics {
         self.s3_requests
             .get_or_create(&S3Labels { operation, outcome })
             .inc();
+    }
+
+    /// Count one HTTP connection shed (`reason`: see the metric's help).
+    pub fn count_shed(&self, reason: &'static str) {
+        self.http_shed.get_or_create(&ShedLabels { reason }).inc();
     }
 
     pub fn count_wake(&self) {

@@ -2,6 +2,7 @@
 //! surface subscribes to the published [`State`](crate::lease::election::State)
 //! and never talks to the store, so no surface can slow the election down.
 
+pub mod conns;
 pub mod http;
 pub mod logging;
 pub mod metrics;

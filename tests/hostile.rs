@@ -288,11 +288,27 @@ fn health_checks_are_answered_while_idle_and_slow_connections_hold_the_port() {
     use std::sync::Arc;
     let sw = Seaweed::start();
     sw.bucket("pressure");
-    let cfg = sw.config(sw.dir.path(), "pressure", "pressure", TIMING);
+    // Keep-alive heads get 30 s: only the first-request deadline (1 s by
+    // default) can close a silent connection sooner.
+    let extra = format!("{TIMING}http:\n  header_timeout: 30s\n");
+    let cfg = sw.config(sw.dir.path(), "pressure", "pressure", &extra);
     let d = Daemon::start("a", &cfg);
     wait_single_leader(&[&d], Duration::from_secs(30));
     let port = d.http_port;
     let rss_before = rss_kib(d.pid());
+    // A connection that sends nothing is closed at the first-request
+    // deadline, long before the keep-alive one.
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let t0 = Instant::now();
+    let r = silent.read(&mut [0u8; 16]);
+    assert!(
+        matches!(r, Ok(0)) && t0.elapsed() < Duration::from_secs(15),
+        "a silent connection was not closed at http.first_request_timeout: {r:?} after {:?}",
+        t0.elapsed()
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let reopened = Arc::new(AtomicU64::new(0));
     let open = move || {
@@ -390,6 +406,7 @@ fn health_checks_are_answered_while_idle_and_slow_connections_hold_the_port() {
             .unwrap_or(0)
     };
     assert!(shed("evicted_fresh") > 0, "{metrics}");
+    assert!(shed("first_request_timeout") > 0, "{metrics}");
     let warns = d
         .events()
         .iter()

@@ -103,6 +103,45 @@ ensure_chart_tools() {
   PY="$TOOLS/venv/bin/python"
 }
 
+# The chart renderer (helm/tools/render): Go's text/template and sprig, the
+# engine helm uses, from Debian's packages, built offline in GOPATH mode.
+# Debian installs sprig and semver without their module paths' /v3, so a
+# private GOPATH under .tools/ links Debian's sources and adds
+# github.com/Masterminds/semver/v3 (which sprig imports). Sets RENDER.
+ensure_chart_renderer() {
+  local pkgs="golang-go golang-github-masterminds-sprig-dev golang-github-ghodss-yaml-dev golang-gopkg-yaml.v2-dev"
+  if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/github.com/Masterminds/sprig ] ||
+     [ ! -d /usr/share/gocode/src/github.com/ghodss/yaml ]; then
+    say "installing Go and sprig (Debian packages: $pkgs)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -q $pkgs >/dev/null 2>&1 ||
+      { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q $pkgs >/dev/null; } ||
+      die "cannot install $pkgs; install them (apt-get install $pkgs) and retry"
+  fi
+  local gp="$TOOLS/gopath" deb=/usr/share/gocode/src
+  RENDER="$TOOLS/helm-render"
+  if [ ! -x "$RENDER" ] || [ helm/tools/render/main.go -nt "$RENDER" ]; then
+    rm -rf "$gp"
+    mkdir -p "$gp/src/github.com/Masterminds/semver"
+    local d o
+    for d in "$deb"/*; do
+      [ "$(basename "$d")" = github.com ] || ln -s "$d" "$gp/src/$(basename "$d")"
+    done
+    for o in "$deb"/github.com/*; do
+      [ "$(basename "$o")" = Masterminds ] || ln -s "$o" "$gp/src/github.com/$(basename "$o")"
+    done
+    ln -s "$deb/github.com/Masterminds/sprig" "$gp/src/github.com/Masterminds/sprig"
+    ln -s "$deb/github.com/Masterminds/goutils" "$gp/src/github.com/Masterminds/goutils"
+    ln -s "$deb/github.com/Masterminds/semver" "$gp/src/github.com/Masterminds/semver/v3"
+    say "building the chart renderer (Go text/template + sprig)"
+    GO111MODULE=off GOPATH="$gp" GOCACHE="$TOOLS/gocache" GOPROXY=off \
+      go build -o "$RENDER" ./helm/tools/render/main.go ||
+      die "cannot build helm/tools/render"
+  fi
+}
+
 # libfaketime (Debian package faketime) for the clock tests.
 ensure_faketime() {
   local lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1

@@ -737,6 +737,42 @@ fn run_once_propagates_the_exit_code_and_releases() {
     let pid = read_num(&pid_file).expect("pid") as u32;
     assert!(!pid_alive(pid), "the program outlived its --once daemon");
 
+    // on_acquired fails: the run ends (79), the program never runs, and the
+    // lease is released (the next copy runs at once).
+    let hook_cfg = sw.config(
+        dir,
+        "once-hook",
+        "once",
+        &format!("{timing}hooks:\n  on_acquired:\n    command: [\"false\"]\n"),
+    );
+    let never = dir.join("never");
+    let mut g = Daemon::start_full(
+        "g",
+        &hook_cfg,
+        &[],
+        &["--once", "--", "touch", &never.display().to_string()],
+    );
+    assert_eq!(code(&mut g, 60), 79, "{}", g.log_text());
+    assert!(!never.exists(), "the program ran after on_acquired failed");
+
+    // Two runs with one identity (one host): --no-wait counts the other's
+    // record as another copy's.
+    let pid_file = dir.join("same.pid");
+    let mut h1 = once(
+        "same",
+        &[],
+        &format!("echo $$ > {}; exec sleep 60", pid_file.display()),
+    );
+    until(
+        Duration::from_secs(60),
+        "the first run's program runs",
+        || pid_file.exists(),
+    );
+    let mut h2 = once("same", &["--no-wait"], "exit 0");
+    assert_eq!(code(&mut h2, 60), 75, "{}", h2.log_text());
+    h1.signal("TERM");
+    assert_eq!(code(&mut h1, 60), 143, "{}", h1.log_text());
+
     // A stop signal before the program ends: stopped, released, exit 143.
     let pid_file = dir.join("stopped.pid");
     let mut f = once(

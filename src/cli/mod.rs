@@ -15,8 +15,8 @@
 //!   permission, no credentials, or it fails the conformance probe;
 //! - `run --once`: the program's own exit code (128 + n for signal n);
 //!   75 when `--no-wait` found another copy leading; 76 when leadership
-//!   ended while the program ran (it was stopped); 143 when stopped by a
-//!   signal first;
+//!   ended while the program ran (it was stopped); 79 when `on_acquired`
+//!   failed (the program did not run); 143 when stopped by a signal first;
 //! - 1: anything else.
 
 use std::path::PathBuf;
@@ -42,6 +42,8 @@ pub const EXIT_UNAVAILABLE: i32 = 69;
 pub const EXIT_OTHER_LEADS: i32 = 75;
 /// `run --once`: leadership ended while the program ran; it was stopped.
 pub const EXIT_LEADERSHIP_LOST: i32 = 76;
+/// `run --once`: `on_acquired` failed; the program did not run.
+pub const EXIT_HOOK_FAILED: i32 = 79;
 /// `run --once`: a stop signal came before the program ended (128 + SIGTERM).
 pub const EXIT_STOPPED: i32 = 143;
 
@@ -402,6 +404,7 @@ fn exit_code(ended: daemon::Ended, once: bool) -> i32 {
         daemon::Ended::Stopped => 0,
         daemon::Ended::Once(Finished::Exited(code)) => code,
         daemon::Ended::Once(Finished::Lost) => EXIT_LEADERSHIP_LOST,
+        daemon::Ended::Once(Finished::HookFailed) => EXIT_HOOK_FAILED,
         daemon::Ended::OtherLeads => EXIT_OTHER_LEADS,
     }
 }

@@ -37,11 +37,11 @@ pub use budget::StopBudget;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::lease::election::{Command, Election, Links, State};
@@ -50,6 +50,7 @@ use crate::lease::store::s3::{S3Store, SetupError};
 use crate::signals::Signal;
 use crate::surfaces::metrics::{MeteredStore, Metrics};
 use crate::surfaces::{http, logging, notify, status_file};
+use crate::work::supervisor::OnceEvent;
 use crate::work::{hooks, procs, supervisor};
 
 pub use steps::target;
@@ -85,9 +86,9 @@ pub struct Once {
 /// How the daemon ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
-    /// A stop signal (or, with `--once`, a stop before the program ended).
+    /// A stop signal (or, with `--once`, a stop before the run ended).
     Stopped,
-    /// `--once`: the program ran, and ended as said.
+    /// `--once`: the run ended as said.
     Once(supervisor::Finished),
     /// `--once --no-wait`: another live copy leads; the program never ran.
     OtherLeads,
@@ -117,26 +118,41 @@ pub async fn run(s: Settings, mut signals: Signals) -> Result<Ended, DaemonError
     let Some(mut running) = start(s, &mut signals).await? else {
         return Ok(Ended::Stopped); // stopped before joining
     };
-    let mut finished = running.finished.take();
+    let mut once = running.once.take();
     let mut state = running.state.clone();
+    // With --once: the program has started, so only its end decides.
+    let mut started = false;
     let ended = loop {
         tokio::select! {
+            // The run's own outcome first: a stop signal arriving at the
+            // same moment does not hide the program's exit code.
+            biased;
+            ev = async { once.as_mut().expect("checked by the guard").recv().await }, if once.is_some() => match ev {
+                Some(OnceEvent::Started) => started = true,
+                Some(OnceEvent::Ended(f)) => break Ended::Once(f),
+                None => once = None,
+            },
             // Until a stop signal (or the signal thread is gone).
             sig = signals.recv() => match sig {
                 Some(Signal::StepDown) => running.step_down("SIGUSR1").await,
                 _ => break Ended::Stopped,
             },
-            f = async { finished.as_mut().expect("checked by the guard").await }, if finished.is_some() => {
-                break f.map_or(Ended::Stopped, Ended::Once);
-            }
-            _ = steps::another_leads(&mut state, &identity, lease), if no_wait => {
+            _ = steps::another_leads(&mut state, &identity, lease), if no_wait && !started => {
                 info!(event = "not_run", leader = state.borrow().leader.as_deref().unwrap_or(""),
                     "another copy leads; not running the program (run --once --no-wait)");
                 break Ended::OtherLeads;
             }
         }
     };
-    running.shutdown().await.map(|()| ended)
+    match running.shutdown().await {
+        Ok(()) => Ok(ended),
+        // The run's outcome stands (the stop's own trouble is logged).
+        Err(e) if ended != Ended::Stopped => {
+            warn!(error = %e, "the stop after the run was not clean");
+            Ok(ended)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The running daemon: its tasks, and the two tokens that stop them.
@@ -157,8 +173,8 @@ pub struct Running {
     budget: StopBudget,
     /// The election's state.
     state: watch::Receiver<State>,
-    /// `--once`: told how the program ended.
-    finished: Option<oneshot::Receiver<supervisor::Finished>>,
+    /// `--once`: told when the program starts and how the run ends.
+    once: Option<mpsc::UnboundedReceiver<OnceEvent>>,
 }
 
 /// Start every task, in the order the module docs give. `Ok(None)`: a stop
@@ -214,9 +230,9 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     // for on_acquired to succeed, when there is one.
     let (acquired_tx, acquired_rx) = watch::channel(0u64);
     let ordered = !program.is_empty() && cfg.hooks.on_acquired.is_some();
-    let (finished_tx, finished) = match once {
+    let (once_tx, once_rx) = match once {
         Some(_) => {
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(rx))
         }
         None => (None, None),
@@ -230,7 +246,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             kill_grace: cfg.child_kill_grace(),
             election: cfg.election.clone(),
             identity: identity.clone(),
-            once: finished_tx,
+            once: once_tx.clone(),
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_election.clone());
         tokio::spawn(supervisor::run(spec, state, idle_tx, commands, stop))
@@ -243,6 +259,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             guard: Some(GUARD.into()),
             acquired: ordered.then_some(acquired_tx),
             idle: Some(hooks_idle_tx),
+            once: once_tx,
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_surfaces.clone());
         tokio::spawn(hooks::run(spec, state, commands, stop))
@@ -326,7 +343,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         rest,
         budget,
         state,
-        finished,
+        once: once_rx,
     }))
 }
 
@@ -438,7 +455,7 @@ mod tests {
                 Links::default(),
             )
             .subscribe(),
-            finished: None,
+            once: None,
             budget: StopBudget {
                 program: Duration::ZERO,
                 release: Duration::from_secs(2),

@@ -183,24 +183,22 @@ pub fn registry_settings(
 }
 
 /// `run --once --no-wait`: resolves once the lease is seen held by another
-/// copy that looks alive ([`other_holder_live`]); never once this copy has
-/// led (its program's end decides then).
+/// copy that looks alive ([`other_holder_live`]). The caller stops asking
+/// once its program has started.
 pub async fn another_leads(rx: &mut watch::Receiver<State>, identity: &str, lease: Duration) {
     loop {
-        {
-            let s = rx.borrow_and_update();
-            if s.role == Role::Leader {
-                break;
-            }
-            if other_holder_live(&s, identity, lease, std::time::SystemTime::now()) {
-                return;
-            }
+        if other_holder_live(
+            &rx.borrow_and_update(),
+            identity,
+            lease,
+            std::time::SystemTime::now(),
+        ) {
+            return;
         }
         if rx.changed().await.is_err() {
-            break;
+            std::future::pending::<()>().await;
         }
     }
-    std::future::pending().await
 }
 
 /// Whether the lease, as last read, is held by another copy that looks
@@ -208,14 +206,18 @@ pub async fn another_leads(rx: &mut watch::Receiver<State>, identity: &str, leas
 /// wall clock. The wall clock only decides whether `--no-wait` *waits* (a
 /// record left by a crashed holder is taken over, by the usual rule, after
 /// a full lease on our own clock); it never decides a takeover. A record
-/// without a readable renewal time counts as alive.
+/// without a readable renewal time counts as alive. A record naming this
+/// copy's identity while this copy does not lead was written by another
+/// process with the same identity (two cron runs on one host), so it counts
+/// too.
 pub fn other_holder_live(
     s: &State,
     identity: &str,
     lease: Duration,
     now: std::time::SystemTime,
 ) -> bool {
-    if !s.ready || s.leader.as_deref().is_none_or(|l| l == identity) {
+    let ours = s.role == Role::Leader && s.leader.as_deref() == Some(identity);
+    if !s.ready || s.leader.is_none() || ours {
         return false;
     }
     let renewed = s
@@ -256,6 +258,11 @@ mod tests {
         let mut nobody = at(1);
         nobody.leader = None;
         assert!(!other_holder_live(&nobody, "me", lease, now));
-        assert!(!other_holder_live(&at(1), "other", lease, now));
+        // Our identity: ours only while we lead; else another process's.
+        assert!(other_holder_live(&at(1), "other", lease, now));
+        let mut leading = at(1);
+        leading.role = Role::Leader;
+        assert!(!other_holder_live(&leading, "other", lease, now));
+        assert!(other_holder_live(&leading, "me", lease, now));
     }
 }

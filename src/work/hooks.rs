@@ -15,8 +15,9 @@
 //!   (SIGKILL to its group, no grace), since it may not overlap `on_lost`,
 //!   and hooks queued but not started are dropped, so `on_lost` runs next.
 //!   `on_lost` itself is never cut short by a later loss;
-//! - `on_acquired` starts only while the leadership it is about lasts (same
-//!   term, deadline not passed), checked right before it starts;
+//! - `on_acquired`, and `on_leader_changed` naming this copy, start only
+//!   while the leadership they are about lasts (same term, deadline not
+//!   passed), checked right before they start;
 //! - every hook but `on_lost` holds the release barrier closed while it
 //!   runs (closed before the check above): a graceful release writes only
 //!   once such a hook is dead, so none outlives the leadership it was
@@ -40,6 +41,7 @@ use tracing::{error, info, warn};
 use crate::config::{FailurePolicy, Hook, HooksConfig};
 use crate::lease::election::{Command, Role, State};
 use crate::work::procs;
+use crate::work::supervisor::{Finished, OnceEvent};
 
 /// Longest hook output line kept in the log.
 /// SIGTERM-to-SIGKILL grace for a hook at its timeout.
@@ -172,6 +174,9 @@ pub struct HooksSpec {
     /// release waits for it, so no hook started while leading outlives the
     /// leadership it was about.
     pub idle: Option<watch::Sender<bool>>,
+    /// `run --once`: told when `on_acquired` fails by itself (not when it
+    /// is killed because leadership ended), which ends the run.
+    pub once: Option<mpsc::UnboundedSender<OnceEvent>>,
 }
 
 /// Run hooks for the events of `rx` until `shutdown`.
@@ -188,6 +193,7 @@ pub async fn run(
         guard,
         acquired,
         idle,
+        once,
     } = spec;
     let set_idle = move |v: bool| {
         if let Some(i) = &idle {
@@ -235,19 +241,31 @@ pub async fn run(
                     let s = state.borrow();
                     s.is_leader(Instant::now()) && s.term == ev.term
                 };
-                let skip = ev.kind == EventKind::Acquired && !current;
+                // So is on_leader_changed naming this copy: it would tell
+                // the hook "we lead" after a release passed the barrier.
+                let about_us = ev.kind == EventKind::Acquired
+                    || (ev.kind == EventKind::LeaderChanged
+                        && ev.leader.as_deref() == Some(identity.as_str()));
+                let skip = about_us && !current;
                 if skip && hook.is_some() {
                     info!(
                         term = ev.term,
-                        "not running on_acquired: that leadership is already over"
+                        hook = ev.kind.hook_name(),
+                        "not running the hook: the leadership it is about is already over"
                     );
                 }
+                let preempted = token.clone();
                 let ok = match hook {
                     Some(hook) if !skip => {
                         run_hook(hook, &ev, &election, &identity, token, guard.as_deref()).await
                     }
                     _ => true,
                 };
+                if ev.kind == EventKind::Acquired && !ok && !preempted.is_cancelled() {
+                    if let Some(o) = &once {
+                        let _ = o.send(OnceEvent::Ended(Finished::HookFailed));
+                    }
+                }
                 lock(&sched).running = None;
                 set_idle(true);
                 if ev.kind == EventKind::Acquired && ok && !skip {
@@ -519,6 +537,7 @@ mod races {
             guard: None,
             acquired: None,
             idle: None,
+            once: None,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         // A follower: on_leader_changed (3 s) starts.
@@ -578,6 +597,7 @@ mod races {
             guard: None,
             acquired: None,
             idle: Some(idle_tx),
+            once: None,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         let pid_in = |p: std::path::PathBuf| async move {

@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::Child;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -48,20 +48,32 @@ pub struct ChildSpec {
     pub kill_grace: Duration,
     pub election: String,
     pub identity: String,
-    /// `run --once`: the program runs one time. When it ends (or is stopped
-    /// because leadership ended) this is told how, and the supervisor
-    /// stops; `on_exit` does not apply.
-    pub once: Option<oneshot::Sender<Finished>>,
+    /// `run --once`: the program runs one time. This is told when it
+    /// starts, and when it ends (or is stopped because leadership ended);
+    /// the supervisor then stops, and `on_exit` does not apply.
+    pub once: Option<mpsc::UnboundedSender<OnceEvent>>,
 }
 
-/// How a `run --once` program ended.
+/// What a `run --once` daemon learns from its leader-only work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnceEvent {
+    /// The program started: from now on only its end decides the outcome.
+    Started,
+    /// The run is over.
+    Ended(Finished),
+}
+
+/// How a `run --once` run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Finished {
-    /// It exited by itself while this copy led: its exit code, or 128 + the
-    /// signal that ended it.
+    /// The program exited by itself while this copy led: its exit code, or
+    /// 128 + the signal that ended it.
     Exited(i32),
-    /// Leadership ended while it ran, and it was stopped.
+    /// Leadership ended while the program ran, and it was stopped.
     Lost,
+    /// `on_acquired` failed (non-zero exit or timeout): the program did not
+    /// start.
+    HookFailed,
 }
 
 struct Running {
@@ -93,7 +105,7 @@ pub async fn run(
                 stop(r, &spec, "leadership ended").await;
                 let _ = idle.send(true);
                 if let Some(once) = spec.once.take() {
-                    let _ = once.send(Finished::Lost);
+                    let _ = once.send(OnceEvent::Ended(Finished::Lost));
                     break;
                 }
             }
@@ -125,6 +137,9 @@ pub async fn run(
             match start(&spec, &state) {
                 Ok(r) => {
                     running = Some(r);
+                    if let Some(once) = &spec.once {
+                        let _ = once.send(OnceEvent::Started);
+                    }
                 }
                 Err(e) => {
                     let _ = idle.send(true);
@@ -163,7 +178,7 @@ pub async fn run(
                 if let Some(once) = spec.once.take() {
                     let code = status.map_or(1, exit_code);
                     info!(code, term = r.term, "supervised program exited (run --once)");
-                    let _ = once.send(Finished::Exited(code));
+                    let _ = once.send(OnceEvent::Ended(Finished::Exited(code)));
                     break;
                 }
                 match spec.on_exit {

@@ -565,17 +565,19 @@ fn a_killed_daemon_takes_its_running_hook_with_it() {
     a.kill();
 }
 
-/// A hook running when its daemon freezes (SIGSTOP) still ends by its
-/// timeout: the guard enforces it (one grace late) when the daemon cannot.
+/// A hook about this copy's leadership (`on_acquired`, timeout 120 s)
+/// running when its daemon freezes (SIGSTOP) is stopped by its guard at the
+/// leadership deadline, like the program: dead before another copy could
+/// take the lease (`lease_duration` after the last renewal).
 #[test]
-fn a_frozen_daemon_s_hook_still_ends_by_its_timeout() {
+fn a_frozen_daemon_s_leader_hook_ends_at_its_leadership_deadline() {
     let sw = Seaweed::start();
     sw.bucket("hookfrozen");
     let dir = sw.dir.path();
     let pid_file = dir.join("hook.pid");
     let extra = format!(
-        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n\
-         hooks:\n  on_acquired:\n    command: [\"sh\", \"-c\", \"echo $$ > {p}; exec sleep 60\"]\n    timeout: 2s\n",
+        "timing:\n  lease_duration: 6s\n  renew_deadline: 4s\n  retry_period: 1s\nregistry:\n  enabled: false\n\
+         hooks:\n  on_acquired:\n    command: [\"sh\", \"-c\", \"echo $$ > {p}; exec sleep 600\"]\n    timeout: 120s\n",
         p = pid_file.display()
     );
     let cfg = sw.config(dir, "hookfrozen", "hookfrozen", &extra);
@@ -584,6 +586,9 @@ fn a_frozen_daemon_s_hook_still_ends_by_its_timeout() {
         read_num(&pid_file).is_some()
     });
     let hook = read_num(&pid_file).unwrap() as u32;
+    // Let a few renewals extend the guard's deadline first.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(pid_alive(hook), "the hook died while its daemon renewed");
     a.signal("STOP");
     let frozen = Instant::now();
     let ended = wait_for(Duration::from_secs(30), || !pid_alive(hook));
@@ -591,9 +596,10 @@ fn a_frozen_daemon_s_hook_still_ends_by_its_timeout() {
     a.signal("CONT");
     a.kill();
     assert!(ended, "the hook of a frozen daemon ran past 30 s");
-    // Timeout 2 s + grace 2 s (the guard's TERM), and the hook dies of it.
+    // Deadline at most 4 s after the freeze, then a 1 s grace: well before
+    // another copy could take over (6 s after the last renewal).
     assert!(
-        took < Duration::from_secs(10),
+        took < Duration::from_secs(6),
         "the hook ran {took:?} after the freeze"
     );
 }

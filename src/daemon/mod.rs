@@ -260,6 +260,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             acquired: ordered.then_some(acquired_tx),
             idle: Some(hooks_idle_tx),
             once: once_tx,
+            kill_grace: cfg.child_kill_grace(),
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_surfaces.clone());
         tokio::spawn(hooks::run(spec, state, commands, stop))

@@ -7,8 +7,11 @@
 //!   at its timeout the whole group gets SIGTERM, then SIGKILL; members of
 //!   the group still alive when the hook exits are killed too;
 //! - hooks run under the guard ([`crate::work::guard`]): a hook dies with
-//!   its daemon (SIGKILL, OOM, panic), and one grace after its timeout even
-//!   while the daemon is frozen;
+//!   its daemon (SIGKILL, OOM, panic). While the daemon is frozen, a hook
+//!   about this copy's leadership (`on_acquired`, `on_leader_changed`
+//!   naming us) is stopped at the leadership deadline (its guard is told
+//!   the deadline after each renewal, with `child.kill_grace` as its grace),
+//!   any other hook one grace after its timeout;
 //! - `on_lost` starts no later than this copy's leadership deadline, even if
 //!   the election task is stuck: the watcher keeps its own timer on the
 //!   deadline. A hook still running when leadership is lost is killed
@@ -177,6 +180,10 @@ pub struct HooksSpec {
     /// `run --once`: told when `on_acquired` fails by itself (not when it
     /// is killed because leadership ended), which ends the run.
     pub once: Option<mpsc::UnboundedSender<OnceEvent>>,
+    /// The guard's SIGTERM-to-SIGKILL grace for a hook about this copy's
+    /// leadership (`child.kill_grace`, shorter than the time between our
+    /// deadline and another copy's takeover).
+    pub kill_grace: Duration,
 }
 
 /// Run hooks for the events of `rx` until `shutdown`.
@@ -194,6 +201,7 @@ pub async fn run(
         acquired,
         idle,
         once,
+        kill_grace,
     } = spec;
     let set_idle = move |v: bool| {
         if let Some(i) = &idle {
@@ -255,9 +263,18 @@ pub async fn run(
                     );
                 }
                 let preempted = token.clone();
+                // A hook about our leadership is guarded by its deadline.
+                let leading = about_us.then(|| (state.clone(), kill_grace));
                 let ok = match hook {
                     Some(hook) if !skip => {
-                        run_hook(hook, &ev, &election, &identity, token, guard.as_deref()).await
+                        let run = HookRun {
+                            ev: &ev,
+                            election: &election,
+                            identity: &identity,
+                            guard: guard.as_deref(),
+                            leading,
+                        };
+                        run_hook(hook, run, token).await
                     }
                     _ => true,
                 };
@@ -331,19 +348,43 @@ pub async fn run(
 }
 
 /// Run one hook to completion (or timeout/preemption). True on exit 0.
-async fn run_hook(
-    hook: &Hook,
-    ev: &Event,
-    election: &str,
-    identity: &str,
-    preempt: CancellationToken,
-    guard: Option<&std::path::Path>,
-) -> bool {
+/// One hook to run, and what it is run with.
+struct HookRun<'a> {
+    ev: &'a Event,
+    election: &'a str,
+    identity: &'a str,
+    guard: Option<&'a std::path::Path>,
+    /// For a hook about this copy's leadership: the state (its deadline)
+    /// and the guard's grace, which fits in `lease_duration − renew_deadline`.
+    leading: Option<(watch::Receiver<State>, Duration)>,
+}
+
+async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> bool {
+    let HookRun {
+        ev,
+        election,
+        identity,
+        guard,
+        mut leading,
+    } = run;
     let name = ev.kind.hook_name();
-    // Under the guard: a hook dies with its daemon, whatever kills it, and
-    // its timeout holds (one grace late) even while the daemon is frozen.
-    let until = hook.timeout + HOOK_KILL_GRACE;
-    let mut cmd = procs::command(guard, &hook.command, HOOK_KILL_GRACE, until);
+    // Under the guard: a hook dies with its daemon, whatever kills it. A
+    // hook about our leadership is stopped by its guard at the leadership
+    // deadline when the daemon is frozen (told after each renewal, as the
+    // program's guard is); any other hook one grace after its timeout.
+    let (grace, until) = match &leading {
+        Some((rx, grace)) => {
+            let left = rx.borrow().valid_until.map_or(Duration::ZERO, |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            (
+                (*grace).min(HOOK_KILL_GRACE),
+                left.max(Duration::from_millis(1)),
+            )
+        }
+        None => (HOOK_KILL_GRACE, hook.timeout + HOOK_KILL_GRACE),
+    };
+    let mut cmd = procs::command(guard, &hook.command, grace, until);
     cmd.env("S3_ELECTOR_EVENT", ev.kind.name())
         .env("S3_ELECTOR_ELECTION", election)
         .env("S3_ELECTOR_IDENTITY", identity)
@@ -375,7 +416,7 @@ async fn run_hook(
     crate::work::procs::register(pgid);
     // The guard's pipe: open for as long as this hook is ours (tokio's
     // `wait` would close it, and the guard would take that for our death).
-    let _guard_pipe = child.stdin.take();
+    let mut guard_pipe = child.stdin.take();
     info!(hook = name, pid, term = ev.term, "hook started");
     let out = child
         .stdout
@@ -385,29 +426,46 @@ async fn run_hook(
         .stderr
         .take()
         .map(|e| tokio::spawn(procs::forward(e, name, "stderr")));
-    let status = tokio::select! {
-        r = child.wait() => {
-            // Members of its group that outlive the hook are killed.
-            crate::work::procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-            crate::work::procs::unregister(pgid);
-            r.ok()
-        }
-        _ = tokio::time::sleep(hook.timeout) => {
-            procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE, || {
-                warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
-            })
-            .await;
-            None
-        }
-        _ = preempt.cancelled() => {
-            // on_lost must start by the deadline and never overlap: no grace.
-            procs::stop_group(&mut child, pgid, Duration::ZERO, || {
-                warn!(hook = name, "leadership lost while the hook ran; killed it so on_lost can run");
-            })
-            .await;
-            None
+    let timeout_at = Instant::now() + hook.timeout;
+    let status = loop {
+        tokio::select! {
+            r = child.wait() => {
+                // Members of its group that outlive the hook are killed.
+                crate::work::procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+                crate::work::procs::unregister(pgid);
+                break r.ok();
+            }
+            _ = sleep_until(timeout_at) => {
+                procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE, || {
+                    warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
+                })
+                .await;
+                break None;
+            }
+            _ = preempt.cancelled() => {
+                // on_lost must start by the deadline and never overlap: no grace.
+                procs::stop_group(&mut child, pgid, Duration::ZERO, || {
+                    warn!(hook = name, "leadership lost while the hook ran; killed it so on_lost can run");
+                })
+                .await;
+                break None;
+            }
+            // A renewal: tell the guard the new deadline.
+            changed = async { leading.as_mut().expect("checked by the guard").0.changed().await }, if leading.is_some() => {
+                let until = leading.as_mut().and_then(|(rx, _)| {
+                    let s = rx.borrow_and_update();
+                    s.valid_until.filter(|_| s.is_leader(Instant::now()))
+                });
+                if changed.is_err() {
+                    leading = None;
+                }
+                if let (Some(pipe), Some(until)) = (guard_pipe.as_mut(), until) {
+                    procs::tell_guard(pipe, until).await;
+                }
+            }
         }
     };
+    drop(guard_pipe);
     // Output pipes close when the group is dead; a process that left the
     // group may hold them open: wait at most HOOK_OUTPUT_DRAIN for both.
     let drain = tokio::time::Instant::now() + HOOK_OUTPUT_DRAIN;
@@ -538,6 +596,7 @@ mod races {
             acquired: None,
             idle: None,
             once: None,
+            kill_grace: Duration::from_millis(500),
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         // A follower: on_leader_changed (3 s) starts.
@@ -598,6 +657,7 @@ mod races {
             acquired: None,
             idle: Some(idle_tx),
             once: None,
+            kill_grace: Duration::from_millis(500),
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         let pid_in = |p: std::path::PathBuf| async move {

@@ -136,6 +136,23 @@ pub fn command(
     }
 }
 
+/// Tell a guard (on its stdin pipe) that the leadership it guards lasts
+/// until `until` now. True when written. A pipe to a live guard never stays
+/// full; the write is bounded anyway.
+pub async fn tell_guard(
+    pipe: &mut tokio::process::ChildStdin,
+    until: tokio::time::Instant,
+) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let left = until
+        .saturating_duration_since(tokio::time::Instant::now())
+        .as_millis();
+    let line = format!("until {left}\n");
+    let wrote =
+        tokio::time::timeout(Duration::from_millis(100), pipe.write_all(line.as_bytes())).await;
+    matches!(wrote, Ok(Ok(())))
+}
+
 /// Where `name` would be run from: a path (relative to `dir` when given) or
 /// a command searched in `PATH`, as `exec` does. Errors say what is wrong
 /// and what to do, so that `run` and `check` refuse a program or hook that

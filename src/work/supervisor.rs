@@ -206,19 +206,13 @@ pub async fn run(
 /// Tell the guard how long this leadership lasts now (after a renewal). A
 /// guard that is not told in time stops the program itself.
 async fn heartbeat(r: &mut Running, until: Option<Instant>) {
-    use tokio::io::AsyncWriteExt;
     let (Some(pipe), Some(until)) = (r.heartbeat.as_mut(), until) else {
         return;
     };
     if r.sent_until == Some(until) {
         return;
     }
-    let left = until.saturating_duration_since(Instant::now()).as_millis();
-    let line = format!("until {left}\n");
-    // A pipe to a live guard never stays full; bound it anyway.
-    let wrote =
-        tokio::time::timeout(Duration::from_millis(100), pipe.write_all(line.as_bytes())).await;
-    if matches!(wrote, Ok(Ok(()))) {
+    if procs::tell_guard(pipe, until).await {
         r.sent_until = Some(until);
     }
 }

@@ -52,8 +52,29 @@ impl Node {
     }
     async fn shutdown(self) {
         self.stop.cancel();
-        self.task.await.unwrap();
+        within(LONG, "the election stops", self.task).await.unwrap();
     }
+}
+
+/// The longest any wait in these tests may take (paused, virtual time): a
+/// mutant that breaks the election fails the test here instead of hanging.
+const LONG: Duration = Duration::from_secs(120);
+
+/// `f`, or a panic naming `what` once `limit` (virtual time) has passed.
+async fn within<F: std::future::Future>(limit: Duration, what: &str, f: F) -> F::Output {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("not within {limit:?}: {what}"))
+}
+
+/// Wait until the published state satisfies `f`, for at most [`LONG`].
+async fn until_state(rx: &mut watch::Receiver<State>, what: &str, f: impl Fn(&State) -> bool) {
+    within(LONG, what, async {
+        while !f(&rx.borrow_and_update()) {
+            rx.changed().await.expect("the election is running");
+        }
+    })
+    .await
 }
 
 fn start(store: &MemoryStore, id: &str) -> Node {
@@ -172,12 +193,7 @@ async fn steps_down_at_its_deadline_when_the_store_hangs() {
     }
     let mut rx = a.rx.clone();
     // Watch the role until it changes; note when.
-    loop {
-        rx.changed().await.unwrap();
-        if rx.borrow().role != Role::Leader {
-            break;
-        }
-    }
+    until_state(&mut rx, "the leader steps down", |s| s.role != Role::Leader).await;
     let lost_after = Instant::now() - acquired;
     assert!(
         lost_after <= RENEW,
@@ -243,9 +259,7 @@ async fn release_on_shutdown_lets_a_follower_in_at_its_next_poll() {
     assert_eq!(r.holder, "a");
     let released = Instant::now();
     let mut rx = b.rx.clone();
-    while !rx.borrow().is_leader(Instant::now()) {
-        rx.changed().await.unwrap();
-    }
+    until_state(&mut rx, "b leads", |s| s.is_leader(Instant::now())).await;
     assert!(
         Instant::now() - released <= RETRY,
         "took over at the next poll"
@@ -612,9 +626,7 @@ async fn a_later_successor_waits_its_rank_then_takes_a_lease_nobody_took() {
     settle().await;
     let seen = Instant::now();
     let mut rx = c.rx.clone();
-    while !rx.borrow().is_leader(Instant::now()) {
-        rx.changed().await.unwrap();
-    }
+    until_state(&mut rx, "c leads", |s| s.is_leader(Instant::now())).await;
     let waited = Instant::now() - seen;
     // Rank 1: one rank delay (200 ms here) after the release was seen.
     assert!(
@@ -1103,7 +1115,9 @@ async fn a_fresh_create_overtaken_by_another_create_and_a_deletion_does_not_lead
         gate: Arc::new(tokio::sync::Mutex::new(Some((arrived_tx, go_rx)))),
     };
     let b = spawn(gated, cfg("b"), Links::default());
-    arrived_rx.await.unwrap(); // B decided to create on "no floor"
+    within(LONG, "B reaches its floor create", arrived_rx)
+        .await
+        .unwrap(); // B decided to create on "no floor"
     let a = start(&store, "a");
     settle().await;
     assert!(a.leads(), "A leads term 1");

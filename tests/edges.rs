@@ -604,6 +604,65 @@ fn a_frozen_daemon_s_leader_hook_ends_at_its_leadership_deadline() {
     );
 }
 
+/// Descendants that left the process group (`setsid`) of a program that
+/// ignores SIGTERM, and of a hook killed at once when leadership ends, die
+/// with them: the daemon's SIGKILL spares the guard, which kills what was
+/// re-parented to it (review finding 2).
+#[test]
+fn descendants_that_left_the_group_die_with_the_program_and_the_hook() {
+    let sw = Seaweed::start();
+    sw.bucket("escape");
+    let dir = sw.dir.path();
+    let (prog_esc, hook_esc) = (dir.join("prog-escapee"), dir.join("hook-escapee"));
+    let extra = format!(
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n\
+         hooks:\n  on_acquired:\n    command: [\"sh\", \"-c\", \"setsid sh -c 'echo $$ > {h}; exec sleep 300' & sleep 300\"]\n    timeout: 120s\n  on_acquired_failure: keep\n",
+        h = hook_esc.display()
+    );
+    let cfg = sw.config(dir, "escape", "escape", &extra);
+    let program = format!(
+        "trap '' TERM; setsid sh -c 'echo $$ > {p}; exec sleep 300' & while :; do sleep 0.1; done",
+        p = prog_esc.display()
+    );
+    let mut a = Daemon::start_full("a", &cfg, &[], &["--", "sh", "-c", &program]);
+    // The hook runs first; the program starts after it (never, here: the
+    // hook sleeps), so step down once the hook's escapee is there, then
+    // check the program's case with on_acquired gone.
+    until(Duration::from_secs(60), "the hook's escapee runs", || {
+        read_num(&hook_esc).is_some()
+    });
+    let hook_pid = read_num(&hook_esc).unwrap() as u32;
+    a.signal("USR1");
+    let ended = wait_for(Duration::from_secs(5), || !pid_alive(hook_pid));
+    a.kill();
+    assert!(
+        ended,
+        "the hook's escapee (pid {hook_pid}) outlived the hook"
+    );
+
+    let cfg = sw.config(
+        dir,
+        "escape2",
+        "escape",
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\n",
+    );
+    let mut b = Daemon::start_full("b", &cfg, &[], &["--", "sh", "-c", &program]);
+    until(
+        Duration::from_secs(60),
+        "the program's escapee runs",
+        || read_num(&prog_esc).is_some(),
+    );
+    let prog_pid = read_num(&prog_esc).unwrap() as u32;
+    b.signal("USR1");
+    // kill_grace (0.5 s) for the TERM the program ignores, then the sweep.
+    let ended = wait_for(Duration::from_secs(5), || !pid_alive(prog_pid));
+    b.kill();
+    assert!(
+        ended,
+        "the program's escapee (pid {prog_pid}) outlived the program"
+    );
+}
+
 /// The program starts only after `on_acquired` exits 0 (an Elastic IP
 /// moved, a role promoted first); when `on_acquired` fails, it never starts.
 #[test]

@@ -20,8 +20,13 @@
 //!   ignores SIGTERM and SIGINT (the program gets them), waits for the
 //!   program and exits with its status (its exit code, or 128 + signal);
 //! - the guard is a child subreaper: a descendant that leaves the group
-//!   (`setsid`, double fork) is re-parented to the guard and killed when the
-//!   program ends or is stopped;
+//!   (`setsid`, double fork) is re-parented to the guard. When the program
+//!   ends or is stopped, the guard kills what is left of the group and
+//!   everything re-parented to it, again until nothing is left, before it
+//!   exits;
+//! - the daemon's SIGKILL spares the guard (it kills every other member of
+//!   the group), so the guard can do the above; a guard that has not exited
+//!   [`GUARD_SWEEP`](crate::work::procs::GUARD_SWEEP) later is killed too;
 //! - it checks its parent right after start: a daemon that died before the
 //!   guard could watch it means no program is started at all.
 
@@ -95,7 +100,7 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     let mut stopping: Option<Instant> = None;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            kill_orphans();
+            sweep(group);
             return crate::work::supervisor::exit_code(status);
         }
         let now = Instant::now();
@@ -112,8 +117,7 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
                 stopping = Some(now + grace);
             }
             Some(t) if now >= t => {
-                kill_orphans();
-                let _ = killpg(group, Signal::SIGKILL); // the guard too
+                sweep(group);
                 return 137;
             }
             _ => {}
@@ -124,32 +128,29 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     }
 }
 
-/// SIGKILL whatever was re-parented to the guard: descendants that left
-/// the group (members of the group are killed by whoever stops the group:
-/// the daemon once the guard has exited, or the guard's own final SIGKILL).
-fn kill_orphans() {
-    for pid in orphans_of(getpid()) {
-        let _ = kill(pid, Signal::SIGKILL);
+/// SIGKILL everything left of the program: the members of its group (but
+/// the guard) and every process re-parented to the guard (descendants that
+/// left the group: `setsid`, double fork), reaping them; again until none
+/// is left, since a process killed now may leave orphans of its own.
+fn sweep(group: Pid) {
+    use crate::work::procs::processes;
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let me = getpid().as_raw();
+    for _ in 0..100 {
+        let mut left = processes(|ppid, pgrp| pgrp == group.as_raw() || ppid == me);
+        left.retain(|&p| p != me);
+        for &pid in &left {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        // Reap whatever of ours has died (zombies are children too).
+        while let Ok(st) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            if st == WaitStatus::StillAlive {
+                break;
+            }
+        }
+        if left.is_empty() {
+            return;
+        }
+        std::thread::sleep(TICK);
     }
-}
-
-/// Children of `parent` (from /proc): after the program ended, only
-/// re-parented descendants are left.
-fn orphans_of(parent: Pid) -> Vec<Pid> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // pid (comm) state ppid ...: comm may hold spaces.
-                    let rest = &s[s.rfind(')')? + 2..];
-                    rest.split(' ').nth(1)?.parse::<i32>().ok()
-                })
-                .is_some_and(|ppid| ppid == parent.as_raw())
-        })
-        .map(Pid::from_raw)
-        .collect()
 }

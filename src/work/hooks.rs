@@ -436,7 +436,7 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
                 break r.ok();
             }
             _ = sleep_until(timeout_at) => {
-                procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE, || {
+                procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE, guard.is_some(), || {
                     warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
                 })
                 .await;
@@ -444,7 +444,7 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
             }
             _ = preempt.cancelled() => {
                 // on_lost must start by the deadline and never overlap: no grace.
-                procs::stop_group(&mut child, pgid, Duration::ZERO, || {
+                procs::stop_group(&mut child, pgid, Duration::ZERO, guard.is_some(), || {
                     warn!(hook = name, "leadership lost while the hook ran; killed it so on_lost can run");
                 })
                 .await;

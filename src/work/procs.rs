@@ -47,7 +47,13 @@ pub fn unregister(pgid: i32) {
         .remove(&pgid);
 }
 
-/// SIGKILL every registered group (used before an immediate exit).
+/// How long a guard gets, once its program's group is killed, to kill the
+/// descendants that left the group (re-parented to it) and exit.
+pub const GUARD_SWEEP: Duration = Duration::from_millis(300);
+
+/// SIGKILL every registered group (used before an immediate exit): first
+/// every member but the leader (the guard), so that each guard can kill
+/// what left its group; then, [`GUARD_SWEEP`] later, whole groups.
 pub fn kill_all_now() {
     let groups: Vec<i32> = registry()
         .lock()
@@ -55,9 +61,54 @@ pub fn kill_all_now() {
         .iter()
         .copied()
         .collect();
+    for &g in &groups {
+        kill_members(g, true);
+    }
+    if !groups.is_empty() {
+        std::thread::sleep(GUARD_SWEEP);
+    }
     for g in groups {
         signal_group(g, Signal::SIGKILL);
     }
+}
+
+/// SIGKILL every member of group `pgid`, except its leader when
+/// `spare_leader` (a guard, which then kills what left the group).
+pub fn kill_members(pgid: i32, spare_leader: bool) {
+    if pgid <= 1 {
+        return;
+    }
+    if !spare_leader {
+        signal_group(pgid, Signal::SIGKILL);
+        return;
+    }
+    for pid in processes(|_, pgrp| pgrp == pgid) {
+        if pid != pgid {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Pids of the processes whose (parent pid, process group) satisfy `f`,
+/// from /proc.
+pub fn processes(f: impl Fn(i32, i32) -> bool) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // pid (comm) state ppid pgrp ...: comm may hold spaces.
+                    let mut rest = s[s.rfind(')')? + 2..].split(' ');
+                    let ppid = rest.nth(1)?.parse::<i32>().ok()?;
+                    let pgrp = rest.next()?.parse::<i32>().ok()?;
+                    Some(f(ppid, pgrp))
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }
 
 /// Send `sig` to a whole group; a group that is already gone is fine.
@@ -76,26 +127,38 @@ pub fn signal_group(pgid: i32, sig: Signal) {
 /// Stop a child and its group: SIGTERM (SIGKILL at once when `grace` is
 /// zero), then `signalled()` (to log: after the signal, never before), wait
 /// up to `grace`, then SIGKILL. Returns once the child is reaped.
-/// Stragglers in the group get SIGKILL.
+/// Stragglers in the group get SIGKILL. When the child is a guard
+/// (`guarded`), the SIGKILL spares it: it kills the descendants that left
+/// the group and exits, or is killed [`GUARD_SWEEP`] later.
 pub async fn stop_group(
     child: &mut Child,
     pgid: i32,
     grace: Duration,
+    guarded: bool,
     signalled: impl FnOnce(),
 ) -> Option<std::process::ExitStatus> {
-    let first = if grace.is_zero() {
-        Signal::SIGKILL
+    if grace.is_zero() {
+        kill_members(pgid, guarded);
     } else {
-        Signal::SIGTERM
-    };
-    signal_group(pgid, first);
+        signal_group(pgid, Signal::SIGTERM);
+    }
     signalled();
     let status = match tokio::time::timeout(grace, child.wait()).await {
         Ok(r) => r.ok(),
         Err(_) => {
-            signal_group(pgid, Signal::SIGKILL);
-            child.wait().await.ok()
+            kill_members(pgid, guarded);
+            None
         }
+    };
+    let status = match status {
+        Some(s) => Some(s),
+        None => match tokio::time::timeout(GUARD_SWEEP, child.wait()).await {
+            Ok(r) => r.ok(),
+            Err(_) => {
+                signal_group(pgid, Signal::SIGKILL);
+                child.wait().await.ok()
+            }
+        },
     };
     // The leader may have exited while its children linger.
     signal_group(pgid, Signal::SIGKILL);
@@ -306,9 +369,11 @@ mod tests {
             let pgid = child.id().unwrap() as i32;
             tokio::time::sleep(Duration::from_millis(100)).await;
             let mut told = false;
-            let status = stop_group(&mut child, pgid, Duration::from_millis(300), || told = true)
-                .await
-                .expect("a status");
+            let status = stop_group(&mut child, pgid, Duration::from_millis(300), false, || {
+                told = true
+            })
+            .await
+            .expect("a status");
             assert!(told);
             assert_eq!(status.signal(), Some(signal), "{script}: {status:?}");
         }

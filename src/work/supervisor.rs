@@ -272,7 +272,7 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
 
 async fn stop(mut r: Running, spec: &ChildSpec, why: &str) {
     let (pid, term, grace) = (r.pgid, r.term, spec.kill_grace);
-    let status = procs::stop_group(&mut r.child, r.pgid, grace, || {
+    let status = procs::stop_group(&mut r.child, r.pgid, grace, spec.guard.is_some(), || {
         info!(
             pid,
             term,

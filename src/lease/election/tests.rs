@@ -1198,3 +1198,70 @@ async fn a_takeover_reserves_its_term_with_one_floor_write() {
     );
     b.shutdown().await;
 }
+
+/// The default successor spacing: a tenth of the retry period, within
+/// 20 ms and 250 ms.
+#[test]
+fn rank_delay_is_a_tenth_of_the_retry_period_within_bounds() {
+    let ms = Duration::from_millis;
+    assert_eq!(rank_delay_for(ms(1000)), ms(100));
+    assert_eq!(rank_delay_for(ms(2000)), ms(200));
+    assert_eq!(rank_delay_for(ms(100)), ms(20));
+    assert_eq!(rank_delay_for(ms(10_000)), ms(250));
+}
+
+/// Leadership ends exactly at the deadline, not a moment later.
+#[tokio::test(start_paused = true)]
+async fn leadership_ends_exactly_at_the_deadline() {
+    let store = MemoryStore::new();
+    let a = start(&store, "a");
+    settle().await;
+    let s = a.state();
+    let deadline = s.valid_until.expect("a leader has a deadline");
+    assert!(s.is_leader(deadline - Duration::from_nanos(1)));
+    assert!(!s.is_leader(deadline));
+    a.shutdown().await;
+}
+
+/// The one-line summary systemd's STATUS= and logs show, per role.
+#[test]
+fn the_summary_names_role_leader_and_term() {
+    let mut s = State::new(&cfg("me"));
+    assert_eq!(s.summary(), "starting");
+    s.role = Role::Leader;
+    s.term = 7;
+    assert_eq!(s.summary(), "leader, term 7");
+    s.role = Role::Follower;
+    s.leader = Some("b".into());
+    assert_eq!(s.summary(), "following b, term 7");
+    s.leader = None;
+    assert_eq!(s.summary(), "follower, no leader");
+    s.role = Role::Stopped;
+    assert_eq!(s.summary(), "stopped");
+}
+
+/// Wake-up reads: a burst of WAKE_BURST at once, then one per wake
+/// interval (a quarter retry period here: 500 ms), the bucket refilling
+/// with time and never above the burst.
+#[tokio::test(start_paused = true)]
+async fn wake_up_reads_are_a_token_bucket() {
+    let mut e = Election::new(MemoryStore::new(), cfg("a"), Links::default());
+    let interval = e.wake_interval();
+    assert_eq!(interval, RETRY / 4);
+    let t0 = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(e.wake_slot(t0), t0, "a burst of three at once");
+        e.take_wake_token(t0);
+    }
+    assert_eq!(e.wake_slot(t0), t0 + interval, "then one per interval");
+    // Half an interval later: half a token, the next one half an interval on.
+    let t1 = t0 + interval / 2;
+    assert_eq!(e.wake_slot(t1), t1 + interval / 2);
+    // A long quiet spell refills the bucket to the burst, not beyond.
+    let t2 = t1 + interval * 100;
+    for _ in 0..3 {
+        assert_eq!(e.wake_slot(t2), t2);
+        e.take_wake_token(t2);
+    }
+    assert_eq!(e.wake_slot(t2), t2 + interval);
+}

@@ -664,3 +664,95 @@ fn hostile_http_clients_do_not_disturb_the_election() {
         a.log_text()
     );
 }
+
+/// Each key of a JSON object line once; true when the line is one JSON
+/// object with unique keys (serde_json would silently keep the last).
+fn unique_keys(line: &str) -> bool {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct Keys;
+    impl<'de> Visitor<'de> for Keys {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<bool, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            let mut unique = true;
+            while let Some((k, _)) = m.next_entry::<String, serde::de::IgnoredAny>()? {
+                unique &= seen.insert(k);
+            }
+            Ok(unique)
+        }
+    }
+    serde_json::Deserializer::from_str(line)
+        .deserialize_map(Keys)
+        .unwrap_or(false)
+}
+
+/// What an operator reads (issue 14): no colour codes when stderr is not
+/// a terminal; JSON lines with unique keys; and a follower's INFO log says
+/// nothing about renewals it merely observed (only changes).
+#[test]
+fn logs_are_plain_unique_and_quiet_about_renewals() {
+    use std::io::Read;
+    let sw = Seaweed::start();
+    sw.bucket("quietlogs");
+    let cfg = sw.config(sw.dir.path(), "quietlogs", "quietlogs", TIMING);
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(60), "a leads", || a.says_leader());
+    // Two followers at INFO, as an operator runs them: text and JSON.
+    let run = |id: &str, format: &str| {
+        let mut cmd = daemon_command(&cfg);
+        cmd.args(["run"])
+            .env("S3_ELECTOR_IDENTITY", id)
+            .env(
+                "S3_ELECTOR_HTTP_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env("S3_ELECTOR_LOG", "info")
+            .env("S3_ELECTOR_LOG_FORMAT", format)
+            .env(
+                "S3E_TEST_OWNER",
+                format!("quietlogs-{id}-{}", std::process::id()),
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("start s3-elector")
+    };
+    let mut text = run("t", "text");
+    let mut json = run("j", "json");
+    // 10 renewal periods (retry 500 ms): 10 renewals observed by each.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut logs = Vec::new();
+    for c in [&mut text, &mut json] {
+        let _ = c.kill();
+        let _ = c.wait();
+        let mut out = String::new();
+        c.stderr.take().unwrap().read_to_string(&mut out).unwrap();
+        logs.push(out);
+    }
+    for id in ["t", "j"] {
+        sweep(&format!("quietlogs-{id}-{}", std::process::id()));
+    }
+    let (text, json) = (&logs[0], &logs[1]);
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in a non-TTY log:\n{text}"
+    );
+    assert!(text.contains("observed lease"), "{text}");
+    for (name, log) in [("text", text), ("json", json)] {
+        let observed = log.lines().filter(|l| l.contains("observed")).count();
+        assert!(
+            observed <= 2,
+            "{name}: {observed} 'observed' lines at INFO in 10 renewal periods:\n{log}"
+        );
+    }
+    for line in json.lines() {
+        assert!(
+            unique_keys(line),
+            "not one JSON object with unique keys: {line}"
+        );
+    }
+    assert!(json.contains("store conformance probe passed"), "{json}");
+}

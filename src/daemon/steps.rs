@@ -82,7 +82,7 @@ pub async fn probe_until_ready<S: LeaseStore>(
         };
         match attempt {
             Ok(r) => {
-                info!(target = %target(cfg), steps = r.steps.len(), "store conformance probe passed");
+                info!(lease = %target(cfg), steps = r.steps.len(), "store conformance probe passed");
                 if let Some(w) = r.cleanup_warning {
                     warn!("{w}");
                 }

@@ -863,12 +863,19 @@ impl<S: LeaseStore> Election<S> {
             }
             Seen::Record(r) => {
                 let who = if r.released { "released" } else { "held" };
-                if r.holder == self.cfg.identity && !self.wrote(&r.nonce) && !r.released {
-                    warn!(holder = %r.holder, term = r.term,
-                        "the lease names this copy's identity but was written by another process \
-                         (an earlier run, or two copies share an identity); treating it as someone else's");
+                // A renewal (same holder, term and state) is no news at INFO.
+                let renewal = matches!(&self.observed, Some(Observation { seen: Seen::Record(p), .. })
+                    if p.holder == r.holder && p.term == r.term && p.released == r.released);
+                if renewal {
+                    debug!(event = "observed", leader = %r.holder, term = r.term, state = who, "observed a renewal");
+                } else {
+                    if r.holder == self.cfg.identity && !self.wrote(&r.nonce) && !r.released {
+                        warn!(holder = %r.holder, term = r.term,
+                            "the lease names this copy's identity but was written by another process \
+                             (an earlier run, or two copies share an identity); treating it as someone else's");
+                    }
+                    info!(event = "observed", leader = %r.holder, term = r.term, state = who, "observed lease");
                 }
-                info!(event = "observed", leader = %r.holder, term = r.term, state = who, "observed lease");
             }
             Seen::Unusable(e) => {
                 error!(key = %self.cfg.key, etag = %etag, error = %e, event = "unusable_record",

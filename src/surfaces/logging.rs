@@ -65,7 +65,13 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         .thread_name("log-writer")
         .finish(std::io::stderr());
     let _ = DROPPED.set(writer.error_counter());
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    // Colour only for a person at a terminal (never for journald, `kubectl
+    // logs` or a file), and never when NO_COLOR is set (no-color.org).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(colour);
     let registry = tracing_subscriber::registry();
     match format {
         LogFormat::Json => registry

@@ -152,6 +152,23 @@ fn identity_from_the_ec2_instance_id() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("identity: node-x"), "{out}");
+    // AWS_EC2_METADATA_DISABLED=true (set by daemon_command): the metadata
+    // service is not asked at all (the fake one above would answer), and
+    // the error says why, in one line.
+    let mut cmd = daemon_command(&cfg);
+    cmd.env(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        format!("http://127.0.0.1:{port}"),
+    )
+    .args(["check", "--offline"]);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{err}");
+    assert!(
+        err.contains("AWS_EC2_METADATA_DISABLED=true forbids asking instance metadata")
+            && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 /// A hook or program that could never start is refused at once, naming it,

@@ -700,6 +700,13 @@ fn logs_are_plain_unique_and_quiet_about_renewals() {
     let cfg = sw.config(sw.dir.path(), "quietlogs", "quietlogs", TIMING);
     let a = Daemon::start("a", &cfg);
     until(Duration::from_secs(60), "a leads", || a.says_leader());
+    // A client written for the contrib `leader-elector` sidecar: it polls
+    // `GET /` and reads `name`.
+    for _ in 0..5 {
+        let (st, v) = get_json(a.http_port, "/");
+        assert_eq!((st, v["name"].as_str()), (200, Some("a")), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Two followers at INFO, as an operator runs them: text and JSON.
     let run = |id: &str, format: &str| {
         let mut cmd = daemon_command(&cfg);

@@ -3,6 +3,7 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
+//! | `GET /` | `{"name": "<leader>"}`, as the contrib `leader-elector` sidecar |
 //! | `GET /leader` | [`LeaderView`] JSON |
 //! | `GET /healthz` | 200 while the election makes progress, 503 when wedged |
 //! | `GET /readyz` | 200 once the lease has been read |
@@ -254,6 +255,12 @@ struct Health {
     detail: String,
 }
 
+/// `GET /`, as the contrib `leader-elector` sidecar answers it.
+#[derive(Serialize)]
+struct ContribView {
+    name: String,
+}
+
 fn health(ok: bool, detail: String) -> Response<Full<Bytes>> {
     let (code, status) = if ok {
         (StatusCode::OK, "ok")
@@ -268,7 +275,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
     let state = ctx.state.borrow().clone();
     let path = req.uri().path();
     let allowed: &'static str = match path {
-        "/leader" | "/healthz" | "/readyz" | "/leader/health" | "/metrics" => "GET, HEAD",
+        "/" | "/leader" | "/healthz" | "/readyz" | "/leader/health" | "/metrics" => "GET, HEAD",
         "/step-down" | "/wake" => "POST",
         _ => return error(StatusCode::NOT_FOUND, &format!("no such endpoint: {path}")),
     };
@@ -286,6 +293,14 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
         return r;
     }
     match path {
+        // The Kubernetes contrib `leader-elector` sidecar's whole API, so
+        // applications written for it work unchanged.
+        "/" => json(
+            StatusCode::OK,
+            &ContribView {
+                name: LeaderView::new(&state, now).leader.unwrap_or_default(),
+            },
+        ),
         "/leader" => json(StatusCode::OK, &LeaderView::new(&state, now)),
         "/healthz" => {
             let since = state.last_progress.unwrap_or(ctx.started);

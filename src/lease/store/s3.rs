@@ -424,6 +424,13 @@ fn etag_or_ambiguous(e: Option<&str>) -> Result<String, StoreError> {
 /// This instance's id from EC2 instance metadata (IMDSv2), within 5 s.
 /// Honours AWS_EC2_METADATA_SERVICE_ENDPOINT like the rest of the SDK.
 pub async fn ec2_instance_id() -> Result<String, String> {
+    // As the SDK's own credential and region providers do: never contact
+    // the metadata address when told not to.
+    if std::env::var("AWS_EC2_METADATA_DISABLED")
+        .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    {
+        return Err("AWS_EC2_METADATA_DISABLED=true forbids asking instance metadata".into());
+    }
     let client = aws_config::imds::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .read_timeout(Duration::from_secs(2))

@@ -510,12 +510,14 @@ async fn followers_see_each_renewal_within_the_guard_at_little_extra_cost() {
     let end = Instant::now() + RETRY * 40;
     while Instant::now() < end {
         tokio::select! {
-            _ = la.changed() => {
+            r = la.changed() => {
+                r.expect("the leader's election runs");
                 if let Some(d) = la.borrow_and_update().valid_until {
                     writes.push(d - RENEW);
                 }
             }
-            _ = lb.changed() => {
+            r = lb.changed() => {
+                r.expect("the follower's election runs");
                 let fs = lb.borrow_and_update().valid_until.map(|d| d - LEASE);
                 // Each new version once (other fields change too).
                 if fs.is_some() && fs != last_fs {

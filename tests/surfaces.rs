@@ -295,6 +295,15 @@ fn the_status_file_is_never_seen_partial() {
                 let v: serde_json::Value = serde_json::from_str(&text)
                     .unwrap_or_else(|e| panic!("partial or invalid status file ({e}): {text:?}"));
                 assert!(v["updated_at"].is_string());
+                // While running, valid_until is later than the write.
+                if let Some(until) = v["valid_until"].as_str() {
+                    let t =
+                        |s: &str| humantime::parse_rfc3339_weak(s.trim_end_matches('Z')).unwrap();
+                    assert!(
+                        t(until) > t(v["updated_at"].as_str().unwrap()),
+                        "valid_until not after the write: {text}"
+                    );
+                }
                 roles.insert(v["role"].as_str().unwrap().to_string());
                 reads += 1;
             }
@@ -336,7 +345,10 @@ fn the_status_file_is_never_seen_partial() {
     until(Duration::from_secs(10), "final state", || {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&file_a).unwrap()).unwrap();
-        v["role"] == "stopped" && v["is_leader"] == false
+        v["role"] == "stopped"
+            && v["is_leader"] == false
+            && v["valid_until"].is_null()
+            && (v["leader"].is_null() <= v["leader_address"].is_null())
     });
     drop(b);
 }

@@ -7,8 +7,11 @@
 //! `transitions`, `acquired_at`, `renewed_at` (the record's wall-clock
 //! fields), `view_valid_for_seconds` (leader: until its renew deadline;
 //! follower: until the observed lease could expire; null when unknown),
-//! `ready`, `problem`, `candidate` (competes for the lease now: false while
-//! stopping or in a step-down cool-off).
+//! `valid_until` (the same moment on this machine's wall clock, RFC 3339:
+//! a status file whose `valid_until` has passed was left by a daemon that
+//! died or froze), `ready`, `problem`, `candidate` (competes for the lease
+//! now: false while stopping or in a step-down cool-off). `leader_address`
+//! is null whenever `leader` is.
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -29,6 +32,7 @@ pub struct LeaderView {
     pub acquired_at: Option<String>,
     pub renewed_at: Option<String>,
     pub view_valid_for_seconds: Option<f64>,
+    pub valid_until: Option<String>,
     pub ready: bool,
     pub problem: Option<String>,
     pub candidate: bool,
@@ -43,17 +47,18 @@ impl LeaderView {
         } else {
             s.role
         };
+        let leader = if s.role == Role::Leader && !is_leader {
+            None
+        } else {
+            s.leader.clone()
+        };
         LeaderView {
             election: s.election.clone(),
             identity: s.identity.clone(),
             role,
             is_leader,
-            leader: if s.role == Role::Leader && !is_leader {
-                None
-            } else {
-                s.leader.clone()
-            },
-            leader_address: s.leader_address.clone(),
+            leader_address: leader.as_ref().and(s.leader_address.clone()),
+            leader,
             term: s.term,
             transitions: s.transitions,
             acquired_at: s.acquired_at.clone(),
@@ -61,6 +66,10 @@ impl LeaderView {
             view_valid_for_seconds: s
                 .valid_until
                 .map(|d| d.saturating_duration_since(now).as_secs_f64()),
+            valid_until: s.valid_until.map(|d| {
+                let at = std::time::SystemTime::now() + d.saturating_duration_since(now);
+                humantime::format_rfc3339_millis(at).to_string()
+            }),
             ready: s.ready,
             problem: s.problem.clone(),
             candidate: s.candidate,

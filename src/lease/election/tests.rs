@@ -1267,3 +1267,30 @@ async fn wake_up_reads_are_a_token_bucket() {
     }
     assert_eq!(e.wake_slot(t2), t2 + interval);
 }
+
+/// After a step-down the copy sits out its cool-off and competes again at
+/// its very end, not at the first poll after it.
+#[tokio::test(start_paused = true)]
+async fn a_stepped_down_copy_competes_again_right_at_the_end_of_its_cooloff() {
+    let store = MemoryStore::new();
+    let a = start(&store, "a");
+    settle().await;
+    assert!(a.leads());
+    sleep(Duration::from_millis(700)).await; // off the poll grid
+    let step = Command::StepDown {
+        reason: "test".into(),
+        term: None,
+    };
+    a.commands.send(step).await.unwrap();
+    let t0 = Instant::now();
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a steps down", |s| !s.is_leader(Instant::now())).await;
+    until_state(&mut rx, "a leads again", |s| s.is_leader(Instant::now())).await;
+    let took = Instant::now() - t0;
+    let cooloff = cfg("a").step_down_cooloff;
+    assert!(
+        took >= cooloff && took <= cooloff + Duration::from_millis(50),
+        "competed again {took:?} after the step-down (cool-off {cooloff:?})"
+    );
+    a.shutdown().await;
+}

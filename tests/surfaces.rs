@@ -94,6 +94,42 @@ fn http_endpoints_flip_on_step_down_and_agree() {
         parse_prometheus(&fm).get("s3_elector_is_leader"),
         Some(&0.0)
     );
+    // What every exporter has: build info and the process metrics.
+    let version = format!(
+        "s3_elector_build_info{{version=\"{}\"}}",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(samples.get(&version), Some(&1.0), "{m}");
+    let pos = |k: &str| samples.get(k).copied().unwrap_or(0.0);
+    assert!(pos("process_resident_memory_bytes") > 1e6, "{m}");
+    assert!(pos("process_virtual_memory_bytes") > 1e6, "{m}");
+    assert!(pos("process_open_fds") >= 3.0, "{m}");
+    assert!(pos("process_max_fds") >= pos("process_open_fds"), "{m}");
+    assert!(pos("process_cpu_seconds_total") > 0.0, "{m}");
+    let started = pos("process_start_time_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started > now - 600.0 && started <= now + 1.0,
+        "start time {started} vs now {now}: {m}"
+    );
+    for name in samples.keys() {
+        assert!(
+            m.contains(&format!(
+                "# HELP {} ",
+                name.split(['{', ' '])
+                    .next()
+                    .unwrap()
+                    .trim_end_matches("_total")
+                    .trim_end_matches("_bucket")
+                    .trim_end_matches("_sum")
+                    .trim_end_matches("_count")
+            )),
+            "no help text for {name}: {m}"
+        );
+    }
 
     // Step down over HTTP: the other copy takes over; both flip.
     let (st, body) = http(ds[l].http_port, "POST", "/step-down");

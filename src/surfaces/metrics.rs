@@ -31,8 +31,121 @@ struct ShedLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// The standard `process_*` metrics, read from /proc at scrape time.
+struct Process {
+    cpu: Counter<f64, AtomicU64>,
+    resident: Gauge,
+    virtual_bytes: Gauge,
+    open_fds: Gauge,
+    max_fds: Gauge,
+    start_time: Gauge<f64, AtomicU64>,
+}
+
+impl Process {
+    fn register(r: &mut Registry) -> Process {
+        let p = Process {
+            cpu: Counter::default(),
+            resident: Gauge::default(),
+            virtual_bytes: Gauge::default(),
+            open_fds: Gauge::default(),
+            max_fds: Gauge::default(),
+            start_time: Gauge::default(),
+        };
+        r.register(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            p.cpu.clone(),
+        );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            p.resident.clone(),
+        );
+        r.register(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            p.virtual_bytes.clone(),
+        );
+        r.register(
+            "process_open_fds",
+            "Number of open file descriptors",
+            p.open_fds.clone(),
+        );
+        r.register(
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            p.max_fds.clone(),
+        );
+        r.register(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            p.start_time.clone(),
+        );
+        p
+    }
+
+    /// Read /proc/self; a value that cannot be read keeps its last one.
+    fn update(&self) {
+        // /proc reports times in USER_HZ, 100 on Linux whatever the kernel's HZ.
+        const USER_HZ: f64 = 100.0;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // After "pid (comm) " comes field 3 (state); utime is field 14.
+            let f: Vec<&str> = stat
+                .rfind(')')
+                .map(|i| stat[i + 2..].split(' ').collect())
+                .unwrap_or_default();
+            let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+            if let (Some(u), Some(s)) = (num(14), num(15)) {
+                let cpu = (u + s) as f64 / USER_HZ;
+                self.cpu.inc_by((cpu - self.cpu.get()).max(0.0));
+            }
+            let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("btime "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            });
+            if let (Some(start), Some(boot)) = (num(22), boot) {
+                self.start_time.set(boot + start as f64 / USER_HZ);
+            }
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            let kib = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            };
+            if let Some(v) = kib("VmRSS:") {
+                self.resident.set(v * 1024);
+            }
+            if let Some(v) = kib("VmSize:") {
+                self.virtual_bytes.set(v * 1024);
+            }
+        }
+        if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(d.count() as i64);
+        }
+        let max = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|l| {
+                l.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .and_then(|l| l.split_whitespace().nth(3)?.parse::<i64>().ok())
+            });
+        if let Some(m) = max {
+            self.max_fds.set(m);
+        }
+    }
+}
+
 /// All metrics of one daemon.
 pub struct Metrics {
+    process: Process,
     registry: Registry,
     s3_requests: Family<S3Labels, Counter>,
     renew_latency: Histogram,
@@ -55,7 +168,21 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("s3_elector");
+        // The process_* metrics every exporter has carry no prefix; ours do.
+        let mut root = Registry::default();
+        let process = Process::register(&mut root);
+        let registry = root.sub_registry_with_prefix("s3_elector");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        registry.register(
+            "build_info",
+            "Always 1; the labels say which build runs",
+            build_info.clone(),
+        );
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
         let s3_requests = Family::<S3Labels, Counter>::default();
         registry.register(
             "s3_requests",
@@ -113,10 +240,11 @@ impl Metrics {
             log_dropped.clone(),
         );
         Metrics {
+            process,
             wakes,
             http_shed,
             log_dropped,
-            registry,
+            registry: root,
             s3_requests,
             renew_latency,
             is_leader,
@@ -177,6 +305,7 @@ impl Metrics {
                 .valid_until
                 .map_or(0.0, |d| d.saturating_duration_since(now).as_secs_f64()),
         );
+        self.process.update();
         let dropped = crate::surfaces::logging::dropped_lines();
         self.log_dropped
             .inc_by(dropped.saturating_sub(self.log_dropped.get()));

@@ -95,3 +95,24 @@ fn command_lines_parse() {
     }
     assert!(n >= 8, "{n} command lines found");
 }
+
+/// Every environment variable a flag reads (`env = "..."` in the CLI) is
+/// named in the README.
+#[test]
+fn every_environment_variable_is_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let cli = std::fs::read_to_string(root.join("src/cli/mod.rs")).unwrap();
+    let vars: Vec<&str> = cli
+        .split("env = \"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .collect();
+    assert!(vars.len() >= 10, "{vars:?}");
+    for v in vars {
+        assert!(
+            readme.contains(&format!("`{v}`")),
+            "{v} is not in the README"
+        );
+    }
+}

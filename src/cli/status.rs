@@ -133,7 +133,7 @@ fn print_status(s: &StatusJson) {
     println!("term:        {}", r.term);
     println!("transitions: {}", r.transitions);
     println!(
-        "lease:       {}",
+        "duration:    {} (the holder's lease_duration)",
         humantime::format_duration(r.lease_duration())
     );
     println!("acquired:    {}", r.acquired_at);

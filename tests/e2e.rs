@@ -250,7 +250,37 @@ fn missing_bucket_and_bad_credentials_are_named() {
         let (code, out, err) = run_cmd(&cfg, args, &[("AWS_SECRET_ACCESS_KEY", "wrong")]);
         assert_eq!(code, 69, "{args:?}: {out}{err}");
         assert!(err.contains("access denied"), "{args:?}: {err}");
+        if args == ["check"] {
+            // The verdict on the credentials is the store's, not "found".
+            assert!(
+                out.contains("credentials: refused or not allowed by the store")
+                    && !out.contains("accepted"),
+                "{out}"
+            );
+        }
     }
+    let (code, out, _) = run_cmd(&cfg, &["check"], &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("credentials: accepted by the store"), "{out}");
+    // An endpoint nobody listens on: one line naming it, with what to do,
+    // and no Rust Debug dump.
+    let dead = sw.config_via(
+        sw.dir.path(),
+        "dead",
+        "exists",
+        &format!("http://127.0.0.1:{}", free_port()),
+        TIMING,
+    );
+    let (code, out, err) = run_cmd(&dead, &["check"], &[]);
+    assert_eq!(code, 69, "{out}{err}");
+    assert!(
+        err.lines().count() == 1
+            && err.contains("Connection refused")
+            && err.contains("s3.endpoint_url")
+            && !err.contains("DispatchFailure(")
+            && !err.contains('{'),
+        "{err}"
+    );
     // No credentials at all: a message, not a hang on IMDS.
     let started = Instant::now();
     let mut cmd = daemon_command(&cfg);
@@ -262,6 +292,10 @@ fn missing_bucket_and_bad_credentials_are_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(69), "{err}");
     assert!(err.contains("no AWS credentials found"), "{err}");
+    assert!(
+        err.lines().count() == 1 && !err.contains("ProviderChainError") && !err.contains('{'),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 

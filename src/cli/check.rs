@@ -40,7 +40,9 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     }
     let store = match connect(&cfg).await {
         Ok(s) => {
-            println!("credentials: ok");
+            // Found is not valid: the store's answer to a signed request
+            // gives the verdict, below.
+            println!("credentials: found");
             s
         }
         Err(code) => return code,
@@ -61,6 +63,7 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
             for s in &r.steps {
                 println!("probe: {s}");
             }
+            println!("credentials: accepted by the store");
             println!("conformance probe: passed");
             if let Some(w) = r.cleanup_warning {
                 println!("warning: {w}");
@@ -68,6 +71,11 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
             0
         }
         Err(e) => {
+            if let ProbeError::Store(StoreError::AccessDenied { code, .. }) = &e {
+                println!("credentials: refused or not allowed by the store ({code})");
+            } else {
+                println!("credentials: not confirmed (no answer from the store)");
+            }
             eprintln!("s3-elector: check failed for {}: {e}", target(&cfg));
             EXIT_UNAVAILABLE
         }

@@ -20,13 +20,33 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::ProvideCredentials;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 
 use super::{LeaseStore, Listed, Object, StoreError};
 use crate::config::S3Config;
 use crate::lease::record::MAX_RECORD_BYTES;
+
+/// An error and its causes on one line, without any `Debug` output: each
+/// cause's message once, joined with ": ", whitespace (the credential
+/// chain's multi-line report) folded.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
 
 /// How long start-up may spend finding credentials and a region.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -110,11 +130,7 @@ impl S3Store {
             .ok_or_else(|| SetupError::NoCredentials("no credential provider".into()))?;
         match tokio::time::timeout(RESOLVE_TIMEOUT, provider.provide_credentials()).await {
             Err(_) => return Err(SetupError::CredentialsTimeout),
-            Ok(Err(e)) => {
-                return Err(SetupError::NoCredentials(
-                    DisplayErrorContext(&e).to_string(),
-                ))
-            }
+            Ok(Err(e)) => return Err(SetupError::NoCredentials(one_line(&e))),
             Ok(Ok(_)) => {}
         }
         let clock = SkewedClockHandle::default();
@@ -182,10 +198,16 @@ impl S3Store {
             _ => None,
         };
         let Some(status) = status else {
+            let hint = match &e {
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                    "; check that the endpoint (`s3.endpoint_url`, else AWS S3 in `s3.region`) is right and reachable from here"
+                }
+                _ => "",
+            };
             return StoreError::Transient(format!(
-                "{op} on s3://{}/{key} failed: {}",
+                "{op} on s3://{}/{key} failed: {}{hint}",
                 self.bucket,
-                DisplayErrorContext(&e)
+                one_line(&e)
             ));
         };
         let code = e.code().unwrap_or("").to_string();
@@ -297,7 +319,7 @@ impl LeaseStore for S3Store {
                 StoreError::Transient(format!(
                     "reading s3://{}/{key} failed: {}",
                     self.bucket,
-                    DisplayErrorContext(&e)
+                    one_line(&e)
                 ))
             })?;
             body.extend_from_slice(&chunk);
@@ -445,7 +467,7 @@ pub async fn ec2_instance_id() -> Result<String, String> {
         Ok(Ok(id)) => Ok(id.as_ref().trim().to_string()),
         Ok(Err(e)) => Err(format!(
             "cannot read the instance id from instance metadata ({})",
-            DisplayErrorContext(&e)
+            one_line(&e)
         )),
         Err(_) => Err("instance metadata did not answer within 5s".into()),
     }

@@ -152,14 +152,11 @@ impl Peers {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Send `POST /wake` to every checked candidate at once; returns how
-    /// many answered 2xx. Bounded by [`PEER_TIMEOUT`].
-    async fn wake_all(&self, identity: &str) -> usize {
-        let peers = self.get();
-        let tasks: Vec<_> = peers
+    /// Send `POST /wake` to [`wake_targets`], first-named first; returns
+    /// how many answered 2xx. Bounded by [`PEER_TIMEOUT`].
+    async fn wake(&self, identity: &str, successors: &[String]) -> usize {
+        let tasks: Vec<_> = wake_targets(self.get(), identity, successors)
             .into_iter()
-            .filter(|p| p.identity != identity)
-            .take(MAX_PEERS)
             .map(|p| {
                 tokio::spawn(async move {
                     let ok = request(&p.address, Method::POST, "/wake", PEER_TIMEOUT)
@@ -178,6 +175,28 @@ impl Peers {
         }
         n
     }
+}
+
+/// Whom a release wakes: the successors it named (at most
+/// [`MAX_SUCCESSORS`], in their order), those of them this copy knows an
+/// address for; only when it named none (it released before checking
+/// anyone), every checked candidate. The rest learn at their next poll:
+/// waking a fleet costs requests and buys nothing, as only the first
+/// successors may write before the others' rank delays pass.
+fn wake_targets(peers: Vec<Entry>, identity: &str, successors: &[String]) -> Vec<Entry> {
+    if successors.is_empty() {
+        return peers
+            .into_iter()
+            .filter(|p| p.identity != identity)
+            .take(MAX_PEERS)
+            .collect();
+    }
+    successors
+        .iter()
+        .filter(|s| s.as_str() != identity)
+        .take(MAX_SUCCESSORS)
+        .filter_map(|s| peers.iter().find(|p| &p.identity == s).cloned())
+        .collect()
 }
 
 /// Does `entry`'s address answer as that very candidate, still competing?
@@ -250,9 +269,14 @@ pub async fn run<S: LeaseStore>(
 async fn wake_on_release(mut events: broadcast::Receiver<Event>, peers: Peers, me: &str) {
     loop {
         match events.recv().await {
-            Ok(Event::Released { term, .. }) => {
-                let n = peers.wake_all(me).await;
-                info!(term, woken = n, "woke the other candidates");
+            Ok(Event::Released { term, successors }) => {
+                let n = peers.wake(me, &successors).await;
+                info!(
+                    term,
+                    woken = n,
+                    named = successors.len(),
+                    "woke the other candidates"
+                );
             }
             Ok(Event::Renewed { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return,
@@ -449,6 +473,44 @@ async fn keep<S: LeaseStore>(
 
 #[cfg(test)]
 mod tests {
+
+    fn entry(id: &str) -> Entry {
+        Entry {
+            schema: ENTRY_SCHEMA.into(),
+            election: "e".into(),
+            identity: id.into(),
+            address: format!("{id}.example:4040"),
+            host: "h".into(),
+            written_at: String::new(),
+        }
+    }
+
+    /// A release wakes its named successors only, in their order and at
+    /// most MAX_SUCCESSORS; with none named, every other checked candidate.
+    #[test]
+    fn a_release_wakes_the_named_successors_first_named_first() {
+        let peers: Vec<Entry> = (0..20)
+            .map(|i| entry(&format!("c{i}")))
+            .chain([entry("me")])
+            .collect();
+        let ids = |v: Vec<Entry>| v.into_iter().map(|e| e.identity).collect::<Vec<_>>();
+        let named: Vec<String> = ["c5", "gone", "c2", "me", "c9"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            ids(wake_targets(peers.clone(), "me", &named)),
+            ["c5", "c2", "c9"]
+        );
+        let many: Vec<String> = (0..20).rev().map(|i| format!("c{i}")).collect();
+        let woken = ids(wake_targets(peers.clone(), "me", &many));
+        assert_eq!(woken.len(), MAX_SUCCESSORS);
+        assert_eq!(woken[0], "c19");
+        let all = ids(wake_targets(peers, "me", &[]));
+        assert_eq!(all.len(), 20);
+        assert!(!all.contains(&"me".to_string()));
+    }
+
     use super::*;
 
     #[test]

@@ -980,9 +980,13 @@ async fn the_pause_is_jittered_and_backs_off_up_to_half_a_lease() {
         (3, LEASE / 2),
         (20, LEASE / 2),
     ] {
-        while e.throttled.writes < n {
+        for _ in 0..n {
+            if e.throttled.writes >= n {
+                break;
+            }
             e.note_answer(Kind::Write, Some(&throttled));
         }
+        assert_eq!(e.throttled.writes, n, "each throttled answer counts once");
         let p = e.pause(Kind::Write);
         assert!(p >= base && p < base.mul_f64(1.2), "{n} throttled: {p:?}");
         // Reads are not throttled: a good read does not end the write backoff.

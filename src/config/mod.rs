@@ -116,29 +116,43 @@ impl Config {
         // Report every unknown key, then drop them so that the semantic
         // checks still run and their problems are reported too.
         let mut problems = unknown_keys(&mut value);
-        match serde_path_to_error::deserialize::<_, Config>(value) {
-            Ok(cfg) => {
-                problems.extend(cfg.validate());
-                if problems.is_empty() {
-                    Ok(cfg)
-                } else {
-                    Err(fail(problems))
+        // Every value of the wrong type: report it, drop the key (its
+        // default takes its place) and look again, so all are reported at
+        // once; the semantic checks then run on the rest.
+        let mut wrong: Vec<String> = Vec::new();
+        for _ in 0..64 {
+            match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
+                Ok(cfg) => {
+                    problems.extend(
+                        cfg.validate()
+                            .into_iter()
+                            .filter(|p| !wrong.iter().any(|w| p.field.starts_with(w.as_str()))),
+                    );
+                    return if problems.is_empty() {
+                        Ok(cfg)
+                    } else {
+                        Err(fail(problems))
+                    };
                 }
-            }
-            Err(e) => {
-                let field = e.path().to_string();
-                let field = if field == "." { String::new() } else { field };
-                let inner = e.into_inner().to_string();
-                // Unknown keys were already reported, with suggestions.
-                if !inner.starts_with("unknown field") {
-                    problems.push(Problem {
-                        field,
-                        message: tidy_serde_message(&inner),
-                    });
+                Err(e) => {
+                    let field = e.path().to_string();
+                    let field = if field == "." { String::new() } else { field };
+                    let inner = e.into_inner().to_string();
+                    // Unknown keys were already reported, with suggestions.
+                    if !inner.starts_with("unknown field") {
+                        problems.push(Problem {
+                            field: field.clone(),
+                            message: tidy_serde_message(&inner),
+                        });
+                    }
+                    if field.is_empty() || !remove_path(&mut value, &field) {
+                        break;
+                    }
+                    wrong.push(field);
                 }
-                Err(fail(problems))
             }
         }
+        Err(fail(problems))
     }
 
     /// Prefix of the candidate registry: next to the lease key.
@@ -244,12 +258,43 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Remove the key at a dotted path (`a.b`, `a.b[2]` removes `a.b`);
+/// false when there is none.
+fn remove_path(v: &mut serde_yaml::Value, path: &str) -> bool {
+    let parts: Vec<&str> = path
+        .split('.')
+        .map(|p| p.split('[').next().unwrap_or(p))
+        .collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for p in parents {
+        match cur.get_mut(*p) {
+            Some(next) => cur = next,
+            None => return false,
+        }
+    }
+    cur.as_mapping_mut()
+        .is_some_and(|m| m.remove(*last).is_some())
+}
+
 /// serde's messages mention Rust types; say it in the file's terms.
 fn tidy_serde_message(m: &str) -> String {
     let m = m
         .replace("invalid type: ", "wrong type: ")
         .replace("expected a string", "expected text")
         .replace("expected a boolean", "expected true or false");
+    // "invalid value: integer `-1`, expected usize": a whole number.
+    for t in ["usize", "u64", "u32", "u16", "u8"] {
+        if let Some(rest) = m.strip_suffix(&format!("expected {t}")) {
+            let got = rest
+                .trim_start_matches("invalid value: ")
+                .trim_start_matches("wrong type: ")
+                .trim_end_matches(", ");
+            return format!("must be a whole number (got {got})");
+        }
+    }
     if let Some(field) = m.strip_prefix("missing field ") {
         format!("required key {field} is missing")
     } else {

@@ -155,6 +155,36 @@ fn several_problems_at_once() {
     assert!(f.contains(&"timing.renew_deadline"), "{f:?}");
 }
 
+/// Every value of the wrong type is reported at once, in the file's terms
+/// (not Rust's), and the semantic checks still run on the rest.
+#[test]
+fn every_type_error_at_once() {
+    let p = problems(
+        "election: d\ns3:\n  bucket: x\nhttp:\n  max_connections: -1\n  step_down: maybe\n\
+         timing:\n  lease_duration: 15\nhooks:\n  on_lost:\n    command: [a]\n    timeout: soon\n",
+    );
+    let f: Vec<_> = p.iter().map(|p| p.field.as_str()).collect();
+    for field in [
+        "http.max_connections",
+        "http.step_down",
+        "timing.lease_duration",
+        "hooks.on_lost.timeout",
+        "s3.bucket",
+    ] {
+        assert!(f.contains(&field), "{field} not reported: {p:?}");
+    }
+    let m = |field: &str| p.iter().find(|p| p.field == field).unwrap().message.clone();
+    assert_eq!(
+        m("http.max_connections"),
+        "must be a whole number (got integer `-1`)"
+    );
+    assert!(
+        m("http.step_down").contains("expected true or false"),
+        "{p:?}"
+    );
+    assert!(!p.iter().any(|p| p.message.contains("usize")), "{p:?}");
+}
+
 #[test]
 fn identity_resolution_order() {
     let c = Config::from_yaml(

@@ -1277,7 +1277,10 @@ async fn wake_up_reads_are_a_token_bucket() {
 #[tokio::test(start_paused = true)]
 async fn a_stepped_down_copy_competes_again_right_at_the_end_of_its_cooloff() {
     let store = MemoryStore::new();
-    let a = start(&store, "a");
+    // A cool-off that ends between two polls (every 2 s).
+    let mut c = cfg("a");
+    c.step_down_cooloff = Duration::from_millis(9300);
+    let a = spawn(store.clone(), c, Links::default());
     settle().await;
     assert!(a.leads());
     sleep(Duration::from_millis(700)).await; // off the poll grid
@@ -1291,10 +1294,24 @@ async fn a_stepped_down_copy_competes_again_right_at_the_end_of_its_cooloff() {
     until_state(&mut rx, "a steps down", |s| !s.is_leader(Instant::now())).await;
     until_state(&mut rx, "a leads again", |s| s.is_leader(Instant::now())).await;
     let took = Instant::now() - t0;
-    let cooloff = cfg("a").step_down_cooloff;
+    let cooloff = Duration::from_millis(9300);
     assert!(
         took >= cooloff && took <= cooloff + Duration::from_millis(50),
         "competed again {took:?} after the step-down (cool-off {cooloff:?})"
     );
     a.shutdown().await;
+}
+
+/// The read guard (how far before the holder's renewal a read is aimed,
+/// and how much earlier each aimed read comes): a twentieth of the retry
+/// period, within 10 ms and 100 ms.
+#[tokio::test(start_paused = true)]
+async fn the_read_guard_is_a_twentieth_of_the_retry_period_within_bounds() {
+    let ms = Duration::from_millis;
+    for (retry, guard) in [(ms(1000), ms(50)), (ms(100), ms(10)), (ms(10_000), ms(100))] {
+        let mut c = cfg("a");
+        c.retry_period = retry;
+        let e = Election::new(MemoryStore::new(), c, Links::default());
+        assert_eq!(e.guard(), guard, "retry {retry:?}");
+    }
 }

@@ -1315,3 +1315,50 @@ async fn the_read_guard_is_a_twentieth_of_the_retry_period_within_bounds() {
         assert_eq!(e.guard(), guard, "retry {retry:?}");
     }
 }
+
+/// The term floor is read once per new term seen above it, not once per
+/// renewal of the same term.
+#[tokio::test(start_paused = true)]
+async fn the_floor_is_read_once_per_new_term_not_per_renewal() {
+    let store = MemoryStore::new();
+    set_floor(&store, 5);
+    foreign_holder(&store, "old", 5);
+    let b = start(&store, "b");
+    settle().await;
+    let seen = store.floor_requests();
+    for _ in 0..4 {
+        sleep(RETRY).await;
+        foreign_holder(&store, "old", 5); // a renewal: same term
+    }
+    sleep(RETRY).await;
+    assert_eq!(
+        store.floor_requests() - seen,
+        0,
+        "renewals made the follower read the floor"
+    );
+    // A new holder with a term above the known floor: read it once.
+    set_floor(&store, 7);
+    foreign_holder(&store, "new", 7);
+    sleep(RETRY * 2).await;
+    foreign_holder(&store, "new", 7);
+    sleep(RETRY * 2).await;
+    assert_eq!(store.floor_requests() - seen, 1);
+    b.shutdown().await;
+}
+
+/// A follower's reads count as progress (what /healthz and the systemd
+/// watchdog watch), not only a leader's renewals.
+#[tokio::test(start_paused = true)]
+async fn a_followers_reads_show_progress() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5);
+    let b = start(&store, "b");
+    settle().await;
+    let first = b.state().last_progress.expect("the first read is progress");
+    sleep(RETRY * 2).await;
+    foreign_holder(&store, "old", 5);
+    sleep(RETRY * 2).await;
+    let later = b.state().last_progress.expect("progress");
+    assert!(later >= first + RETRY, "{first:?} -> {later:?}");
+    b.shutdown().await;
+}

@@ -635,7 +635,23 @@ async fn a_later_successor_waits_its_rank_then_takes_a_lease_nobody_took() {
         waited >= Duration::from_millis(190) && waited <= Duration::from_millis(260),
         "{waited:?}"
     );
+    // ...and it read once more when its turn came (the first successor
+    // had most likely taken the lease): two reads before its write.
+    assert_eq!(gets(&store), 2, "{:?}", store.requests());
     c.shutdown().await;
+}
+
+/// The first-named successor writes right after its one read: no re-read
+/// (that is for the later ones).
+#[tokio::test(start_paused = true)]
+async fn the_first_successor_writes_after_a_single_read() {
+    let store = MemoryStore::new();
+    other_record(&store, "old", true, &["b", "c"]);
+    let b = start(&store, "b");
+    let mut rx = b.rx.clone();
+    until_state(&mut rx, "b leads", |s| s.is_leader(Instant::now())).await;
+    assert_eq!(gets(&store), 1, "{:?}", store.requests());
+    b.shutdown().await;
 }
 
 #[tokio::test(start_paused = true)]

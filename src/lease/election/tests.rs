@@ -409,6 +409,7 @@ async fn own_record_after_a_missed_deadline_is_reacquired_with_a_new_term() {
     let r = record(&store);
     assert_eq!(r.holder, "a");
     assert_eq!(r.term, 2, "a new leadership period gets a new term");
+    assert_eq!(r.transitions, 0, "the same holder again is no transition");
     assert!(a.leads());
     a.shutdown().await;
 }
@@ -1213,6 +1214,7 @@ async fn a_takeover_reserves_its_term_with_one_floor_write() {
     sleep(LEASE + RETRY).await;
     assert!(b.leads());
     assert_eq!(b.state().term, 6);
+    assert_eq!(record(&store).transitions, 5, "a change of holder counts");
     assert_eq!(
         store.floor_requests() - seen,
         1,
@@ -1308,7 +1310,10 @@ async fn a_stepped_down_copy_competes_again_right_at_the_end_of_its_cooloff() {
     let t0 = Instant::now();
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a steps down", |s| !s.is_leader(Instant::now())).await;
+    settle().await;
+    assert!(!a.state().candidate, "not a candidate during its cool-off");
     until_state(&mut rx, "a leads again", |s| s.is_leader(Instant::now())).await;
+    assert!(a.state().candidate);
     let took = Instant::now() - t0;
     let cooloff = Duration::from_millis(9300);
     assert!(
@@ -1376,5 +1381,44 @@ async fn a_followers_reads_show_progress() {
     sleep(RETRY * 2).await;
     let later = b.state().last_progress.expect("progress");
     assert!(later >= first + RETRY, "{first:?} -> {later:?}");
+    b.shutdown().await;
+}
+
+/// A released record names no leader in the follower's view.
+#[tokio::test(start_paused = true)]
+async fn a_released_record_shows_no_leader() {
+    let store = MemoryStore::new();
+    other_record(&store, "old", true, &["x"]);
+    // Not a successor, so it waits a rank delay: look before it writes.
+    let c = start(&store, "c");
+    settle().await;
+    let s = c.state();
+    assert_eq!(
+        (s.role, s.leader.as_deref(), s.leader_address.as_deref()),
+        (Role::Follower, None, None)
+    );
+    c.shutdown().await;
+}
+
+/// A failed first read: the copy is a follower with a problem, and the
+/// failed request still counts as progress (the loop is alive).
+#[tokio::test(start_paused = true)]
+async fn a_failed_read_is_a_published_problem_and_progress() {
+    let store = MemoryStore::new();
+    for _ in 0..3 {
+        store.inject(
+            Op::Get,
+            Fault::FailBefore(StoreError::Transient("503 Service Unavailable".into())),
+        );
+    }
+    let b = start(&store, "b");
+    settle().await;
+    let s = b.state();
+    assert_eq!(s.role, Role::Follower);
+    assert!(
+        s.problem.as_deref().is_some_and(|p| p.contains("503")),
+        "{s:?}"
+    );
+    assert!(s.last_progress.is_some());
     b.shutdown().await;
 }

@@ -1422,3 +1422,36 @@ async fn a_failed_read_is_a_published_problem_and_progress() {
     assert!(s.last_progress.is_some());
     b.shutdown().await;
 }
+
+/// When the holder stops renewing (it crashed), the follower's reads aimed
+/// at its renewals find nothing and fall back to the plain period: about
+/// one read per retry period until the takeover, never a burst.
+#[tokio::test(start_paused = true)]
+async fn reads_fall_back_to_the_plain_period_when_the_holder_stops_renewing() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5);
+    let s2 = store.clone();
+    let renewer = tokio::spawn(async move {
+        for _ in 0..10 {
+            sleep(RETRY).await;
+            foreign_holder(&s2, "old", 5);
+        }
+    });
+    let b = start(&store, "b");
+    within(LONG, "the holder's renewals end", renewer)
+        .await
+        .unwrap();
+    let before = gets(&store);
+    let t0 = Instant::now();
+    sleep(RETRY * 5).await;
+    let reads = gets(&store) - before;
+    assert!(!b.leads(), "took over before a full lease");
+    // 5 periods: 5 plain reads, plus at most two aimed ones that found
+    // nothing before the plan gave up.
+    assert!(
+        (4..=7).contains(&reads),
+        "{reads} reads in {:?}",
+        Instant::now() - t0
+    );
+    b.shutdown().await;
+}

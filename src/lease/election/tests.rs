@@ -319,6 +319,8 @@ async fn ambiguous_renewal_is_settled_both_ways() {
     sleep(RETRY).await;
     assert!(a.leads());
     let landed = record(&store);
+    // Settled as landed: the same leadership (no step-down and re-take).
+    assert_eq!((a.state().term, landed.term), (1, 1));
     // Did not land: still leader, record unchanged, renewals continue.
     store.inject(
         Op::PutIfMatch,
@@ -330,6 +332,32 @@ async fn ambiguous_renewal_is_settled_both_ways() {
     sleep(RETRY).await;
     assert_ne!(record(&store).nonce, landed.nonce);
     assert!(a.leads());
+    assert_eq!(a.state().term, 1);
+    a.shutdown().await;
+}
+
+/// A renewal refused for certain (not a lost answer) is not read back: the
+/// leader keeps renewing with one PUT per period, no GET.
+#[tokio::test(start_paused = true)]
+async fn a_definite_renewal_failure_is_not_read_back() {
+    let store = MemoryStore::new();
+    let a = start(&store, "a");
+    settle().await;
+    let before = gets(&store);
+    store.inject(
+        Op::PutIfMatch,
+        Fault::FailBefore(StoreError::AccessDenied {
+            op: "PutObject",
+            bucket: "b".into(),
+            key: KEY.into(),
+            code: "AccessDenied".into(),
+            message: "denied".into(),
+        }),
+    );
+    sleep(RETRY * 2).await;
+    assert_eq!(gets(&store), before, "{:?}", store.requests());
+    assert!(a.leads());
+    assert_eq!(a.state().term, 1);
     a.shutdown().await;
 }
 

@@ -1483,3 +1483,27 @@ async fn reads_fall_back_to_the_plain_period_when_the_holder_stops_renewing() {
     );
     b.shutdown().await;
 }
+
+/// Settling an unknown renewal that did not land: only our last record
+/// under the very ETag we hold is "still ours". The same record under
+/// another ETag (the object was rewritten, say restored) ends this
+/// leadership at once, instead of at the next renewal's refusal.
+#[tokio::test(start_paused = true)]
+async fn a_settle_finding_our_record_under_another_etag_ends_the_leadership() {
+    let store = MemoryStore::new();
+    let a = start(&store, "a");
+    settle().await;
+    assert_eq!(a.state().term, 1);
+    store.inject(
+        Op::PutIfMatch,
+        Fault::FailBefore(StoreError::Transient("503".into())),
+    );
+    store.set_read_etag(|e| format!("{e}-rewritten"));
+    sleep(RETRY).await;
+    let s = a.state();
+    assert!(
+        !(s.is_leader(Instant::now()) && s.term == 1),
+        "still leading term 1 on a record it cannot vouch for: {s:?}"
+    );
+    a.shutdown().await;
+}

@@ -213,6 +213,18 @@ async fn scratch_steps<S: LeaseStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each probe run writes its own scratch object next to the lease:
+    /// `<lease key>.probe/<identity>-<12 random hex>` (a prefix the lease
+    /// key may not use), so runs never collide and leave the lease alone.
+    #[test]
+    fn scratch_keys_are_next_to_the_lease_and_unique() {
+        let a = scratch_key("p/e/lease.json", "node-a");
+        let b = scratch_key("p/e/lease.json", "node-a");
+        assert!(a.starts_with("p/e/lease.json.probe/node-a-"), "{a}");
+        assert_eq!(a.len(), "p/e/lease.json.probe/node-a-".len() + 12);
+        assert_ne!(a, b);
+    }
     use crate::lease::store::memory::MemoryStore;
 
     #[tokio::test]
@@ -220,6 +232,12 @@ mod tests {
         let s = MemoryStore::new();
         let r = run(&s, "p/lease.json", "a").await.unwrap();
         assert_eq!(r.steps.len(), 8, "{:?}", r.steps);
+        // The report names the scratch object it used, and it is gone.
+        assert!(
+            r.scratch_key.starts_with("p/lease.json.probe/a-"),
+            "{}",
+            r.scratch_key
+        );
         assert!(s.body(&r.scratch_key).is_none());
         assert!(s.body("p/lease.json").is_none(), "lease key untouched");
         assert!(s.body("p/term.json").is_none(), "term floor untouched");

@@ -226,4 +226,64 @@ mod tests {
         v["extra"] = serde_json::json!(1);
         assert!(LeaseRecord::parse(&serde_json::to_vec(&v).unwrap()).is_ok());
     }
+
+    /// The size limit is 64 KiB exactly: a record padded to the limit
+    /// parses, one byte more is "too large" without being parsed.
+    #[test]
+    fn the_size_limit_is_64_kib_exactly() {
+        assert_eq!(MAX_RECORD_BYTES, 65536);
+        let mut body = sample().to_body();
+        body.resize(MAX_RECORD_BYTES, b' ');
+        assert!(LeaseRecord::parse(&body).is_ok());
+        body.push(b' ');
+        assert_eq!(
+            LeaseRecord::parse(&body),
+            Err(RecordError::TooLarge { size: 65537 })
+        );
+    }
+
+    /// Only a version above ours is "from a newer s3-elector"; ours parses,
+    /// and anything else is malformed.
+    #[test]
+    fn versions_are_told_apart() {
+        let with = |v: serde_json::Value| {
+            let mut j: serde_json::Value = serde_json::from_slice(&sample().to_body()).unwrap();
+            j["version"] = v;
+            LeaseRecord::parse(&serde_json::to_vec(&j).unwrap())
+        };
+        assert!(with(serde_json::json!(VERSION)).is_ok());
+        assert_eq!(
+            with(serde_json::json!(VERSION + 1)),
+            Err(RecordError::FutureVersion(VERSION + 1))
+        );
+        assert!(matches!(
+            with(serde_json::json!(0)),
+            Err(RecordError::Malformed(_))
+        ));
+        assert!(matches!(
+            with(serde_json::json!("1")),
+            Err(RecordError::Malformed(_))
+        ));
+    }
+
+    /// The holder's own lease duration, the wall-clock age of its last
+    /// write, the wall clock's format, and the one-line description.
+    #[test]
+    fn derived_fields_and_the_description() {
+        let mut r = sample();
+        r.lease_duration_ms = 30_500;
+        assert_eq!(r.lease_duration(), Duration::from_millis(30_500));
+        let now = SystemTime::now();
+        r.renewed_at = humantime::format_rfc3339_millis(now - Duration::from_secs(5)).to_string();
+        let age = r.wall_age(now).expect("an age");
+        assert!(
+            age >= Duration::from_millis(4990) && age <= Duration::from_millis(5010),
+            "{age:?}"
+        );
+        r.renewed_at = "yesterday".into();
+        assert_eq!(r.wall_age(now), None);
+        let w = humantime::parse_rfc3339_weak(&wall_now()).expect("RFC 3339");
+        assert!(SystemTime::now().duration_since(w).unwrap_or_default() < Duration::from_secs(2));
+        assert_eq!(format!("{r}"), "holder=a term=3 released=false");
+    }
 }

@@ -235,6 +235,34 @@ impl<T: LeaseStore> LeaseStore for std::sync::Arc<T> {
 mod tests {
     use super::{normalize_etag, StoreError};
 
+    /// An object's size decides before its body: at the limit it is parsed,
+    /// above it it is "too large" even when the body was not downloaded.
+    #[test]
+    fn an_object_s_size_decides_before_its_body() {
+        use super::Object;
+        use crate::lease::record::{RecordError, MAX_RECORD_BYTES};
+        let mut body = b"{}".to_vec();
+        body.resize(MAX_RECORD_BYTES, b' ');
+        let at_limit = Object {
+            etag: "\"e\"".into(),
+            size: MAX_RECORD_BYTES as u64,
+            body,
+        };
+        // Parsed (and found not to be ours), not refused for its size.
+        assert_eq!(at_limit.record(), Err(RecordError::Foreign));
+        let above = Object {
+            etag: "\"e\"".into(),
+            size: MAX_RECORD_BYTES as u64 + 1,
+            body: Vec::new(),
+        };
+        assert_eq!(
+            above.record(),
+            Err(RecordError::TooLarge {
+                size: MAX_RECORD_BYTES as u64 + 1
+            })
+        );
+    }
+
     #[test]
     fn errors_are_classified_for_the_election_and_the_metrics() {
         let ambiguous = [

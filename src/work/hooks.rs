@@ -697,4 +697,50 @@ mod races {
         assert!(!alive, "barrier opened while on_acquired (pid {pid}) lived");
         assert!(open_during_on_lost, "on_lost closed the barrier");
     }
+
+    /// `run --once`: an `on_acquired` that fails by itself ends the run;
+    /// one killed because leadership ended does not (the run waits on).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_on_acquired_ends_a_once_run_a_killed_one_does_not() {
+        for (script, lose, expect) in [("exit 3", false, true), ("exec sleep 30", true, false)] {
+            let (once_tx, mut once_rx) = mpsc::unbounded_channel();
+            let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
+            let (ctx, _crx) = mpsc::channel(16);
+            let stop = CancellationToken::new();
+            let spec = HooksSpec {
+                hooks: HooksConfig {
+                    on_acquired: Some(sh(script)),
+                    on_lost: None,
+                    on_leader_changed: None,
+                    on_acquired_failure: FailurePolicy::Keep,
+                },
+                election: "e".into(),
+                identity: "me".into(),
+                guard: None,
+                acquired: None,
+                idle: None,
+                once: Some(once_tx),
+                kill_grace: Duration::from_millis(500),
+            };
+            let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
+            tx.send_replace(st(Role::Leader, Some("me"), 2, true));
+            if lose {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                tx.send_replace(st(Role::Follower, Some("other"), 3, false));
+            }
+            let got = tokio::time::timeout(Duration::from_secs(3), once_rx.recv()).await;
+            stop.cancel();
+            let _ = task.await;
+            match got {
+                Ok(Some(OnceEvent::Ended(Finished::HookFailed))) => {
+                    assert!(expect, "{script}: a killed on_acquired ended the run")
+                }
+                Ok(other) => panic!("{script}: unexpected {other:?}"),
+                Err(_) => assert!(
+                    !expect,
+                    "{script}: a failed on_acquired did not end the run"
+                ),
+            }
+        }
+    }
 }

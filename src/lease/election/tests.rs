@@ -1507,3 +1507,39 @@ async fn a_settle_finding_our_record_under_another_etag_ends_the_leadership() {
     );
     a.shutdown().await;
 }
+
+/// After a failed write attempt, a wake-up read does not bring the next
+/// attempt forward: it waits its pause (rule 10), however soon the copy
+/// reads again.
+#[tokio::test(start_paused = true)]
+async fn a_wake_up_does_not_hasten_a_retry_after_a_failed_write() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5); // dead: never renews
+    let b = start(&store, "b");
+    settle().await;
+    for _ in 0..50 {
+        store.inject(
+            Op::PutIfMatch,
+            Fault::FailBefore(StoreError::Transient("HTTP 500 InternalError".into())),
+        );
+    }
+    let puts = |s: &MemoryStore| {
+        s.requests()
+            .iter()
+            .filter(|o| **o == Op::PutIfMatch)
+            .count()
+    };
+    // Wait for the first attempt (at the takeover time), then wake it.
+    within(LONG, "the first attempt", async {
+        while puts(&store) == 0 {
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let first = puts(&store);
+    sleep(Duration::from_millis(300)).await;
+    b.wake.notify_one();
+    sleep(Duration::from_millis(300)).await;
+    assert_eq!(puts(&store), first, "a wake-up brought a retry forward");
+    b.shutdown().await;
+}

@@ -411,4 +411,83 @@ pub(crate) mod tests {
             );
         }
     }
+
+    /// The program runs while this copy leads (with its term in the
+    /// environment) and is stopped when leadership ends; the release
+    /// barrier is closed while it runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_program_runs_while_leading_and_stops_when_leadership_ends() {
+        let store = MemoryStore::new();
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let (idle_tx, idle_rx) = watch::channel(true);
+        let a = Election::new(
+            store.clone(),
+            ecfg("a"),
+            Links {
+                successors: None,
+                release_barriers: vec![idle_rx.clone()],
+            },
+        );
+        let cmds = a.command_sender();
+        let mut arx = a.subscribe();
+        let stop = CancellationToken::new();
+        let spec = ChildSpec {
+            guard: None,
+            after: None,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "echo $S3_ELECTOR_TERM $$ > {}.tmp && mv {0}.tmp {0}; exec sleep 60",
+                    pid_file.display()
+                ),
+            ],
+            on_exit: ChildExit::Restart,
+            kill_grace: Duration::from_millis(500),
+            election: "e".into(),
+            identity: "a".into(),
+            once: None,
+        };
+        let sup = tokio::spawn(run(
+            spec,
+            a.subscribe(),
+            idle_tx,
+            cmds.clone(),
+            stop.clone(),
+        ));
+        let at = tokio::spawn(a.run(stop.clone()));
+        until_leader(&mut arx).await;
+        let end = Instant::now() + Duration::from_secs(10);
+        let (term, pid) = loop {
+            if let Some((t, p)) = std::fs::read_to_string(&pid_file).ok().and_then(|s| {
+                let mut w = s.split_whitespace();
+                Some((
+                    w.next()?.parse::<u64>().ok()?,
+                    w.next()?.parse::<i32>().ok()?,
+                ))
+            }) {
+                break (t, p);
+            }
+            assert!(Instant::now() < end, "the program never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(term, arx.borrow().term);
+        assert!(alive(pid));
+        assert!(!*idle_rx.borrow(), "barrier open while the program runs");
+        cmds.send(Command::StepDown {
+            reason: "test".into(),
+            term: None,
+        })
+        .await
+        .unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(Instant::now() < end, "the program outlived the leadership");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        let _ = sup.await;
+        let _ = at.await;
+    }
 }

@@ -328,6 +328,85 @@ fn emit(line: &[u8], source: &'static str, stream: &'static str, cut: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn alive(pid: i32) -> bool {
+        // A zombie is dead: read its state, not just whether it exists.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit(')')
+                    .next()
+                    .map(|r| !r.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
+    }
+
+    /// `processes` finds by parent and by group; `kill_members` kills every
+    /// member of a group but, when asked, its leader (a guard).
+    #[tokio::test]
+    async fn members_but_the_leader_are_killed_and_processes_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let member_file = dir.path().join("member");
+        // The leader (sh) starts a member in its group and waits.
+        let mut leader = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sleep 60 & echo $! > {}; wait; exec sleep 60",
+                member_file.display()
+            ))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = leader.id().unwrap() as i32;
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        let member: i32 = loop {
+            if let Some(p) = std::fs::read_to_string(&member_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break p;
+            }
+            assert!(std::time::Instant::now() < end, "no member");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let me = std::process::id() as i32;
+        // (Other tests run children of this process at the same time.)
+        assert!(processes(|ppid, _| ppid == me).contains(&pgid));
+        assert!(!processes(|ppid, _| ppid == me).contains(&member));
+        let mut group = processes(|_, pgrp| pgrp == pgid);
+        group.sort();
+        let mut want = vec![pgid, member];
+        want.sort();
+        assert_eq!(group, want);
+        kill_members(pgid, true);
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while alive(member) {
+            assert!(std::time::Instant::now() < end, "the member survived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(alive(pgid), "the leader was not spared");
+        kill_members(pgid, false);
+        let status = tokio::time::timeout(Duration::from_secs(5), leader.wait())
+            .await
+            .expect("the leader dies")
+            .unwrap();
+        assert!(!status.success());
+        // No group 0 or 1, ever: nothing happens.
+        kill_members(1, false);
+        kill_members(0, true);
+    }
+
+    /// Exit statuses as a shell reports them.
+    #[test]
+    fn exit_codes_are_the_code_or_128_plus_the_signal() {
+        use std::os::unix::process::ExitStatusExt;
+        use std::process::ExitStatus;
+        let code = crate::work::supervisor::exit_code;
+        assert_eq!(code(ExitStatus::from_raw(7 << 8)), 7);
+        assert_eq!(code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(code(ExitStatus::from_raw(15)), 143);
+        assert_eq!(code(ExitStatus::from_raw(9)), 137);
+    }
     use tokio::io::AsyncWriteExt;
 
     #[test]

@@ -358,7 +358,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pgid = leader.id().unwrap() as i32;
-        let end = std::time::Instant::now() + Duration::from_secs(10);
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
         let member: i32 = loop {
             if let Some(p) = std::fs::read_to_string(&member_file)
                 .ok()
@@ -366,7 +366,7 @@ mod tests {
             {
                 break p;
             }
-            assert!(std::time::Instant::now() < end, "no member");
+            assert!(tokio::time::Instant::now() < end, "no member");
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
         let me = std::process::id() as i32;
@@ -379,9 +379,9 @@ mod tests {
         want.sort();
         assert_eq!(group, want);
         kill_members(pgid, true);
-        let end = std::time::Instant::now() + Duration::from_secs(5);
+        let end = tokio::time::Instant::now() + Duration::from_secs(5);
         while alive(member) {
-            assert!(std::time::Instant::now() < end, "the member survived");
+            assert!(tokio::time::Instant::now() < end, "the member survived");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(alive(pgid), "the leader was not spared");

@@ -952,27 +952,14 @@ impl<S: LeaseStore> Election<S> {
         // counts its validity from the reservation (a copy paused between the
         // two cannot lead later than a copy watching the key absent expects).
         let reserve_sent = Instant::now();
+        let (store, cfg, known) = (&self.store, &self.cfg, &mut self.floor);
+        let (key, election, id) = (&cfg.floor_key, &cfg.election, &cfg.identity);
         let reserved = if create {
-            floor::reserve_unchanged(
-                &self.store,
-                &self.cfg.floor_key,
-                &self.cfg.election,
-                &self.cfg.identity,
-                &mut self.floor,
-                at_least,
-            )
-            .await
+            floor::reserve_unchanged(store, key, election, id, known, at_least).await
         } else {
-            floor::reserve(
-                &self.store,
-                &self.cfg.floor_key,
-                &self.cfg.election,
-                &self.cfg.identity,
-                &mut self.floor,
-                at_least,
-            )
-            .await
-            .map(Some)
+            floor::reserve(store, key, election, id, known, at_least)
+                .await
+                .map(Some)
         };
         // Only a failed reservation counts for the backoff: the lease write
         // that follows a good one gives the answer that does.

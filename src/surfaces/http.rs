@@ -116,21 +116,19 @@ pub async fn serve(
             },
         };
         let now = Instant::now();
-        let conn = match table.admit(now) {
-            Ok((conn, shed)) => {
-                if let Some(why) = shed {
-                    ctx.metrics.count_shed(why.label());
-                    shed_log.add(now, why, limits.max_connections);
-                }
-                Arc::new(conn)
-            }
-            Err(why) => {
-                ctx.metrics.count_shed(why.label());
-                shed_log.add(now, why, limits.max_connections);
-                drop(stream);
-                continue;
-            }
+        let admitted = table.admit(now);
+        if let Some(why) = admitted
+            .as_ref()
+            .map_or_else(|w| Some(*w), |(_, shed)| *shed)
+        {
+            ctx.metrics.count_shed(why.label());
+            shed_log.add(now, why, limits.max_connections);
+        }
+        let Ok((conn, _)) = admitted else {
+            drop(stream); // refused: every connection is busy
+            continue;
         };
+        let conn = Arc::new(conn);
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

@@ -101,7 +101,7 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             sweep(group);
-            return crate::work::supervisor::exit_code(status);
+            return crate::work::procs::exit_code(status);
         }
         let now = Instant::now();
         let over = match *daemon.lock().unwrap_or_else(|p| p.into_inner()) {

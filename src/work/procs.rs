@@ -199,6 +199,12 @@ pub fn command(
     }
 }
 
+/// An exit status as a shell reports it: the code, or 128 + the signal.
+pub fn exit_code(s: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
 /// Tell a guard (on its stdin pipe) that the leadership it guards lasts
 /// until `until` now. True when written. A pipe to a live guard never stays
 /// full; the write is bounded anyway.
@@ -401,7 +407,7 @@ mod tests {
     fn exit_codes_are_the_code_or_128_plus_the_signal() {
         use std::os::unix::process::ExitStatusExt;
         use std::process::ExitStatus;
-        let code = crate::work::supervisor::exit_code;
+        let code = exit_code;
         assert_eq!(code(ExitStatus::from_raw(7 << 8)), 7);
         assert_eq!(code(ExitStatus::from_raw(0)), 0);
         assert_eq!(code(ExitStatus::from_raw(15)), 143);

@@ -176,7 +176,7 @@ pub async fn run(
                 procs::unregister(r.pgid);
                 let _ = idle.send(true);
                 if let Some(once) = spec.once.take() {
-                    let code = status.map_or(1, exit_code);
+                    let code = status.map_or(1, procs::exit_code);
                     info!(code, term = r.term, "supervised program exited (run --once)");
                     let _ = once.send(OnceEvent::Ended(Finished::Exited(code)));
                     break;
@@ -215,12 +215,6 @@ async fn heartbeat(r: &mut Running, until: Option<Instant>) {
     if procs::tell_guard(pipe, until).await {
         r.sent_until = Some(until);
     }
-}
-
-/// An exit status as a shell reports it: the code, or 128 + the signal.
-pub fn exit_code(s: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
 
 async fn opt_sleep(at: Option<Instant>) {
@@ -330,55 +324,82 @@ pub(crate) mod tests {
             .expect("became leader within 10 s");
     }
 
+    /// Copy "a" on `store`, its program `sh -c script` supervised and its
+    /// release barrier linked, running until `stop`.
+    struct Supervised {
+        cmds: mpsc::Sender<Command>,
+        rx: watch::Receiver<State>,
+        idle: watch::Receiver<bool>,
+        stop: CancellationToken,
+        tasks: [tokio::task::JoinHandle<()>; 2],
+    }
+
+    fn supervised(store: &MemoryStore, script: String, kill_grace: Duration) -> Supervised {
+        let (idle_tx, idle) = watch::channel(true);
+        let a = Election::new(
+            store.clone(),
+            ecfg("a"),
+            Links {
+                successors: None,
+                release_barriers: vec![idle.clone()],
+            },
+        );
+        let (cmds, rx, stop) = (a.command_sender(), a.subscribe(), CancellationToken::new());
+        let spec = ChildSpec {
+            guard: None,
+            after: None,
+            argv: vec!["sh".into(), "-c".into(), script],
+            on_exit: ChildExit::Restart,
+            kill_grace,
+            election: "e".into(),
+            identity: "a".into(),
+            once: None,
+        };
+        let sup = tokio::spawn(run(
+            spec,
+            a.subscribe(),
+            idle_tx,
+            cmds.clone(),
+            stop.clone(),
+        ));
+        let el = tokio::spawn(a.run(stop.clone()));
+        Supervised {
+            cmds,
+            rx,
+            idle,
+            stop,
+            tasks: [sup, el],
+        }
+    }
+
+    impl Supervised {
+        async fn step_down(&self) {
+            let cmd = Command::StepDown {
+                reason: "test".into(),
+                term: None,
+            };
+            self.cmds.send(cmd).await.unwrap();
+        }
+        async fn stop(self) {
+            self.stop.cancel();
+            for t in self.tasks {
+                let _ = t.await;
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_step_down_racing_the_start_never_leaves_the_program_running() {
         for round in 0..10 {
             let store = MemoryStore::new();
             let dir = tempfile::tempdir().unwrap();
             let d = dir.path().display().to_string();
-            let (idle_tx, idle_rx) = watch::channel(true);
-            let a = Election::new(
-                store.clone(),
-                ecfg("a"),
-                Links {
-                    successors: None,
-                    release_barriers: vec![idle_rx],
-                },
-            );
-            let cmds = a.command_sender();
-            let mut arx = a.subscribe();
-            let stop = CancellationToken::new();
-            let spec = ChildSpec {
-                guard: None,
-                after: None,
-                // Slow to die, as real services are.
-                argv: vec![
-                    "sh".into(),
-                    "-c".into(),
-                    format!("trap '' TERM; echo $$ > {d}/pid; while :; do sleep 0.05; done"),
-                ],
-                on_exit: ChildExit::Restart,
-                kill_grace: Duration::from_millis(900),
-                election: "e".into(),
-                identity: "a".into(),
-                once: None,
-            };
-            let sup = tokio::spawn(run(
-                spec,
-                a.subscribe(),
-                idle_tx,
-                cmds.clone(),
-                stop.clone(),
-            ));
-            let at = tokio::spawn(a.run(stop.clone()));
-            until_leader(&mut arx).await;
+            // Slow to die, as real services are.
+            let script = format!("trap '' TERM; echo $$ > {d}/pid; while :; do sleep 0.05; done");
+            let mut a = supervised(&store, script, Duration::from_millis(900));
+            until_leader(&mut a.rx).await;
             // Step down at once, while the supervisor is starting the program.
-            cmds.send(Command::StepDown {
-                reason: "test".into(),
-                term: None,
-            })
-            .await
-            .unwrap();
+            a.step_down().await;
             let t0 = Instant::now();
             loop {
                 let released = store
@@ -400,10 +421,8 @@ pub(crate) mod tests {
             let bt = tokio::spawn(b.run(bstop.clone()));
             until_leader(&mut brx).await;
             let running = pid.is_some_and(alive);
-            stop.cancel();
+            a.stop().await;
             bstop.cancel();
-            let _ = sup.await;
-            let _ = at.await;
             let _ = bt.await;
             assert!(
                 !running,
@@ -420,44 +439,12 @@ pub(crate) mod tests {
         let store = MemoryStore::new();
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
-        let (idle_tx, idle_rx) = watch::channel(true);
-        let a = Election::new(
-            store.clone(),
-            ecfg("a"),
-            Links {
-                successors: None,
-                release_barriers: vec![idle_rx.clone()],
-            },
+        let script = format!(
+            "echo $S3_ELECTOR_TERM $$ > {}.tmp && mv {0}.tmp {0}; exec sleep 60",
+            pid_file.display()
         );
-        let cmds = a.command_sender();
-        let mut arx = a.subscribe();
-        let stop = CancellationToken::new();
-        let spec = ChildSpec {
-            guard: None,
-            after: None,
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                format!(
-                    "echo $S3_ELECTOR_TERM $$ > {}.tmp && mv {0}.tmp {0}; exec sleep 60",
-                    pid_file.display()
-                ),
-            ],
-            on_exit: ChildExit::Restart,
-            kill_grace: Duration::from_millis(500),
-            election: "e".into(),
-            identity: "a".into(),
-            once: None,
-        };
-        let sup = tokio::spawn(run(
-            spec,
-            a.subscribe(),
-            idle_tx,
-            cmds.clone(),
-            stop.clone(),
-        ));
-        let at = tokio::spawn(a.run(stop.clone()));
-        until_leader(&mut arx).await;
+        let mut a = supervised(&store, script, Duration::from_millis(500));
+        until_leader(&mut a.rx).await;
         let end = Instant::now() + Duration::from_secs(10);
         let (term, pid) = loop {
             if let Some((t, p)) = std::fs::read_to_string(&pid_file).ok().and_then(|s| {
@@ -472,22 +459,15 @@ pub(crate) mod tests {
             assert!(Instant::now() < end, "the program never started");
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        assert_eq!(term, arx.borrow().term);
+        assert_eq!(term, a.rx.borrow().term);
         assert!(alive(pid));
-        assert!(!*idle_rx.borrow(), "barrier open while the program runs");
-        cmds.send(Command::StepDown {
-            reason: "test".into(),
-            term: None,
-        })
-        .await
-        .unwrap();
+        assert!(!*a.idle.borrow(), "barrier open while the program runs");
+        a.step_down().await;
         let end = Instant::now() + Duration::from_secs(5);
         while alive(pid) {
             assert!(Instant::now() < end, "the program outlived the leadership");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        stop.cancel();
-        let _ = sup.await;
-        let _ = at.await;
+        a.stop().await;
     }
 }

@@ -516,6 +516,19 @@ fn set_floor(store: &MemoryStore, term: u64) {
     );
 }
 
+/// Another copy, "old" (term 5), holding the lease and renewing it every
+/// retry period, `renewals` times.
+fn renewing_holder(store: &MemoryStore, renewals: usize) -> tokio::task::JoinHandle<()> {
+    foreign_holder(store, "old", 5);
+    let store = store.clone();
+    tokio::spawn(async move {
+        for _ in 0..renewals {
+            sleep(RETRY).await;
+            foreign_holder(&store, "old", 5);
+        }
+    })
+}
+
 fn gets(store: &MemoryStore) -> usize {
     store.requests().iter().filter(|o| **o == Op::Get).count()
 }
@@ -859,14 +872,7 @@ async fn a_throttling_store_gets_exponential_backoff_capped_at_the_lease() {
 #[tokio::test(start_paused = true)]
 async fn failing_reads_in_phase_are_paced_at_the_retry_period() {
     let store = MemoryStore::new();
-    foreign_holder(&store, "old", 5);
-    let s2 = store.clone();
-    let renewer = tokio::spawn(async move {
-        loop {
-            sleep(RETRY).await;
-            foreign_holder(&s2, "old", 5);
-        }
-    });
+    let renewer = renewing_holder(&store, usize::MAX);
     let b = start(&store, "b");
     sleep(RETRY * 6).await; // in phase with the holder's renewals
     for _ in 0..5000 {
@@ -1457,14 +1463,7 @@ async fn a_failed_read_is_a_published_problem_and_progress() {
 #[tokio::test(start_paused = true)]
 async fn reads_fall_back_to_the_plain_period_when_the_holder_stops_renewing() {
     let store = MemoryStore::new();
-    foreign_holder(&store, "old", 5);
-    let s2 = store.clone();
-    let renewer = tokio::spawn(async move {
-        for _ in 0..10 {
-            sleep(RETRY).await;
-            foreign_holder(&s2, "old", 5);
-        }
-    });
+    let renewer = renewing_holder(&store, 10);
     let b = start(&store, "b");
     within(LONG, "the holder's renewals end", renewer)
         .await

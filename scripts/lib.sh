@@ -157,6 +157,26 @@ ensure_faketime() {
   export S3E_LIBFAKETIME="$lib"
 }
 
+# promtool, Prometheus' own linter for the metrics endpoint, from Debian's
+# package prometheus. Only the binary is unpacked under .tools/: installing
+# the package would also set up a Prometheus server and its service.
+ensure_promtool() {
+  local dir="$TOOLS/prometheus"
+  if [ ! -x "$dir/usr/bin/promtool" ]; then
+    say "installing promtool (from Debian's package prometheus, unpacked under .tools/)"
+    local tmp
+    tmp="$(mktemp -d)"
+    ( cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1 ) ||
+      { apt-get update -q >/dev/null 2>&1 || sudo apt-get update -q >/dev/null; ( cd "$tmp" && apt-get download -q prometheus >/dev/null 2>&1 ); } ||
+      die "cannot download Debian's package prometheus (for promtool); install it and retry"
+    rm -rf "$dir" && mkdir -p "$dir"
+    dpkg-deb -x "$tmp"/prometheus_*.deb "$dir"
+    rm -rf "$tmp"
+  fi
+  "$dir/usr/bin/promtool" --version >/dev/null 2>&1 || die "promtool at $dir/usr/bin/promtool does not run"
+  export S3E_PROMTOOL="$dir/usr/bin/promtool"
+}
+
 # etcd and etcdctl (Debian packages etcd-server, etcd-client) for the bench's
 # side-by-side comparison. The package's own service is not used: the bench
 # starts its own etcd on loopback ports it chooses.

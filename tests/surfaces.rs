@@ -576,6 +576,64 @@ fn metrics_s3_counters_match_the_requests_on_the_wire() {
     );
 }
 
+/// `/metrics` passes `promtool check metrics` (Prometheus' own linter) in
+/// the text format, and speaks OpenMetrics to a scraper that asks for it.
+#[test]
+fn metrics_pass_promtool_and_negotiate_the_format() {
+    let promtool = std::env::var("S3E_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let sw = Seaweed::start();
+    sw.bucket("promtool");
+    let cfg = sw.config(sw.dir.path(), "promtool", "promtool", TIMING);
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(60), "a leads", || a.says_leader());
+    // A renewal or two observed, so the histogram has samples.
+    std::thread::sleep(Duration::from_secs(2));
+    let (st, head, text) = http_with(a.http_port, "GET", "/metrics", "Accept: text/plain\r\n");
+    assert_eq!(st, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(
+        text.contains("s3_elector_renew_latency_seconds_count"),
+        "{text}"
+    );
+    let mut check = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("run {promtool}: {e}; scripts/test installs it (Debian package prometheus)")
+        });
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
+    drop(check.stdin.take());
+    let out = check.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What Prometheus sends when it prefers OpenMetrics.
+    let accept =
+        "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
+    let (st, head, open) = http_with(a.http_port, "GET", "/metrics", accept);
+    assert_eq!(st, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    assert!(
+        open.contains("# TYPE s3_elector_s3_requests counter"),
+        "{open}"
+    );
+}
+
 /// A busy port the operator chose is fatal, with a message naming it; the
 /// binding to a non-loopback address needs the explicit switch.
 #[test]

@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
@@ -47,7 +47,7 @@ use tracing::{debug, warn};
 
 use crate::lease::election::{Command, State};
 use crate::surfaces::conns::{Conns, Phase, Shed};
-use crate::surfaces::metrics::Metrics;
+use crate::surfaces::metrics::{Format, Metrics};
 use crate::surfaces::view::LeaderView;
 
 /// Largest request head accepted (hyper's minimum buffer is 8 KiB).
@@ -338,12 +338,11 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
             }
         }
         "/metrics" => {
-            let mut r = Response::new(Full::new(Bytes::from(ctx.metrics.render(&state))));
+            let format = Format::negotiate(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+            let mut r = Response::new(Full::new(Bytes::from(ctx.metrics.render(&state, format))));
             r.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
+                HeaderValue::from_static(format.content_type()),
             );
             r
         }

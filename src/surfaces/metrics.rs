@@ -293,8 +293,8 @@ impl Metrics {
         }
     }
 
-    /// The metrics in Prometheus/OpenMetrics text, with gauges from `state`.
-    pub fn render(&self, state: &State) -> String {
+    /// The metrics in `format`, with gauges from `state`.
+    pub fn render(&self, state: &State, format: Format) -> String {
         let now = Instant::now();
         self.is_leader.set(i64::from(state.is_leader(now)));
         self.term.set(i64::try_from(state.term).unwrap_or(i64::MAX));
@@ -313,8 +313,88 @@ impl Metrics {
         // Writing into a String cannot fail.
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("metrics encode");
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Prometheus => to_prometheus_text(&out),
+        }
     }
+}
+
+/// The two exposition formats a scraper may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, for scrapers that ask for it.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4 (`text/plain`), for everyone else.
+    Prometheus,
+}
+
+impl Format {
+    /// Content negotiation on an `Accept` header: OpenMetrics only when the
+    /// scraper lists it (Prometheus does, with a higher weight than
+    /// `text/plain`); the classic text format otherwise, as client_golang.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let wants_openmetrics = accept.is_some_and(|a| {
+            a.split(',').any(|part| {
+                let mut params = part.split(';').map(str::trim);
+                let media = params.next().unwrap_or("");
+                let refused = params.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f64>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                });
+                media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+            })
+        });
+        if wants_openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Prometheus
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format: a counter family is named
+/// by its samples (`x_total`), `info` and `unknown` families become `gauge`
+/// and `untyped`, and `# UNIT` and `# EOF` go.
+fn to_prometheus_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let (name, tail) = rest.split_once(' ')?;
+            let name = if counters.contains(name) {
+                format!("{name}_total")
+            } else {
+                name.to_string()
+            };
+            let tail = match (*tag, tail) {
+                ("# TYPE ", "info") => "gauge",
+                ("# TYPE ", "unknown") => "untyped",
+                _ => tail,
+            };
+            Some(format!("{tag}{name} {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None if line.starts_with("# UNIT ") || line == "# EOF" => continue,
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn outcome<T>(r: &Result<T, StoreError>) -> &'static str {
@@ -381,5 +461,97 @@ impl<S: LeaseStore> LeaseStore for MeteredStore<S> {
         let r = self.inner.list(prefix, max).await;
         self.metrics.count("list", outcome(&r));
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_gives_openmetrics_only_to_who_asks() {
+        use Format::*;
+        // What Prometheus 2.x sends.
+        let prom = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prom)), OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("Application/OpenMetrics-Text")),
+            OpenMetrics
+        );
+        assert_eq!(Format::negotiate(Some("text/plain")), Prometheus);
+        assert_eq!(Format::negotiate(Some("*/*")), Prometheus);
+        assert_eq!(Format::negotiate(None), Prometheus);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0, text/plain")),
+            Prometheus
+        );
+        assert!(OpenMetrics
+            .content_type()
+            .starts_with("application/openmetrics-text"));
+        assert!(Prometheus
+            .content_type()
+            .starts_with("text/plain; version=0.0.4"));
+    }
+
+    #[test]
+    fn prometheus_text_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.count("get", "ok");
+        m.count_wake();
+        let state =
+            crate::work::hooks::tests::st(crate::lease::election::Role::Follower, None, 3, false);
+        let open = m.render(&state, Format::OpenMetrics);
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(
+            open.contains("# TYPE s3_elector_s3_requests counter"),
+            "{open}"
+        );
+        let text = m.render(&state, Format::Prometheus);
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP s3_elector_s3_requests_total S3 requests"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE s3_elector_s3_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("s3_elector_s3_requests_total{operation=\"get\",outcome=\"ok\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE process_cpu_seconds_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE s3_elector_is_leader gauge\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("s3_elector_wake_ups_received_total 1\n"),
+            "{text}"
+        );
+        // Every sample's family is declared just before it, under its own name.
+        let mut family = String::new();
+        for l in text.lines() {
+            if let Some(rest) = l.strip_prefix("# TYPE ") {
+                family = rest.split(' ').next().unwrap().to_string();
+            } else if !l.starts_with('#') {
+                let name = l.split(['{', ' ']).next().unwrap();
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|b| *b == family))
+                    .unwrap_or(name);
+                assert_eq!(base, family, "sample {l} outside its family");
+            }
+        }
+        assert_eq!(
+            to_prometheus_text("# TYPE a info\n# TYPE b unknown\n# UNIT c seconds\nb 1\n# EOF\n"),
+            "# TYPE a gauge\n# TYPE b untyped\nb 1\n"
+        );
     }
 }

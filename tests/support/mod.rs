@@ -827,6 +827,13 @@ impl Drop for S3rver {
 
 /// A plain HTTP/1.1 request to 127.0.0.1:`port`; returns status and body.
 pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let (status, _, body) = http_with(port, method, path, "");
+    (status, body)
+}
+
+/// [`http`] with extra request header lines (each ending in `\r\n`);
+/// returns status, response head and body.
+pub fn http_with(port: u16, method: &str, path: &str, headers: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     // The daemon may still be starting: retry a refused connection briefly.
     let end = Instant::now() + Duration::from_secs(10);
@@ -843,7 +850,7 @@ pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: t\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut buf = String::new();
@@ -853,8 +860,8 @@ pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    (status, head.to_string(), body.to_string())
 }
 
 /// GET a JSON endpoint.

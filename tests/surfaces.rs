@@ -835,6 +835,31 @@ fn logs_are_plain_unique_and_quiet_about_renewals() {
     };
     let mut text = run("t", "text");
     let mut json = run("j", "json");
+    // Lists are JSON arrays: the leader names its successors.
+    let mut named = None;
+    for _ in 0..100 {
+        named = a
+            .events()
+            .iter()
+            .find(|e| {
+                e.str("message") == Some("successors checked")
+                    && e.json["successors"]
+                        .as_array()
+                        .is_some_and(|s| s.len() == 2)
+            })
+            .map(|e| e.json.clone());
+        if named.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let named = named.unwrap_or_else(|| {
+        panic!(
+            "no 'successors checked' line naming t and j as a JSON array:\n{}",
+            a.log_text()
+        )
+    });
+    assert!(named["candidates"].is_u64(), "{named}");
     // 10 renewal periods (retry 500 ms): 10 renewals observed by each.
     std::thread::sleep(Duration::from_secs(5));
     let mut logs = Vec::new();

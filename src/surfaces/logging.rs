@@ -75,11 +75,86 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
     let registry = tracing_subscriber::registry();
     match format {
         LogFormat::Json => registry
-            .with(layer.json().flatten_event(true).with_filter(targets))
+            .with(layer.event_format(JsonLine).with_filter(targets))
             .init(),
         LogFormat::Text => registry.with(layer.with_filter(targets)).init(),
     }
     LogGuard { _worker: worker }
+}
+
+/// One JSON object per line: `timestamp`, `level`, then the event's fields
+/// in the order written (`message`, `event`, ...), then `target` (the
+/// module). Every key appears once: a field that repeats a key already
+/// written is dropped. A field logged with `?` whose text is a JSON array
+/// (a `Vec` of names or of command words) is written as that array, so a
+/// log pipeline gets `"successors":["b","c"]`, not a string.
+struct JsonLine;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLine
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let mut line = JsonFields(serde_json::Map::new());
+        line.put(
+            "timestamp",
+            humantime::format_rfc3339_micros(std::time::SystemTime::now())
+                .to_string()
+                .into(),
+        );
+        line.put("level", meta.level().as_str().into());
+        event.record(&mut line);
+        line.put("target", meta.target().into());
+        writeln!(w, "{}", serde_json::Value::Object(line.0))
+    }
+}
+
+/// The fields of one line, in the order written (serde_json keeps the
+/// insertion order with its `preserve_order` feature).
+struct JsonFields(serde_json::Map<String, serde_json::Value>);
+
+impl JsonFields {
+    fn put(&mut self, key: &str, value: serde_json::Value) {
+        if !self.0.contains_key(key) {
+            self.0.insert(key.to_string(), value);
+        }
+    }
+}
+
+impl tracing::field::Visit for JsonFields {
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        let text = format!("{v:?}");
+        let value = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(list @ serde_json::Value::Array(_)) if text.starts_with('[') => list,
+            _ => text.into(),
+        };
+        self.put(f.name(), value);
+    }
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.put(f.name(), v.into());
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.put(f.name(), v.into());
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.put(f.name(), v.into());
+    }
+    fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
+        self.put(f.name(), v.into());
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.put(f.name(), v.into());
+    }
+    fn record_error(&mut self, f: &tracing::field::Field, v: &(dyn std::error::Error + 'static)) {
+        self.put(f.name(), v.to_string().into());
+    }
 }
 
 /// Until `shutdown`: when lines were dropped and then stop being dropped
@@ -103,5 +178,63 @@ pub async fn report_drops(shutdown: CancellationToken) {
             reported = now;
         }
         last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Lines the [`JsonLine`] format writes for events logged in `f`.
+    fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(move || buf.clone())
+            .event_format(JsonLine);
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn json_lines_have_arrays_typed_values_and_unique_keys() {
+        let names = vec!["b".to_string(), "c\"d".to_string()];
+        let none: Vec<String> = Vec::new();
+        let got = lines(|| {
+            tracing::info!(event = "released", term = 7_u64, ok = true, successors = ?names, empty = ?none, floor = ?Some(3), target = "s3://b/k", "released lease");
+        });
+        let l = &got[0];
+        assert_eq!(l["level"], "INFO");
+        assert_eq!(l["message"], "released lease");
+        assert_eq!(l["event"], "released");
+        assert_eq!(l["term"], 7);
+        assert_eq!(l["ok"], true);
+        assert_eq!(l["successors"], serde_json::json!(["b", "c\"d"]));
+        assert_eq!(l["empty"], serde_json::json!([]));
+        assert_eq!(l["floor"], "Some(3)");
+        // The event's own `target` field wins; the module is not repeated.
+        assert_eq!(l["target"], "s3://b/k");
+        let ts = l["timestamp"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(ts).is_ok(), "{ts}");
+        let keys: Vec<&String> = l.as_object().unwrap().keys().collect();
+        assert_eq!(keys[..3], ["timestamp", "level", "message"], "{keys:?}");
+        let plain = &lines(|| tracing::warn!("x"))[0];
+        assert_eq!(plain["target"], module_path!());
     }
 }

@@ -478,3 +478,58 @@ fn the_probe_refuses_a_store_that_ignores_conditional_writes() {
     assert!(warned.is_some(), "{}", d.log_text());
     d.kill();
 }
+
+/// A sidecar configured by its environment alone (no config file), as the
+/// contrib `leader-elector` sidecar is: `check` passes, `run` leads, and a
+/// bad value names its variable.
+#[test]
+fn a_copy_runs_from_environment_variables_without_a_config_file() {
+    let sw = Seaweed::start();
+    sw.bucket("noconfig");
+    let nowhere = sw.dir.path().join("absent.yaml");
+    let env = [
+        ("-S3_ELECTOR_CONFIG", ""),
+        ("S3_ELECTOR_ELECTION", "123"),
+        ("S3_ELECTOR_BUCKET", "noconfig"),
+        ("S3_ELECTOR_PREFIX", "sidecars"),
+        ("S3_ELECTOR_REGION", "us-east-1"),
+        ("S3_ELECTOR_ENDPOINT_URL", sw.endpoint.as_str()),
+        ("S3_ELECTOR_FORCE_PATH_STYLE", "true"),
+        ("S3_ELECTOR_LEASE_DURATION", "3s"),
+        ("S3_ELECTOR_RENEW_DEADLINE", "2s"),
+        ("S3_ELECTOR_RETRY_PERIOD", "500ms"),
+        ("S3_ELECTOR_REQUEST_TIMEOUT", "1s"),
+        ("S3_ELECTOR_CONNECT_TIMEOUT", "500ms"),
+    ];
+    let (code, out, err) = run_cmd(&nowhere, &["check"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("config: ok (flags and environment (no config file))"),
+        "{out}"
+    );
+    assert!(
+        out.contains("s3://noconfig/sidecars/123/lease.json"),
+        "{out}"
+    );
+    let a = Daemon::start_with("a", &nowhere, &env);
+    until(Duration::from_secs(60), "a leads", || a.says_leader());
+    let (_, v) = get_json(a.http_port, "/leader");
+    assert_eq!(v["election"], "123", "{v}");
+    // The flag beats the variable; a bad value names where it came from.
+    let mut bad = env.to_vec();
+    bad.push(("S3_ELECTOR_RETRY_PERIOD", "often"));
+    let (code, out, err) = run_cmd(&nowhere, &["check", "--lease-duration", "4s"], &bad);
+    assert_eq!(code, 64, "{out}{err}");
+    assert!(
+        err.contains("`timing.retry_period`") && err.contains("S3_ELECTOR_RETRY_PERIOD"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Nothing given: both required settings, with how to give them.
+    let (code, _, err) = run_cmd(&nowhere, &["check"], &[("-S3_ELECTOR_CONFIG", "")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("S3_ELECTOR_ELECTION") && err.contains("S3_ELECTOR_BUCKET"),
+        "{err}"
+    );
+}

@@ -29,7 +29,7 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
             return EXIT_CONFIG;
         }
     }
-    println!("config: ok ({})", c.config.display());
+    println!("config: ok ({})", c.source());
     println!("identity: {identity}");
     println!("lease: {}", target(&cfg));
     if a.offline {

@@ -97,12 +97,89 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Config file (YAML).
+    /// Config file (YAML). Optional when the settings below say enough (at
+    /// least the election and the bucket), as for a container sidecar.
     #[arg(long, short, env = "S3_ELECTOR_CONFIG")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
     /// This copy's identity; overrides `identity` in the file.
     #[arg(long, env = "S3_ELECTOR_IDENTITY")]
     pub identity: Option<String>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Settings that replace the file's (flag, else environment, else file).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Settings (each replaces the config file's)")]
+pub struct Settings {
+    /// `election`: the election's name.
+    #[arg(long, env = "S3_ELECTOR_ELECTION")]
+    pub election: Option<String>,
+    /// `s3.bucket`: the bucket of the lease object.
+    #[arg(long, env = "S3_ELECTOR_BUCKET")]
+    pub bucket: Option<String>,
+    /// `s3.prefix`: the lease key is PREFIX/ELECTION/lease.json.
+    #[arg(long, env = "S3_ELECTOR_PREFIX")]
+    pub prefix: Option<String>,
+    /// `s3.key`: the lease object's whole key (instead of the prefix).
+    #[arg(long, env = "S3_ELECTOR_KEY")]
+    pub key: Option<String>,
+    /// `s3.region`.
+    #[arg(long, env = "S3_ELECTOR_REGION")]
+    pub region: Option<String>,
+    /// `s3.endpoint_url`: an S3-compatible store's URL.
+    #[arg(long, env = "S3_ELECTOR_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// `s3.force_path_style`: true or false.
+    #[arg(long, env = "S3_ELECTOR_FORCE_PATH_STYLE", value_name = "BOOL")]
+    pub force_path_style: Option<bool>,
+    /// `timing.lease_duration`, e.g. 15s.
+    #[arg(long, env = "S3_ELECTOR_LEASE_DURATION", value_name = "DURATION")]
+    pub lease_duration: Option<String>,
+    /// `timing.renew_deadline`, e.g. 10s.
+    #[arg(long, env = "S3_ELECTOR_RENEW_DEADLINE", value_name = "DURATION")]
+    pub renew_deadline: Option<String>,
+    /// `timing.retry_period`, e.g. 2s.
+    #[arg(long, env = "S3_ELECTOR_RETRY_PERIOD", value_name = "DURATION")]
+    pub retry_period: Option<String>,
+    /// `s3.request_timeout`: one S3 request's limit, e.g. 1s.
+    #[arg(long, env = "S3_ELECTOR_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+    /// `s3.connect_timeout`, e.g. 500ms.
+    #[arg(long, env = "S3_ELECTOR_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<String>,
+    /// `identity_from`: hostname or ec2-instance-id.
+    #[arg(long, env = "S3_ELECTOR_IDENTITY_FROM", value_name = "SOURCE")]
+    pub identity_from: Option<String>,
+}
+
+impl Common {
+    /// The flags and variables given, as config overrides.
+    fn overrides(&self) -> Overrides {
+        let s = &self.settings;
+        Overrides::default()
+            .text("election", s.election.as_deref())
+            .text("s3.bucket", s.bucket.as_deref())
+            .text("s3.prefix", s.prefix.as_deref())
+            .text("s3.key", s.key.as_deref())
+            .text("s3.region", s.region.as_deref())
+            .text("s3.endpoint_url", s.endpoint_url.as_deref())
+            .flag("s3.force_path_style", s.force_path_style)
+            .text("timing.lease_duration", s.lease_duration.as_deref())
+            .text("timing.renew_deadline", s.renew_deadline.as_deref())
+            .text("timing.retry_period", s.retry_period.as_deref())
+            .text("s3.request_timeout", s.request_timeout.as_deref())
+            .text("s3.connect_timeout", s.connect_timeout.as_deref())
+            .text("identity_from", s.identity_from.as_deref())
+    }
+
+    /// The file's name, or where the settings came from without one.
+    fn source(&self) -> String {
+        match &self.config {
+            Some(p) => p.display().to_string(),
+            None => crate::config::NO_FILE.into(),
+        }
+    }
 }
 
 /// For the commands that ask the local daemon.
@@ -252,7 +329,12 @@ pub fn main(cli: Cli) -> i32 {
 
 /// Load the config and identity, or print every problem and give exit 64.
 async fn load(c: &Common) -> Result<(Config, String), i32> {
-    let cfg = Config::load(&c.config).map_err(|e| {
+    load_with(c, c.overrides()).await
+}
+
+/// [`load`] with `overrides` (the command's own and [`Common::overrides`]).
+async fn load_with(c: &Common, overrides: Overrides) -> Result<(Config, String), i32> {
+    let cfg = Config::load_layered(c.config.as_deref(), &overrides).map_err(|e| {
         for l in e.lines() {
             eprintln!("s3-elector: {l}");
         }
@@ -278,18 +360,11 @@ async fn load(c: &Common) -> Result<(Config, String), i32> {
 /// Load the config for a command that asks the local daemon, with the
 /// listen address it was given (`--http-listen`, `S3_ELECTOR_HTTP_LISTEN`).
 async fn load_for_daemon(a: &DaemonArgs) -> Result<Config, i32> {
-    let (cfg, _) = load(&a.common).await?;
-    let overrides = Overrides {
-        http_listen: a.http_listen.clone(),
-        ..Overrides::default()
-    };
-    cfg.with_overrides(&overrides, &a.common.config.display().to_string())
-        .map_err(|e| {
-            for l in e.lines() {
-                eprintln!("s3-elector: {l}");
-            }
-            EXIT_CONFIG
-        })
+    let overrides = a
+        .common
+        .overrides()
+        .text("http.listen", a.http_listen.as_deref());
+    Ok(load_with(&a.common, overrides).await?.0)
 }
 
 /// Where the daemon running with `cfg` on this host answers HTTP (an
@@ -331,23 +406,16 @@ async fn connect(cfg: &Config) -> Result<S3Store, i32> {
 
 /// `run`: the daemon, until a stop signal.
 async fn run(a: RunArgs) -> i32 {
-    let (cfg, identity) = match load(&a.common).await {
+    let status_file = a.status_file.as_ref().map(|p| p.to_string_lossy());
+    let overrides = a
+        .common
+        .overrides()
+        .text("http.listen", a.http_listen.as_deref())
+        .text("advertise_address", a.advertise_address.as_deref())
+        .text("status_file", status_file.as_deref());
+    let (cfg, identity) = match load_with(&a.common, overrides).await {
         Ok(x) => x,
         Err(code) => return code,
-    };
-    let overrides = Overrides {
-        http_listen: a.http_listen,
-        advertise_address: a.advertise_address,
-        status_file: a.status_file,
-    };
-    let cfg = match cfg.with_overrides(&overrides, &a.common.config.display().to_string()) {
-        Ok(c) => c,
-        Err(e) => {
-            for l in e.lines() {
-                eprintln!("s3-elector: {l}");
-            }
-            return EXIT_CONFIG;
-        }
     };
     if a.once && a.child.is_empty() {
         eprintln!("s3-elector: `run --once` needs a program after `--`, e.g. `run --once -- /usr/local/bin/job`");

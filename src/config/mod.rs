@@ -33,6 +33,9 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+/// What messages call the config when there is no file.
+pub const NO_FILE: &str = "flags and environment (no config file)";
+
 /// Exit code for a bad config or bad command line (`EX_USAGE` from sysexits.h).
 pub const EXIT_CONFIG: i32 = 64;
 
@@ -84,6 +87,17 @@ impl ConfigError {
 impl Config {
     /// Read and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_layered(Some(path), &Overrides::default())
+    }
+
+    /// Read the file (if any), write the overrides over it, and validate
+    /// the result. Without a file the overrides must say everything needed
+    /// (at least the election and the bucket).
+    pub fn load_layered(path: Option<&Path>, o: &Overrides) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            let empty = serde_yaml::Value::Mapping(Default::default());
+            return Self::from_value(empty, NO_FILE, o);
+        };
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(
@@ -94,11 +108,15 @@ impl Config {
                 }],
             )
         })?;
-        Self::from_yaml(&text, &name)
+        Self::from_yaml_with(&text, &name, o)
     }
 
     /// Parse and validate YAML text. `source_name` is used in messages.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        Self::from_yaml_with(text, source_name, &Overrides::default())
+    }
+
+    fn from_yaml_with(text: &str, source_name: &str, o: &Overrides) -> Result<Config, ConfigError> {
         let fail = |problems| ConfigError::new(source_name, problems);
         let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
             fail(vec![Problem {
@@ -106,13 +124,28 @@ impl Config {
                 message: format!("not valid YAML: {e}"),
             }])
         })?;
-        if value.is_null() {
+        if value.is_null() && o.is_empty() {
             return Err(fail(vec![Problem {
                 field: String::new(),
                 message: "the file is empty; see config/s3-elector.yaml for a reference".into(),
             }]));
         }
+        Self::from_value(value, source_name, o)
+    }
+
+    fn from_value(
+        value: serde_yaml::Value,
+        source_name: &str,
+        o: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let fail = |problems: Vec<Problem>| {
+            ConfigError::new(
+                source_name,
+                problems.into_iter().map(|p| o.annotate(p)).collect(),
+            )
+        };
         let mut value = value;
+        o.apply(&mut value);
         // Report every unknown key, then drop them so that the semantic
         // checks still run and their problems are reported too.
         let mut problems = unknown_keys(&mut value);
@@ -138,8 +171,45 @@ impl Config {
                     let field = e.path().to_string();
                     let field = if field == "." { String::new() } else { field };
                     let inner = e.into_inner().to_string();
-                    // Unknown keys were already reported, with suggestions.
-                    if !inner.starts_with("unknown field") {
+                    // A missing key: report it on its own path and put a
+                    // stand-in there (an empty section or text), so the
+                    // other missing keys are found too.
+                    if let Some(name) = inner
+                        .strip_prefix("missing field `")
+                        .and_then(|r| r.strip_suffix('`'))
+                    {
+                        let path = if field.is_empty() {
+                            name.to_string()
+                        } else {
+                            format!("{field}.{name}")
+                        };
+                        // A missing section is reported by its missing keys.
+                        let stand_in = if known_keys(&path).is_some() {
+                            serde_yaml::Value::Mapping(Default::default())
+                        } else {
+                            problems.push(Problem {
+                                field: path.clone(),
+                                message: tidy_serde_message(&inner),
+                            });
+                            serde_yaml::Value::String(String::new())
+                        };
+                        let parent = if field.is_empty() {
+                            Some(&mut value)
+                        } else {
+                            value.get_mut(field.as_str())
+                        };
+                        match parent.and_then(|p| p.as_mapping_mut()) {
+                            Some(m) => {
+                                m.insert(serde_yaml::Value::String(name.into()), stand_in);
+                            }
+                            None => break,
+                        }
+                        wrong.push(path);
+                        continue;
+                    }
+                    // Unknown keys were already reported, with suggestions;
+                    // a stand-in for a missing key is not the user's value.
+                    if !inner.starts_with("unknown field") && !wrong.contains(&field) {
                         problems.push(Problem {
                             field: field.clone(),
                             message: tidy_serde_message(&inner),

@@ -85,7 +85,13 @@ fn durations_need_units() {
 #[test]
 fn missing_and_malformed_fields() {
     let p = problems("s3:\n  bucket: leases\n");
-    assert_eq!(p[0].message, "required key `election` is missing");
+    assert!(
+        p[0].message
+            .starts_with("required key `election` is missing; set it in the config file"),
+        "{}",
+        p[0].message
+    );
+    assert_eq!(p[0].field, "election");
     assert_eq!(
         fields("election: d\ns3:\n  bucket: Bad_Bucket\n"),
         vec!["s3.bucket"]
@@ -131,7 +137,7 @@ fn surfaces_are_validated() {
     );
     assert_eq!(
         fields(&format!("{base}hooks:\n  on_lost:\n    comand: [x]\n")),
-        vec!["hooks.on_lost.comand", "hooks.on_lost"]
+        vec!["hooks.on_lost.comand", "hooks.on_lost.command"]
     );
     assert_eq!(
         fields(&format!("{base}child:\n  kill_grace: 5s\n")),
@@ -262,42 +268,107 @@ fn known_key_lists_match_the_structs() {
 
 #[test]
 fn overrides_replace_the_file_and_are_validated_again() {
-    let cfg = Config::from_yaml(GOOD, "t.yaml").unwrap();
-    let o = Overrides {
-        http_listen: Some("127.0.0.1:4999".into()),
-        advertise_address: Some("10.0.0.5:4999".into()),
-        status_file: Some("/run/s3e/status.json".into()),
-    };
-    let c = cfg.clone().with_overrides(&o, "t.yaml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.yaml");
+    std::fs::write(&file, GOOD).unwrap();
+    let cfg = Config::load(&file).unwrap();
+    let o = Overrides::default()
+        .text("http.listen", Some("127.0.0.1:4999"))
+        .text("advertise_address", Some("10.0.0.5:4999"))
+        .text("status_file", Some("/run/s3e/status.json"))
+        .text("s3.bucket", Some("123"))
+        .text("timing.retry_period", Some("1s"))
+        .flag("s3.force_path_style", Some(true))
+        .text("s3.prefix", None);
+    let c = Config::load_layered(Some(&file), &o).unwrap();
     assert_eq!(c.http.listen.as_deref(), Some("127.0.0.1:4999"));
     assert_eq!(c.advertise_address.as_deref(), Some("10.0.0.5:4999"));
     assert_eq!(
         c.status_file.as_deref(),
         Some(std::path::Path::new("/run/s3e/status.json"))
     );
+    // Numeric-looking text stays text.
+    assert_eq!(c.s3.bucket, "123");
+    assert_eq!(c.timing.retry_period, std::time::Duration::from_secs(1));
+    assert!(c.s3.force_path_style);
+    assert_eq!(c.s3.prefix, cfg.s3.prefix);
+    assert_eq!(c.election, cfg.election);
     assert_eq!(
-        cfg.clone()
-            .with_overrides(&Overrides::default(), "t")
-            .unwrap(),
+        Config::load_layered(Some(&file), &Overrides::default()).unwrap(),
         cfg
     );
-    let bad = Overrides {
-        http_listen: Some("0.0.0.0:4040".into()),
-        advertise_address: Some("no-port".into()),
-        ..Overrides::default()
-    };
-    let e = cfg.with_overrides(&bad, "t.yaml").unwrap_err();
+    let bad = Overrides::default()
+        .text("http.listen", Some("0.0.0.0:4040"))
+        .text("advertise_address", Some("no-port"))
+        .text("timing.lease_duration", Some("soon"));
+    let e = Config::load_layered(Some(&file), &bad).unwrap_err();
     let fields: Vec<&str> = e.problems.iter().map(|p| p.field.as_str()).collect();
     assert_eq!(
         fields,
-        vec!["advertise_address", "http.listen"],
+        vec!["timing.lease_duration", "advertise_address", "http.listen"],
         "{:?}",
         e.lines()
     );
+    let lines = e.lines();
     assert!(
-        e.lines().iter().all(|l| l.contains("overrides")),
-        "{:?}",
-        e.lines()
+        lines[0].contains("(set by --lease-duration / S3_ELECTOR_LEASE_DURATION)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].contains("(set by --advertise-address / S3_ELECTOR_ADVERTISE_ADDRESS)"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].contains("(set by --http-listen / S3_ELECTOR_HTTP_LISTEN)"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_config_from_flags_and_environment_alone() {
+    let o = Overrides::default()
+        .text("election", Some("007"))
+        .text("s3.bucket", Some("leases"))
+        .text("s3.region", Some("eu-west-1"))
+        .text("s3.endpoint_url", Some("http://127.0.0.1:8333"))
+        .text("s3.key", Some("locks/x.json"))
+        .text("identity_from", Some("ec2-instance-id"));
+    let c = Config::load_layered(None, &o).unwrap();
+    assert_eq!(c.election, "007");
+    assert_eq!(c.lease_key(), "locks/x.json");
+    assert_eq!(c.s3.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(c.identity_from, IdentitySource::Ec2InstanceId);
+    // Without the required ones, each says where it can be set.
+    let e = Config::load_layered(None, &Overrides::default()).unwrap_err();
+    let lines = e.lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("`election`")
+                && l.contains("--election or with S3_ELECTOR_ELECTION")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("`s3.bucket`") && l.contains("--bucket or with S3_ELECTOR_BUCKET")),
+        "{lines:?}"
+    );
+    assert!(
+        e.source_name.contains("no config file") || e.source_name.contains("no --config"),
+        "{}",
+        e.source_name
+    );
+    // An unknown identity source names the variable.
+    let bad = Overrides::default()
+        .text("election", Some("e"))
+        .text("s3.bucket", Some("b"))
+        .text("identity_from", Some("dns"));
+    let lines = Config::load_layered(None, &bad).unwrap_err().lines();
+    assert!(
+        lines[0].contains("identity_from") && lines[0].contains("S3_ELECTOR_IDENTITY_FROM"),
+        "{lines:?}"
     );
 }
 
@@ -317,4 +388,22 @@ fn a_custom_lease_key_cannot_take_a_reserved_name() {
         "t",
     )
     .unwrap();
+}
+
+#[test]
+fn every_setting_with_a_variable_is_a_known_key_and_a_flag() {
+    let cli = include_str!("../cli/mod.rs");
+    for (field, flag, var) in super::layering::SETTINGS {
+        let (parent, key) = field.rsplit_once('.').unwrap_or(("", field));
+        assert!(known_keys(parent).unwrap().contains(&key), "{field}");
+        assert!(
+            cli.contains(&format!("env = \"{var}\"")),
+            "{var} is not a flag's variable"
+        );
+        let name = flag.trim_start_matches("--").replace('-', "_");
+        assert!(
+            cli.contains(&format!("pub {name}: Option<")),
+            "{flag} is not a flag"
+        );
+    }
 }

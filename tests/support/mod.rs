@@ -360,9 +360,7 @@ impl Daemon {
             .args(args)
             .env("S3_ELECTOR_IDENTITY", id)
             .env("S3_ELECTOR_HTTP_LISTEN", format!("127.0.0.1:{http_port}"));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        set_env(&mut cmd, env);
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -630,13 +628,22 @@ pub fn daemon_command(config: &Path) -> Command {
     cmd
 }
 
+/// Set `env` on `cmd`; a name starting with `-` removes the variable
+/// (`("-S3_ELECTOR_CONFIG", "")`: no config file).
+fn set_env(cmd: &mut Command, env: &[(&str, &str)]) {
+    for (k, v) in env {
+        match k.strip_prefix('-') {
+            Some(k) => cmd.env_remove(k),
+            None => cmd.env(k, v),
+        };
+    }
+}
+
 /// Run a one-shot command (`check`, `status`, ...) and capture it.
 pub fn run_cmd(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = daemon_command(config);
     cmd.env("S3_ELECTOR_LOG_FORMAT", "text").args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    set_env(&mut cmd, env);
     let out = cmd.output().expect("run s3-elector");
     (
         out.status.code().unwrap_or(-1),

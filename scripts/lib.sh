@@ -157,6 +157,18 @@ ensure_faketime() {
   export S3E_LIBFAKETIME="$lib"
 }
 
+# man (Debian package man-db), to check that the manual pages render.
+ensure_man() {
+  command -v man >/dev/null && return 0
+  say "installing man (Debian package man-db)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q man-db >/dev/null 2>&1 ||
+    { $sudo apt-get update -q >/dev/null &&
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q man-db >/dev/null; } ||
+    die "cannot install man-db; install it and retry"
+}
+
 # promtool, Prometheus' own linter for the metrics endpoint, from Debian's
 # package prometheus. Only the binary is unpacked under .tools/: installing
 # the package would also set up a Prometheus server and its service.

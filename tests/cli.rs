@@ -211,3 +211,44 @@ fn missing_or_unexecutable_programs_are_refused_up_front() {
         "{err}"
     );
 }
+
+/// `man --dir` writes a page per command, and each renders with `man -l`
+/// with its ENVIRONMENT and EXIT STATUS sections.
+#[test]
+fn the_man_pages_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["man", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let written = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(written.lines().count(), 9, "{written}");
+    for page in written.lines() {
+        let r = std::process::Command::new("man")
+            .args(["-l", "-P", "cat", page])
+            .env("MANWIDTH", "100")
+            .env("LANG", "C.UTF-8")
+            .output()
+            .expect("man (Debian package man-db) is needed to check the pages");
+        let text = String::from_utf8_lossy(&r.stdout);
+        assert!(
+            r.status.success(),
+            "{page}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        for section in ["NAME", "SYNOPSIS", "ENVIRONMENT", "EXIT STATUS", "SEE ALSO"] {
+            assert!(
+                text.lines().any(|l| l == section),
+                "{page} has no {section}:\n{text}"
+            );
+        }
+    }
+    // Without --dir: the main page on stdout, as before.
+    let main = std::process::Command::new(bin())
+        .arg("man")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&main.stdout).contains(".TH s3-elector 1"));
+}

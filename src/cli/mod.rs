@@ -4,7 +4,8 @@
 //! spawns a task or speaks a protocol.
 //!
 //! One-shot commands live in submodules: `check`, `status` and `reset`
-//! (which read the lease object), `step-down` (which asks the local daemon).
+//! (which read the lease object), `step-down` (which asks the local daemon),
+//! `man` (the manual pages).
 //!
 //!
 //! Exit codes (documented in the README):
@@ -30,6 +31,7 @@ use crate::surfaces::logging::{self, LogFormat};
 
 mod check;
 mod is_leader;
+mod man;
 mod status;
 mod step_down;
 
@@ -83,8 +85,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), e.g. `s3-elector man > s3-elector.1`.
-    Man,
+    /// Write the manual pages (roff): the main page to stdout, e.g.
+    /// `s3-elector man > s3-elector.1`, or one page per command into a
+    /// directory with `--dir` (`s3-elector.1`, `s3-elector-run.1`, ...).
+    Man {
+        /// Write every page into this directory (made if missing).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Internal: the process between the daemon and its supervised program
     /// (started by `run -- PROGRAM`, not by users).
     #[command(hide = true)]
@@ -289,16 +297,7 @@ pub fn main(cli: Cli) -> i32 {
             clap_complete::generate(*shell, &mut cmd, "s3-elector", &mut std::io::stdout());
             return 0;
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("s3-elector: cannot write the man page: {e}");
-                    1
-                }
-            };
-        }
+        Command::Man { dir } => return man::man(dir.as_deref()),
         _ => {}
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -320,7 +319,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Reset(r) => status::reset(r).await,
             Command::StepDown(c) => step_down::step_down(c).await,
             Command::IsLeader(c) => is_leader::is_leader(c).await,
-            Command::Completions { .. } | Command::Man | Command::Guard(_) => {
+            Command::Completions { .. } | Command::Man { .. } | Command::Guard(_) => {
                 unreachable!("handled above")
             }
         }

@@ -3,7 +3,6 @@
 //! each with ENVIRONMENT (every variable a flag reads, and the ones the
 //! command itself uses) and EXIT STATUS sections.
 
-use std::io::Write;
 use std::path::Path;
 
 use clap::CommandFactory;
@@ -123,15 +122,13 @@ pub(super) fn pages() -> Vec<(String, String)> {
 fn page(name: &str, cmd: clap::Command, see_also: &[&str]) -> String {
     let man = clap_mangen::Man::new(cmd.clone());
     let mut out: Vec<u8> = Vec::new();
-    let sections: [fn(&clap_mangen::Man, &mut dyn Write) -> std::io::Result<()>; 4] = [
-        clap_mangen::Man::render_title,
-        clap_mangen::Man::render_name_section,
-        clap_mangen::Man::render_synopsis_section,
-        clap_mangen::Man::render_description_section,
-    ];
-    for s in sections {
-        s(&man, &mut out).expect("writing to memory");
-    }
+    man.render_title(&mut out).expect("writing to memory");
+    man.render_name_section(&mut out)
+        .expect("writing to memory");
+    man.render_synopsis_section(&mut out)
+        .expect("writing to memory");
+    man.render_description_section(&mut out)
+        .expect("writing to memory");
     if cmd.get_arguments().any(|a| !a.is_hide_set()) {
         man.render_options_section(&mut out)
             .expect("writing to memory");

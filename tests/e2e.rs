@@ -354,14 +354,24 @@ fn a_corrupt_lease_is_reported_never_clobbered_and_reset_on_request() {
     let (code, _, err) = run_cmd(&cfg, &["reset", "--etag", &etag], &[]);
     assert_eq!(code, 64, "reset guessed a term: {err}");
     assert!(err.contains("--term"), "{err}");
-    let (code, out, err) = run_cmd(&cfg, &["reset", "--etag", &etag, "--term", "0"], &[]);
+    let (code, out, err) = run_cmd(
+        &cfg,
+        &["reset", "--etag", &etag, "--term", "0"],
+        &[("USER", "oncall"), ("S3_ELECTOR_IDENTITY", "laptop")],
+    );
     assert_eq!(code, 0, "{out}{err}");
+    // An operator's action, recorded as such, not as a holder.
+    assert!(out.contains("reset by oncall@laptop"), "{out}");
     // The running copy now takes the released lease.
     let got = d.wait_event(Duration::from_secs(20), |e| e.event() == "acquired");
     assert!(got.is_some(), "{}", d.log_text());
     let (code, out, _) = run_cmd(&cfg, &["status"], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("holder:      a"), "{out}");
+    assert!(
+        !out.contains("reset:"),
+        "the new holder's record is not a reset: {out}"
+    );
 }
 
 /// Before relying on SeaweedFS: race many `If-Match` writers on the same

@@ -126,6 +126,9 @@ fn print_status(s: &StatusJson) {
         "held, looks expired (no renewal within the lease)"
     };
     println!("holder:      {}", r.holder);
+    if let Some(by) = &r.reset_by {
+        println!("reset:       by {by} (an operator's `s3-elector reset`, not a holder)");
+    }
     if let Some(a) = &r.holder_address {
         println!("address:     {a}");
     }
@@ -231,11 +234,19 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         }
     }
     let now = wall_now();
+    // The operator is not a holder: the record names the last holder the
+    // old object named, if any, and says who reset it.
+    let operator = format!(
+        "{}@{identity}",
+        std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into())
+    );
     let rec = LeaseRecord {
         schema: SCHEMA.into(),
         version: VERSION,
         election: cfg.election.clone(),
-        holder: identity,
+        holder: RecordError::salvage_holder(&obj.body).unwrap_or_else(|| "none".into()),
         term,
         lease_duration_ms: cfg.timing.lease_duration.as_millis() as u64,
         acquired_at: now.clone(),
@@ -245,11 +256,12 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         released: true,
         holder_address: None,
         successors: Vec::new(),
+        reset_by: Some(operator.clone()),
     };
     match store.put_if_match(&key, rec.to_body(), &want).await {
         Ok(_) => {
             println!(
-                "replaced {} with a released lease record (term {term}); copies can now elect a leader",
+                "replaced {} with a released lease record (term {term}, reset by {operator}); copies can now elect a leader",
                 target(&cfg)
             );
             0

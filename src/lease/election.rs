@@ -1012,6 +1012,7 @@ impl<S: LeaseStore> Election<S> {
             released: false,
             holder_address: self.cfg.advertise_address.clone(),
             successors: self.current_successors(),
+            reset_by: None,
         };
         self.remember_nonce(&rec.nonce);
         let body = rec.to_body();

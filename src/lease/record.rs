@@ -55,6 +55,12 @@ pub struct LeaseRecord {
     /// later). Never needed for safety; older builds ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub successors: Vec<String>,
+    /// Set only by `s3-elector reset`: who replaced an unusable object
+    /// (`user@identity`). An operator's action, not a holder: the record is
+    /// released, and `holder` is the last holder the old object named (or
+    /// `none`). Older builds ignore it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_by: Option<String>,
 }
 
 /// Why a body is not a usable lease record.
@@ -80,6 +86,17 @@ impl RecordError {
             .ok()?
             .get("term")?
             .as_u64()
+    }
+
+    /// The `holder` field, if the body has a usable one (an identity's
+    /// characters, at most 253 bytes). Used by `reset` to keep naming the
+    /// last holder.
+    pub fn salvage_holder(body: &[u8]) -> Option<String> {
+        let v = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+        let h = v.get("holder")?.as_str()?;
+        crate::config::validate::check_identity(h)
+            .is_ok()
+            .then(|| h.to_string())
     }
 }
 
@@ -179,6 +196,7 @@ mod tests {
             released: false,
             holder_address: None,
             successors: Vec::new(),
+            reset_by: None,
         }
     }
 
@@ -186,6 +204,28 @@ mod tests {
     fn round_trip() {
         let r = sample();
         assert_eq!(LeaseRecord::parse(&r.to_body()).unwrap(), r);
+    }
+
+    #[test]
+    fn reset_records_say_who_reset_them_and_older_ones_parse() {
+        let mut r = sample();
+        r.released = true;
+        r.reset_by = Some("oncall@laptop".into());
+        let body = r.to_body();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["reset_by"], "oncall@laptop");
+        assert_eq!(LeaseRecord::parse(&body).unwrap(), r);
+        // A record without the field (every holder's) does not carry it.
+        let plain = sample().to_body();
+        assert!(!String::from_utf8_lossy(&plain).contains("reset_by"));
+        assert_eq!(LeaseRecord::parse(&plain).unwrap().reset_by, None);
+        assert_eq!(
+            RecordError::salvage_holder(br#"{"holder":"web-1","x":1}"#).as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(RecordError::salvage_holder(br#"{"holder":"a b"}"#), None);
+        assert_eq!(RecordError::salvage_holder(br#"{"holder":7}"#), None);
+        assert_eq!(RecordError::salvage_holder(b"junk"), None);
     }
 
     #[test]

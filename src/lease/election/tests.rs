@@ -117,6 +117,7 @@ fn foreign_holder(store: &MemoryStore, holder: &str, term: u64) -> String {
         released: false,
         holder_address: Some("10.0.0.9:4040".into()),
         successors: Vec::new(),
+        reset_by: None,
     };
     store.put_raw(KEY, &r.to_body())
 }

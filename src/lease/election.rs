@@ -230,6 +230,8 @@ impl State {
 
 /// What the follower saw in the store.
 #[derive(Debug, Clone)]
+// One at a time, short-lived: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 enum Seen {
     Absent,
     Record(LeaseRecord),

@@ -576,6 +576,71 @@ fn metrics_s3_counters_match_the_requests_on_the_wire() {
     );
 }
 
+/// A status file that cannot be written is a visible problem: `/leader`
+/// says so, `/readyz` answers 503, a metric counts the failures and one
+/// WARN line says it started (not one per attempt); all of it clears once
+/// the file can be written again.
+#[test]
+fn an_unwritable_status_file_is_a_visible_problem() {
+    let sw = Seaweed::start();
+    sw.bucket("sfproblem");
+    let dir = sw.dir.path();
+    // A file where the directory should be: no write can succeed, even
+    // as root.
+    let blocker = dir.join("state");
+    std::fs::write(&blocker, "not a directory").unwrap();
+    let status = blocker.join("status.json");
+    let extra = format!("{TIMING}status_file: {}\n", status.display());
+    let cfg = sw.config(dir, "sfproblem", "sfproblem", &extra);
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(60), "a leads", || a.says_leader());
+    until(
+        Duration::from_secs(10),
+        "/readyz 503 naming the file",
+        || {
+            let (st, v) = get_json(a.http_port, "/readyz");
+            st == 503
+                && v["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("status.json"))
+        },
+    );
+    let (_, v) = get_json(a.http_port, "/leader");
+    let problem = v["problem"].as_str().unwrap_or_default();
+    assert!(problem.contains("cannot write the status file"), "{v}");
+    assert_eq!(v["is_leader"], true, "the election goes on: {v}");
+    let (_, m) = http(a.http_port, "GET", "/metrics");
+    let errors = parse_prometheus(&m)
+        .get("s3_elector_status_file_write_errors_total")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(errors >= 1.0, "{m}");
+    // Refreshes fail again (every lease / 2), but only the start is logged.
+    std::thread::sleep(Duration::from_secs(4));
+    let failing: Vec<Event> = a
+        .events()
+        .into_iter()
+        .filter(|e| e.event() == "status_file_failing")
+        .collect();
+    assert_eq!(failing.len(), 1, "{}", a.log_text());
+    assert_eq!(failing[0].str("level"), Some("WARN"));
+    // Fixed by the operator: everything clears.
+    std::fs::remove_file(&blocker).unwrap();
+    std::fs::create_dir(&blocker).unwrap();
+    until(Duration::from_secs(20), "/readyz 200 again", || {
+        get_json(a.http_port, "/readyz").0 == 200
+    });
+    assert!(status.exists());
+    let (_, v) = get_json(a.http_port, "/leader");
+    assert!(v["problem"].is_null(), "{v}");
+    assert!(
+        a.wait_event(Duration::from_secs(5), |e| e.event() == "status_file_ok")
+            .is_some(),
+        "{}",
+        a.log_text()
+    );
+}
+
 /// `/metrics` passes `promtool check metrics` (Prometheus' own linter) in
 /// the text format, and speaks OpenMetrics to a scraper that asks for it.
 #[test]

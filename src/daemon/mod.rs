@@ -269,8 +269,11 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     // Surfaces.
     let mut rest = Vec::new();
     let registry_waker = Arc::new(Notify::new());
+    let (status_file_problem, status_file_problem_rx) = watch::channel(None);
+    let status_file_problem_rx = cfg.status_file.is_some().then_some(status_file_problem_rx);
     if let Some(l) = listener {
         let ctx = Arc::new(http::Ctx {
+            status_file_problem: status_file_problem_rx,
             state: state.clone(),
             metrics: metrics.clone(),
             step_down: cfg.http.step_down.then(|| commands.clone()),
@@ -295,7 +298,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         )));
     }
     rest.push(tokio::spawn(
-        metrics.observe(events(), stop_surfaces.clone()),
+        metrics.clone().observe(events(), stop_surfaces.clone()),
     ));
     rest.push(tokio::spawn(logging::report_drops(stop_surfaces.clone())));
     let status_file = cfg.status_file.clone().map(|p| {
@@ -304,6 +307,8 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             p,
             state.clone(),
             every,
+            status_file_problem,
+            metrics.clone(),
             stop_surfaces.clone(),
         ))
     });

@@ -6,7 +6,7 @@
 //! | `GET /` | `{"name": "<leader>"}`, as the contrib `leader-elector` sidecar |
 //! | `GET /leader` | [`LeaderView`] JSON |
 //! | `GET /healthz` | 200 while the election makes progress, 503 when wedged |
-//! | `GET /readyz` | 200 once the lease has been read |
+//! | `GET /readyz` | 200 once the lease has been read (503 while a configured status file cannot be written) |
 //! | `GET /leader/health` | 200 only while leading with more than a margin left |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /step-down` | 202 and a step-down, when `http.step_down` is on |
@@ -68,6 +68,14 @@ pub struct Ctx {
     /// `/leader/health` needs more than this much lease left.
     pub health_margin: Duration,
     pub started: Instant,
+    /// Why the status file cannot be written, when one is configured.
+    pub status_file_problem: Option<watch::Receiver<Option<String>>>,
+}
+
+impl Ctx {
+    fn status_file_problem(&self) -> Option<String> {
+        self.status_file_problem.as_ref()?.borrow().clone()
+    }
 }
 
 /// The listener's limits (from `http.*`).
@@ -299,7 +307,16 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
                 name: LeaderView::new(&state, now).leader.unwrap_or_default(),
             },
         ),
-        "/leader" => json(StatusCode::OK, &LeaderView::new(&state, now)),
+        "/leader" => {
+            let mut view = LeaderView::new(&state, now);
+            if let Some(p) = ctx.status_file_problem() {
+                view.problem = Some(match view.problem {
+                    Some(q) => format!("{q}; {p}"),
+                    None => p,
+                });
+            }
+            json(StatusCode::OK, &view)
+        }
         "/healthz" => {
             let since = state.last_progress.unwrap_or(ctx.started);
             let age = now.saturating_duration_since(since);
@@ -312,14 +329,17 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
                 ),
             )
         }
-        "/readyz" => health(
-            state.ready,
-            if state.ready {
-                "the lease has been read".into()
-            } else {
-                "the lease has not been read yet".into()
-            },
-        ),
+        "/readyz" => match ctx.status_file_problem() {
+            Some(p) => health(false, p),
+            None => health(
+                state.ready,
+                if state.ready {
+                    "the lease has been read".into()
+                } else {
+                    "the lease has not been read yet".into()
+                },
+            ),
+        },
         "/leader/health" => {
             let left = state
                 .valid_until

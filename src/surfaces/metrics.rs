@@ -155,6 +155,7 @@ pub struct Metrics {
     remaining: Gauge<f64, AtomicU64>,
     wakes: Counter,
     http_shed: Family<ShedLabels, Counter>,
+    status_file_errors: Counter,
     /// Log lines dropped because stderr did not keep up; brought up to
     /// [`crate::surfaces::logging::dropped_lines`] at scrape time.
     log_dropped: Counter,
@@ -233,6 +234,12 @@ impl Metrics {
             "HTTP connections closed to keep the endpoint answering: evicted_fresh (no complete request yet) or evicted_idle (longest-idle keep-alive) for a newcomer past http.max_connections, refused (all busy), first_request_timeout",
             http_shed.clone(),
         );
+        let status_file_errors = Counter::default();
+        registry.register(
+            "status_file_write_errors",
+            "Failed writes of the status file (its directory missing or not writable, a full disk); /readyz answers 503 while the last one failed",
+            status_file_errors.clone(),
+        );
         let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -241,6 +248,7 @@ impl Metrics {
         );
         Metrics {
             process,
+            status_file_errors,
             wakes,
             http_shed,
             log_dropped,
@@ -264,6 +272,10 @@ impl Metrics {
     /// Count one HTTP connection shed (`reason`: see the metric's help).
     pub fn count_shed(&self, reason: &'static str) {
         self.http_shed.get_or_create(&ShedLabels { reason }).inc();
+    }
+
+    pub fn count_status_file_error(&self) {
+        self.status_file_errors.inc();
     }
 
     pub fn count_wake(&self) {

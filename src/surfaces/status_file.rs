@@ -8,8 +8,12 @@
 //! - rewritten on every change of role, leader or term, and at least every
 //!   `lease_duration / 2` (so `updated_at` shows the daemon is alive);
 //! - on graceful stop a final state (`role: stopped`, not leader) is written;
-//! - a write failure is logged and retried on the next change; the
-//!   election never waits for it.
+//! - a write failure is retried on the next change or refresh; the
+//!   election never waits for it. While writes fail the failure is a
+//!   visible problem: published on [`run`]'s `problem` channel (the HTTP
+//!   surface adds it to `/leader`'s `problem` and answers `/readyz` with
+//!   503), counted in `s3_elector_status_file_write_errors_total`, and
+//!   logged at WARN each time it starts or changes (INFO when it ends).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,13 +21,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+
+use tracing::{error, info, warn};
 
 use crate::lease::election::{Role, State};
 use crate::lease::record::wall_now;
+use crate::surfaces::metrics::Metrics;
 use crate::surfaces::view::LeaderView;
 
 #[derive(Serialize)]
@@ -82,14 +89,16 @@ fn key(s: &State) -> (Role, Option<String>, u64, bool) {
 }
 
 /// Keep the file up to date until `shutdown`, then write the final state.
+/// `problem` holds why the last write failed, `None` once one succeeds.
 pub async fn run(
     path: PathBuf,
     mut rx: watch::Receiver<State>,
     refresh: Duration,
+    problem: watch::Sender<Option<String>>,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut last_key = None;
-    let mut failing = false;
     let mut next_refresh = Instant::now();
     loop {
         let state = rx.borrow_and_update().clone();
@@ -99,22 +108,32 @@ pub async fn run(
             let p = path.clone();
             let body = render(&state);
             let r = tokio::task::spawn_blocking(move || write_atomic(&p, &body)).await;
-            match r {
-                Ok(Ok(())) => {
-                    if failing {
-                        info!(path = %path.display(), "status file written again");
+            let failed = match r {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(format!(
+                    "cannot write the status file {}: {e}; check that its directory exists and is writable by the daemon's user",
+                    path.display()
+                )),
+                Err(e) => Some(format!("the status file writer failed: {e}")),
+            };
+            match &failed {
+                None => last_key = Some(k),
+                Some(_) => metrics.count_status_file_error(),
+            }
+            let changed = problem.send_if_modified(|p| {
+                let changed = *p != failed;
+                *p = failed.clone();
+                changed
+            });
+            if changed {
+                match &failed {
+                    Some(m) => {
+                        warn!(event = "status_file_failing", path = %path.display(), "{m}; the election goes on")
                     }
-                    failing = false;
-                    last_key = Some(k);
-                }
-                Ok(Err(e)) => {
-                    if !failing {
-                        error!(path = %path.display(), error = %e,
-                            "cannot write the status file; check that the directory exists and is writable. The election goes on");
+                    None => {
+                        info!(event = "status_file_ok", path = %path.display(), "status file written again")
                     }
-                    failing = true;
                 }
-                Err(e) => error!(error = %e, "status file writer panicked"),
             }
             next_refresh = now + refresh;
         }

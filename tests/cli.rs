@@ -204,12 +204,71 @@ fn missing_or_unexecutable_programs_are_refused_up_front() {
         );
     }
     let cfg = write(dir.path(), "election: e\ns3:\n  bucket: leases\n");
-    let (code, out, err) = run_cmd(&cfg, &["run", "--", "/no/such/job"], &[]);
+    for cmd in ["run", "check"] {
+        let (code, out, err) = run_cmd(&cfg, &[cmd, "--", "/no/such/job"], &[]);
+        assert_eq!(code, 64, "{cmd}: {out}{err}");
+        assert!(
+            err.contains("the program after `--`") && err.contains("/no/such/job"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+/// `check` looks at what `run` will need on this host: a status file it
+/// can write and a free HTTP address (a warning: the running copy may hold
+/// it).
+#[test]
+fn check_finds_an_unwritable_status_file_and_a_taken_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("state");
+    std::fs::write(&blocker, "a file, not a directory").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let cfg = write(
+        dir.path(),
+        &format!(
+            "election: e\ns3:\n  bucket: leases\nstatus_file: {}/status.json\nhttp:\n  listen: {addr}\n",
+            blocker.display()
+        ),
+    );
+    let (code, out, err) = run_cmd(&cfg, &["check"], &[]);
     assert_eq!(code, 64, "{out}{err}");
     assert!(
-        err.contains("the program after `--`") && err.contains("/no/such/job"),
+        err.contains("`status_file`") && err.contains("cannot create a file in"),
         "{err}"
     );
+    assert!(
+        out.contains(&format!("warning: `http.listen` {addr} cannot be bound")),
+        "{out}"
+    );
+    // Offline (a config meant for another host): warnings only.
+    let (code, out, err) = run_cmd(&cfg, &["check", "--offline"], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("warning: config error: `status_file`"),
+        "{out}"
+    );
+    // The flag replaces the file's path, as for `run`.
+    let good = dir.path().join("status.json");
+    let (code, out, err) = run_cmd(
+        &cfg,
+        &[
+            "check",
+            "--offline",
+            "--status-file",
+            good.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("`status_file`"), "{out}");
+    assert!(!good.exists(), "check must not leave files behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "the blocker and the config only"
+    );
+    drop(taken);
 }
 
 /// `man --dir` writes a page per command, and each renders with `man -l`

@@ -1,7 +1,7 @@
 //! `check`: the config, credentials, bucket, permissions and the store's
 //! conditional-write support, then the request cost the timings imply.
 
-use super::{connect, load, programs_problems, CheckArgs, EXIT_UNAVAILABLE};
+use super::{connect, load_with, programs_problems, CheckArgs, EXIT_UNAVAILABLE};
 use crate::config::{Config, EXIT_CONFIG};
 use crate::cost::Cost;
 use crate::daemon::{target, StopBudget};
@@ -10,13 +10,36 @@ use crate::lease::store::StoreError;
 
 pub(super) async fn check(a: CheckArgs) -> i32 {
     let c = a.common;
-    let (cfg, identity) = match load(&c).await {
+    let status_file = a.status_file.as_ref().map(|p| p.to_string_lossy());
+    let overrides = c
+        .overrides()
+        .text("http.listen", a.http_listen.as_deref())
+        .text("status_file", status_file.as_deref());
+    let (cfg, identity) = match load_with(&c, overrides).await {
         Ok(x) => x,
         Err(code) => return code,
     };
-    // On this host, a hook that could never start is an error; --offline
-    // checks the config alone (it may be meant for another host).
-    let problems = programs_problems(&cfg);
+    // On this host, what `run` needs and could not have is an error;
+    // --offline checks the config alone (it may be meant for another host).
+    let mut problems = programs_problems(&cfg);
+    if let Some(p) = a.program.first() {
+        if let Err(e) = crate::work::procs::find_program(p, None) {
+            problems.push(format!("the program after `--`: {e}"));
+        }
+    }
+    if let Some(path) = &cfg.status_file {
+        if let Err(e) = writable_dir(path) {
+            problems.push(format!("config error: `status_file`: {e}"));
+        }
+    }
+    if cfg.http.enabled {
+        let addr = cfg.http.listen_addr();
+        if let Err(e) = std::net::TcpListener::bind(&addr) {
+            // A copy already running with this config holds it: say so
+            // rather than fail a check of a healthy host.
+            println!("warning: `http.listen` {addr} cannot be bound ({e}); `run` would fail to start unless it is the running copy's own address");
+        }
+    }
     if !problems.is_empty() {
         for p in &problems {
             if a.offline {
@@ -132,4 +155,26 @@ fn print_cost(cfg: &Config) {
         cost.follower_usd_month,
         cost.total_usd_month(3)
     );
+}
+
+/// Can the daemon create files next to `path` (the status file is written
+/// as a temporary file in its directory, then renamed)?
+fn writable_dir(path: &std::path::Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let probe = dir.join(format!(".s3-elector-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| {
+            format!(
+                "cannot create a file in {} ({e}); create the directory and make it writable by the daemon's user",
+                dir.display()
+            )
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }

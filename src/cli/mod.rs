@@ -250,9 +250,20 @@ pub struct GuardArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub common: Common,
-    /// Validate the config only; skip credentials, bucket and probe.
+    /// Validate the config only; skip credentials, bucket and probe (and
+    /// only warn about what this host lacks: it may be meant for another).
     #[arg(long, env = "S3_ELECTOR_CHECK_OFFLINE")]
     pub offline: bool,
+    /// Overrides `status_file`, as for `run`.
+    #[arg(long, env = "S3_ELECTOR_STATUS_FILE")]
+    pub status_file: Option<PathBuf>,
+    /// Overrides `http.listen`, as for `run`.
+    #[arg(long, env = "S3_ELECTOR_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// The program `run` would supervise (after `--`): checked to exist
+    /// and be executable.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
 }
 
 #[derive(Debug, Args)]

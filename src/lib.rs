@@ -41,6 +41,7 @@ pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod daemon;
+pub mod fenced;
 pub mod lease;
 pub mod peers;
 pub mod signals;

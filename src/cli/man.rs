@@ -78,6 +78,15 @@ fn exit_status(command: &str) -> &'static [(&'static str, &'static str)] {
             ("1", "It does not."),
             ("255", "Its daemon cannot be asked (not running, bad config): systemd's ExecCondition= then skips the job and marks it failed."),
         ],
+        "fenced" => &[
+            ("0", "Written, removed, or read."),
+            CONFIG,
+            ("65", "The object is fenced by another election."),
+            ("66", "get: the object does not exist or was removed; put: the body cannot be read."),
+            STORE,
+            ("75", "Other writers kept landing in between; nothing was written. Try again."),
+            ("77", "Refused: a newer term has written the object. This writer's leadership is over; stop writing."),
+        ],
         "completions" | "man" => &[("0", "Written."), ("1", "Cannot write.")],
         _ => &[
             ("0", "Success."),
@@ -220,6 +229,7 @@ mod tests {
             "s3-elector-reset.1",
             "s3-elector-completions.1",
             "s3-elector-man.1",
+            "s3-elector-fenced.1",
         ] {
             assert!(files.contains(&want), "{want} missing from {files:?}");
         }

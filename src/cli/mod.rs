@@ -18,6 +18,9 @@
 //!   75 when `--no-wait` found another copy leading; 76 when leadership
 //!   ended while the program ran (it was stopped); 79 when `on_acquired`
 //!   failed (the program did not run); 143 when stopped by a signal first;
+//! - `fenced`: 77 refused (a newer term has written the object), 66 the
+//!   object is absent (`get`) or the body unreadable, 75 other writers kept
+//!   landing in between, 65 the object belongs to another election;
 //! - 1: anything else.
 
 use std::path::PathBuf;
@@ -30,6 +33,7 @@ use crate::lease::store::s3::S3Store;
 use crate::surfaces::logging::{self, LogFormat};
 
 mod check;
+mod fenced;
 mod is_leader;
 mod man;
 mod status;
@@ -97,6 +101,9 @@ pub enum Command {
     /// (started by `run -- PROGRAM`, not by users).
     #[command(hide = true)]
     Guard(GuardArgs),
+    /// Fenced writes: S3 writes that refuse a stale term (for the
+    /// supervised program and hooks, which get `S3_ELECTOR_TERM`).
+    Fenced(fenced::FencedArgs),
     /// Replace a lease object that is not a usable lease record (corrupt,
     /// another program's, a newer schema) with a released record. Needs the
     /// object's current ETag, as printed by `status`.
@@ -330,6 +337,7 @@ pub fn main(cli: Cli) -> i32 {
             Command::Reset(r) => status::reset(r).await,
             Command::StepDown(c) => step_down::step_down(c).await,
             Command::IsLeader(c) => is_leader::is_leader(c).await,
+            Command::Fenced(f) => fenced::fenced(f).await,
             Command::Completions { .. } | Command::Man { .. } | Command::Guard(_) => {
                 unreachable!("handled above")
             }

@@ -53,6 +53,18 @@ pub struct Config {
     pub child: ChildConfig,
     #[serde(default)]
     pub registry: RegistryConfig,
+    #[serde(default)]
+    pub fenced: FencedConfig,
+}
+
+/// `s3-elector fenced`: writes that refuse a stale term.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FencedConfig {
+    /// Where a plain KEY (not `s3://bucket/key`) lives in `s3.bucket`:
+    /// `PREFIX/KEY`. Default: none, the key as given.
+    #[serde(default)]
+    pub prefix: Option<String>,
 }
 
 /// The candidate registry: each copy keeps a small object of its own next
@@ -390,6 +402,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "hooks",
     "child",
     "registry",
+    "fenced",
 ];
 pub(super) const REGISTRY_KEYS: &[&str] = &["enabled", "refresh", "list_interval"];
 pub(super) const HTTP_KEYS: &[&str] = &[
@@ -410,6 +423,7 @@ pub(super) const HOOKS_KEYS: &[&str] = &[
 ];
 pub(super) const HOOK_KEYS: &[&str] = &["command", "timeout", "working_dir"];
 pub(super) const CHILD_KEYS: &[&str] = &["on_exit", "kill_grace"];
+pub(super) const FENCED_KEYS: &[&str] = &["prefix"];
 
 /// Known keys of each section, by dotted path.
 pub(super) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
@@ -422,6 +436,7 @@ pub(super) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
         "hooks.on_acquired" | "hooks.on_lost" | "hooks.on_leader_changed" => HOOK_KEYS,
         "child" => CHILD_KEYS,
         "registry" => REGISTRY_KEYS,
+        "fenced" => FENCED_KEYS,
         _ => return None,
     })
 }

@@ -250,20 +250,21 @@ fn known_key_lists_match_the_structs() {
             s3:\n  bucket: leases\n  key: k\n  region: r\n  endpoint_url: http://h\n  force_path_style: true\n  connect_timeout: 1s\n  request_timeout: 2s\n\
             timing:\n  lease_duration: 15s\n  renew_deadline: 10s\n  retry_period: 2s\n";
     Config::from_yaml(yaml, "t").unwrap();
-    assert_eq!(TOP_KEYS.len(), 12);
+    assert_eq!(TOP_KEYS.len(), 13);
     assert_eq!(S3_KEYS.len(), 8);
     assert_eq!(TIMING_KEYS.len(), 4);
     let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\
             http:\n  enabled: true\n  listen: 127.0.0.1:1\n  allow_non_loopback: false\n  step_down: true\n  wake: true\n  max_connections: 4\n  first_request_timeout: 500ms\n  header_timeout: 1s\n\
             registry:\n  enabled: true\n  refresh: 10m\n  list_interval: 30s\n\
             hooks:\n  on_acquired_failure: keep\n  on_acquired:\n    command: [a]\n    timeout: 1s\n    working_dir: /\n  on_lost:\n    command: [b]\n  on_leader_changed:\n    command: [c]\n\
-            child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\n";
+            child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\nfenced:\n  prefix: results/\n";
     Config::from_yaml(yaml, "t").unwrap();
     assert_eq!(HTTP_KEYS.len(), 8);
     assert_eq!(REGISTRY_KEYS.len(), 3);
     assert_eq!(HOOK_KEYS.len(), 3);
     assert_eq!(HOOKS_KEYS.len(), 4);
     assert_eq!(CHILD_KEYS.len(), 2);
+    assert_eq!(FENCED_KEYS.len(), 1);
 }
 
 #[test]

@@ -181,9 +181,23 @@ impl S3Store {
         &self.bucket
     }
 
+    /// The same client (credentials, endpoint, clock) on another bucket.
+    pub fn with_bucket(&self, bucket: &str) -> S3Store {
+        S3Store {
+            client: self.client.clone(),
+            bucket: bucket.into(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The SDK client, for the other users of the store ([`crate::fenced`]).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Classify an SDK error. `conditional` says whether the request carried
     /// an `If-Match`, so that a 404 means "not yours any more".
-    fn classify<E>(
+    pub(crate) fn classify<E>(
         &self,
         op: &'static str,
         key: &str,

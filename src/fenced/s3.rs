@@ -1,0 +1,126 @@
+//! [`FencedStore`] on a real store, through the same client as the lease
+//! ([`S3Store`]): HEAD for the stamp, a conditional PUT with the stamp in
+//! the user metadata (`x-amz-meta-s3-elector-*`), a streamed GET.
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use tokio::io::AsyncWriteExt;
+
+use super::{
+    stamp_from, Body, Cond, FencedStore, Meta, Stamp, META_DELETED, META_ELECTION, META_NONCE,
+    META_TERM,
+};
+use crate::lease::store::s3::{one_line, S3Store};
+use crate::lease::store::{normalize_etag, StoreError};
+
+impl FencedStore for S3Store {
+    async fn head(&self, key: &str) -> Result<Option<Stamp>, StoreError> {
+        let r = self
+            .client()
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await;
+        match r {
+            Ok(o) => {
+                let meta = o.metadata().cloned().unwrap_or_default();
+                Ok(Some(stamp_from(
+                    normalize_etag(o.e_tag().unwrap_or_default()),
+                    o.content_length().unwrap_or(0).max(0) as u64,
+                    |k| meta.get(k).cloned(),
+                )))
+            }
+            Err(SdkError::ServiceError(se))
+                if se.err().is_not_found()
+                    || (se.raw().status().as_u16() == 404
+                        && se.err().code() != Some("NoSuchBucket")) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(self.classify("HeadObject", key, false, e)),
+        }
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        body: &Body,
+        meta: &Meta,
+        cond: &Cond,
+    ) -> Result<String, StoreError> {
+        let stream = match body {
+            Body::Bytes(b) => ByteStream::from(b.clone()),
+            Body::File(p) => ByteStream::from_path(p).await.map_err(|e| {
+                StoreError::Transient(format!("cannot read {}: {}", p.display(), one_line(&e)))
+            })?,
+        };
+        let mut req = self
+            .client()
+            .put_object()
+            .bucket(self.bucket())
+            .key(key)
+            .metadata(META_TERM, meta.term.to_string())
+            .metadata(META_ELECTION, &meta.election)
+            .metadata(META_NONCE, &meta.nonce)
+            .body(stream);
+        if meta.deleted {
+            req = req.metadata(META_DELETED, "true");
+        }
+        let (req, op, conditional) = match cond {
+            Cond::Absent => (req.if_none_match("*"), "PutObject(If-None-Match)", false),
+            Cond::Match(etag) => (req.if_match(etag), "PutObject(If-Match)", true),
+        };
+        match req.send().await {
+            Ok(o) => match o.e_tag() {
+                Some(e) if !e.is_empty() => Ok(normalize_etag(e)),
+                _ => Err(StoreError::Transient(
+                    "the store accepted the write but returned no ETag".into(),
+                )),
+            },
+            Err(e) => Err(self.classify(op, key, conditional, e)),
+        }
+    }
+
+    async fn get(
+        &self,
+        key: &str,
+        out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> Result<Option<Stamp>, StoreError> {
+        let r = self
+            .client()
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await;
+        let o = match r {
+            Ok(o) => o,
+            Err(SdkError::ServiceError(se))
+                if se.err().is_no_such_key()
+                    || (se.raw().status().as_u16() == 404
+                        && se.err().code() != Some("NoSuchBucket")) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(self.classify("GetObject", key, false, e)),
+        };
+        let meta = o.metadata().cloned().unwrap_or_default();
+        let stamp = stamp_from(
+            normalize_etag(o.e_tag().unwrap_or_default()),
+            o.content_length().unwrap_or(0).max(0) as u64,
+            |k| meta.get(k).cloned(),
+        );
+        let mut body = o.body;
+        let fail =
+            |e: String| StoreError::Transient(format!("reading s3://{}/{key}: {e}", self.bucket()));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| fail(one_line(&e)))?;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        out.flush().await.map_err(|e| fail(e.to_string()))?;
+        Ok(Some(stamp))
+    }
+}

@@ -1,0 +1,279 @@
+//! The protocol on the in-memory store: every order of two writers' steps,
+//! the refusals, tombstones, and the retry and ambiguity paths.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::memory::MemoryFencedStore;
+use super::*;
+
+const E: &str = "e";
+
+fn body(s: &str) -> Body {
+    Body::Bytes(bytes::Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn meta(term: u64) -> Meta {
+    Meta {
+        term,
+        election: E.into(),
+        nonce: new_nonce(),
+        deleted: false,
+    }
+}
+
+async fn term_of(s: &MemoryFencedStore, key: &str) -> Option<u64> {
+    s.head(key).await.unwrap().and_then(|s| s.term)
+}
+
+async fn read(s: &MemoryFencedStore, key: &str) -> Option<String> {
+    let mut out = Vec::new();
+    get(s, key, &mut out)
+        .await
+        .unwrap()
+        .map(|_| String::from_utf8(out).unwrap())
+}
+
+#[tokio::test]
+async fn a_newer_term_replaces_an_equal_term_rewrites_an_older_is_refused() {
+    let s = MemoryFencedStore::default();
+    let w = put(&s, "k", E, 4, &body("four")).await.unwrap();
+    assert_eq!((w.term, w.replaced_term), (4, None));
+    let w = put(&s, "k", E, 4, &body("four again")).await.unwrap();
+    assert_eq!(w.replaced_term, Some(4));
+    let w = put(&s, "k", E, 5, &body("five")).await.unwrap();
+    assert_eq!(w.replaced_term, Some(4));
+    match put(&s, "k", E, 4, &body("stale")).await {
+        Err(FenceError::Stale { stored, ours, key }) => {
+            assert_eq!((stored, ours, key.as_str()), (5, 4, "k"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read(&s, "k").await.as_deref(), Some("five"));
+    assert_eq!(term_of(&s, "k").await, Some(5));
+    let msg = put(&s, "k", E, 3, &body("x"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("term 5") && msg.contains("term 3"), "{msg}");
+}
+
+#[tokio::test]
+async fn an_unstamped_object_is_adopted_and_another_election_s_is_refused() {
+    let s = MemoryFencedStore::default();
+    s.put_plain("plain", b"by hand");
+    let w = put(&s, "plain", E, 1, &body("fenced")).await.unwrap();
+    assert_eq!(w.replaced_term, None);
+    assert_eq!(term_of(&s, "plain").await, Some(1));
+    let err = put(&s, "plain", "other", 9, &body("x")).await.unwrap_err();
+    assert!(
+        matches!(&err, FenceError::OtherElection { stored, ours, .. } if stored == E && ours == "other"),
+        "{err:?}"
+    );
+    assert_eq!(read(&s, "plain").await.as_deref(), Some("fenced"));
+}
+
+#[tokio::test]
+async fn a_removal_is_a_tombstone_that_keeps_the_fence() {
+    let s = MemoryFencedStore::default();
+    put(&s, "k", E, 5, &body("five")).await.unwrap();
+    assert!(matches!(
+        remove(&s, "k", E, 4).await,
+        Err(FenceError::Stale { stored: 5, .. })
+    ));
+    assert_eq!(read(&s, "k").await.as_deref(), Some("five"));
+    remove(&s, "k", E, 6).await.unwrap();
+    assert_eq!(read(&s, "k").await, None);
+    let stamp = get_stamp(&s, "k").await.unwrap().unwrap();
+    assert!(stamp.deleted && stamp.term == Some(6), "{stamp:?}");
+    // The stale writer cannot bring it back.
+    assert!(matches!(
+        put(&s, "k", E, 5, &body("again")).await,
+        Err(FenceError::Stale { stored: 6, .. })
+    ));
+    put(&s, "k", E, 6, &body("six")).await.unwrap();
+    assert_eq!(read(&s, "k").await.as_deref(), Some("six"));
+}
+
+/// Two writers, terms 4 and 5, each reading (prepare) then writing
+/// (commit), in every interleaving, on an absent and on an existing
+/// object: once the term-5 write has landed no term-4 write lands, and the
+/// object's term never goes down.
+#[tokio::test]
+async fn every_interleaving_of_two_writers() {
+    // r4 w4 r5 w5 in every order that keeps each writer's read first.
+    let orders: Vec<[&str; 4]> = vec![
+        ["r4", "w4", "r5", "w5"],
+        ["r4", "r5", "w4", "w5"],
+        ["r4", "r5", "w5", "w4"],
+        ["r5", "r4", "w4", "w5"],
+        ["r5", "r4", "w5", "w4"],
+        ["r5", "w5", "r4", "w4"],
+    ];
+    for existing in [false, true] {
+        for order in &orders {
+            let s = MemoryFencedStore::default();
+            if existing {
+                put(&s, "k", E, 3, &body("three")).await.unwrap();
+            }
+            let mut plans: [Option<Result<(Cond, Option<u64>), FenceError>>; 2] = [None, None];
+            let mut landed5 = false;
+            let mut terms = vec![term_of(&s, "k").await];
+            for step in order {
+                let i = usize::from(step.ends_with('5'));
+                let t = 4 + i as u64;
+                if step.starts_with('r') {
+                    plans[i] = Some(prepare(&s, "k", E, t).await);
+                    continue;
+                }
+                // The write as planned; on a refused condition, back to
+                // the read (as `put` does) until it lands or is refused.
+                let mut plan = plans[i].take().unwrap();
+                let landed = loop {
+                    match plan {
+                        Err(FenceError::Stale {
+                            stored: 5, ours: 4, ..
+                        }) => break false,
+                        Err(e) => panic!("{order:?}: {e}"),
+                        Ok((cond, _)) => {
+                            match commit(&s, "k", &meta(t), &cond, &body(step)).await {
+                                Ok(_) => break true,
+                                Err(StoreError::PreconditionFailed) => {
+                                    plan = prepare(&s, "k", E, t).await
+                                }
+                                Err(e) => panic!("{order:?}: {e}"),
+                            }
+                        }
+                    }
+                };
+                if t == 5 {
+                    assert!(landed, "{order:?}: the term-5 write must land");
+                    landed5 = true;
+                } else if landed5 {
+                    assert!(!landed, "{order:?}: a term-4 write landed after term 5's");
+                }
+                terms.push(term_of(&s, "k").await);
+            }
+            assert!(
+                terms.windows(2).all(|w| w[0] <= w[1]),
+                "{order:?}: the term went down: {terms:?}"
+            );
+            assert_eq!(term_of(&s, "k").await, Some(5), "{order:?}");
+            // The full write (with its retry from the read) refuses too.
+            assert!(matches!(
+                put(&s, "k", E, 4, &body("late")).await,
+                Err(FenceError::Stale { stored: 5, .. })
+            ));
+        }
+    }
+}
+
+/// A store that refuses the first `refuse` conditional writes (another
+/// writer landed, as far as we can tell) or answers the first write
+/// ambiguously after applying it.
+#[derive(Default)]
+struct Flaky {
+    inner: MemoryFencedStore,
+    refuse: AtomicUsize,
+    ambiguous_after_landing: AtomicUsize,
+    puts: AtomicUsize,
+}
+
+impl FencedStore for Flaky {
+    async fn head(&self, key: &str) -> Result<Option<Stamp>, StoreError> {
+        self.inner.head(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: &Body,
+        meta: &Meta,
+        cond: &Cond,
+    ) -> Result<String, StoreError> {
+        self.puts.fetch_add(1, Ordering::SeqCst);
+        if self
+            .refuse
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::PreconditionFailed);
+        }
+        let r = self.inner.put(key, body, meta, cond).await;
+        if r.is_ok()
+            && self
+                .ambiguous_after_landing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(StoreError::Transient("timed out".into()));
+        }
+        r
+    }
+    async fn get(
+        &self,
+        key: &str,
+        out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
+    ) -> Result<Option<Stamp>, StoreError> {
+        self.inner.get(key, out).await
+    }
+}
+
+#[tokio::test]
+async fn refused_conditions_are_retried_from_the_read_up_to_a_bound() {
+    let s = Flaky::default();
+    s.refuse.store(3, Ordering::SeqCst);
+    put(&s, "k", E, 2, &body("x")).await.unwrap();
+    assert_eq!(s.puts.load(Ordering::SeqCst), 4);
+    let s = Flaky::default();
+    s.refuse.store(usize::MAX, Ordering::SeqCst);
+    let err = put(&s, "k", E, 2, &body("x")).await.unwrap_err();
+    assert!(matches!(err, FenceError::Contended { .. }), "{err:?}");
+    assert_eq!(s.puts.load(Ordering::SeqCst), MAX_ATTEMPTS);
+}
+
+#[tokio::test]
+async fn an_ambiguous_answer_is_settled_by_the_nonce() {
+    let s = Flaky::default();
+    s.ambiguous_after_landing.store(1, Ordering::SeqCst);
+    let w = put(&s, "k", E, 2, &body("x")).await.unwrap();
+    // Landed the first time: not written twice.
+    assert_eq!(s.puts.load(Ordering::SeqCst), 1);
+    assert_eq!(w.etag, s.inner.head("k").await.unwrap().unwrap().etag);
+}
+
+#[tokio::test]
+async fn a_body_past_a_single_put_is_refused_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(MAX_PUT_BYTES + 1).unwrap();
+    let s = Flaky::default();
+    let err = put(&s, "k", E, 1, &Body::File(big)).await.unwrap_err();
+    assert!(matches!(err, FenceError::TooLarge { .. }), "{err:?}");
+    assert_eq!(s.puts.load(Ordering::SeqCst), 0);
+    let missing = put(&s, "k", E, 1, &Body::File(dir.path().join("nope"))).await;
+    assert!(matches!(missing, Err(FenceError::Body(_))), "{missing:?}");
+}
+
+#[test]
+fn stamps_are_read_from_metadata() {
+    let m = |k: &str| match k {
+        META_TERM => Some(" 7 ".to_string()),
+        META_ELECTION => Some("e".to_string()),
+        META_NONCE => Some("n".to_string()),
+        META_DELETED => Some("true".to_string()),
+        _ => None,
+    };
+    let s = stamp_from("\"x\"".into(), 3, m);
+    assert_eq!(
+        (
+            s.term,
+            s.election.as_deref(),
+            s.nonce.as_deref(),
+            s.deleted,
+            s.size
+        ),
+        (Some(7), Some("e"), Some("n"), true, 3)
+    );
+    let none = stamp_from("\"x\"".into(), 0, |k| (k == META_TERM).then(|| "x".into()));
+    assert_eq!((none.term, none.deleted), (None, false));
+}

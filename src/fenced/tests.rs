@@ -8,6 +8,9 @@ use super::*;
 
 const E: &str = "e";
 
+/// What [`prepare`] decided for one writer.
+type Plan = Result<(Cond, Option<u64>), FenceError>;
+
 fn body(s: &str) -> Body {
     Body::Bytes(bytes::Bytes::copy_from_slice(s.as_bytes()))
 }
@@ -115,7 +118,7 @@ async fn every_interleaving_of_two_writers() {
             if existing {
                 put(&s, "k", E, 3, &body("three")).await.unwrap();
             }
-            let mut plans: [Option<Result<(Cond, Option<u64>), FenceError>>; 2] = [None, None];
+            let mut plans: [Option<Plan>; 2] = [None, None];
             let mut landed5 = false;
             let mut terms = vec![term_of(&s, "k").await];
             for step in order {

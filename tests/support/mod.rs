@@ -328,7 +328,7 @@ pub struct Daemon {
     /// A value of `S3E_TEST_OWNER` unique to this copy; everything it
     /// starts (program, hooks, their children) inherits it, so that a copy
     /// killed with SIGKILL leaves nothing behind (see [`sweep`]).
-    marker: String,
+    pub marker: String,
     pub exit: Option<std::process::ExitStatus>,
     /// Rate of the copy's clocks relative to the host's (libfaketime `x`);
     /// its `valid_ms` are divided by this to get host time.
@@ -552,6 +552,48 @@ impl Drop for Daemon {
         // into the next test (the no-orphan checks run before this).
         sweep(&self.marker);
     }
+}
+
+/// The pids whose environment carries `S3E_TEST_OWNER=marker`.
+pub fn pids_of(marker: &str) -> Vec<i32> {
+    let needle = format!("S3E_TEST_OWNER={marker}").into_bytes();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_slice()))
+        })
+        .collect()
+}
+
+/// Send `sig` (e.g. `STOP`, `CONT`) to every process of `marker`.
+pub fn signal_all(marker: &str, sig: &str) {
+    for pid in pids_of(marker) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Is a process of `marker` but `except` running whose command line
+/// contains `needle` (zombies do not count)?
+pub fn process_with_env(marker: &str, except: u32, needle: &str) -> bool {
+    pids_of(marker)
+        .into_iter()
+        .filter(|p| *p as u32 != except)
+        .any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
+        })
 }
 
 /// SIGKILL every process whose environment carries `S3E_TEST_OWNER=marker`

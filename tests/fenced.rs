@@ -3,6 +3,8 @@
 //! store that ignores conditions, and a frozen leader whose pending writes
 //! are refused once the next leader has written.
 
+#![allow(clippy::disallowed_types)] // end-to-end tests measure real elapsed time
+
 mod support;
 
 use std::sync::{Arc, Mutex};

@@ -150,6 +150,117 @@ fn a_stopping_leader_wakes_its_successor_instead_of_waiting_for_a_poll() {
     }
 }
 
+/// A leader stopped within a moment of acquiring (a cluster start followed
+/// by a quick restart, pods replaced back to back), before it has checked
+/// any candidate, still wakes the others: it lists the registry at its
+/// release. Without that the next copy would wait for its poll (20 s here).
+///
+/// A registry entry whose address accepts connections but never answers
+/// holds each round of checks for the check timeout (500 ms), so a leader
+/// stopped as soon as it acquires has checked nobody yet.
+#[test]
+fn a_leader_stopped_right_after_acquiring_still_wakes_the_others() {
+    let sw = Seaweed::start();
+    sw.bucket("early");
+    let cfg = sw.config(sw.dir.path(), "early", "early", SLOW_POLL);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let entry = serde_json::json!({
+        "schema": "s3-elector/candidate",
+        "election": "e2e",
+        "identity": "zz-silent",
+        "address": silent.local_addr().unwrap().to_string(),
+        "host": gethostname(),
+        "written_at": "",
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        sw.client()
+            .put_object()
+            .bucket("early")
+            .key("s3-elector/e2e/candidates/zz-silent.candidate.json")
+            .body(entry.to_string().into_bytes().into())
+            .send(),
+    )
+    .unwrap();
+    let mut ds: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    let first = wait_single_leader(&refs, Duration::from_secs(60));
+    wait_successors(&sw, "early", &ds[first], 2, Duration::from_secs(60));
+    // A graceful hand-over; the new leader is stopped the moment it
+    // acquires.
+    let stop1 = SystemTime::now();
+    ds[first].signal("TERM");
+    let end = Instant::now() + Duration::from_secs(30);
+    let next = loop {
+        if let Some(i) =
+            (0..ds.len()).find(|&i| i != first && acquired_after(&ds[i], stop1).is_some())
+        {
+            break i;
+        }
+        assert!(
+            Instant::now() < end,
+            "nobody took over from {}",
+            ds[first].id
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stop = SystemTime::now();
+    ds[next].signal("TERM");
+    let acquired = acquired_after(&ds[next], stop1).unwrap();
+    assert!(ds[first]
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    assert!(ds[next]
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    let release = ds[next]
+        .events()
+        .into_iter()
+        .find(|e| e.str("message") == Some("woke the other candidates"))
+        .unwrap_or_else(|| panic!("no wake-ups:\n{}", ds[next].log_text()));
+    let woken = release.json["woken"].as_u64().unwrap_or(0);
+    assert!(
+        woken >= 1 && release.json["listed_ms"].is_u64(),
+        "{} (stopped {:?} after acquiring) woke nobody, or did not list: {}\n{}",
+        ds[next].id,
+        stop.duration_since(acquired).unwrap_or_default(),
+        release.json,
+        ds[next].log_text()
+    );
+    let last = (0..ds.len()).find(|&i| i != first && i != next).unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    let at = loop {
+        if let Some(t) = acquired_after(&ds[last], stop) {
+            break t;
+        }
+        assert!(Instant::now() < end, "{} never took over", ds[last].id);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = at.duration_since(stop).unwrap_or_default();
+    eprintln!(
+        "early stop: {} stopped {:?} after acquiring, woke {woken} (listing took {} ms); {} took over {took:?} later",
+        ds[next].id,
+        stop.duration_since(acquired).unwrap_or_default(),
+        release.json["listed_ms"],
+        ds[last].id
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "hand-over took {took:?}, as if by polling"
+    );
+    drop(silent);
+    for d in ds.iter_mut().filter(|d| d.alive()) {
+        d.signal("TERM");
+        d.wait_exit(Duration::from_secs(10));
+    }
+}
+
 #[test]
 fn a_storm_of_forged_wake_ups_costs_bounded_reads_and_never_a_takeover() {
     let sw = Seaweed::start();

@@ -9,7 +9,11 @@
 //! address for `GET /leader` (the answer must name the same election and
 //! identity), and publishes the live ones, in order, as the successors to
 //! name in its records. After releasing the lease it sends `POST /wake` to
-//! them. A copy that joins sends one `POST /wake` to the leader it sees, so
+//! them; a copy that releases before it has checked anyone (stopped a
+//! moment after acquiring) lists the registry right after its release write
+//! (bounded by [`RELEASE_LISTING_LIMIT`]) and wakes up to
+//! [`MAX_SUCCESSORS`] of the copies it finds. A copy that joins sends one
+//! `POST /wake` to the leader it sees, so
 //! the leader lists the registry at once (at most once a second) instead of
 //! at its next interval.
 //!
@@ -151,30 +155,30 @@ impl Peers {
     fn get(&self) -> Vec<Entry> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
 
-    /// Send `POST /wake` to [`wake_targets`], first-named first; returns
-    /// how many answered 2xx. Bounded by [`PEER_TIMEOUT`].
-    async fn wake(&self, identity: &str, successors: &[String]) -> usize {
-        let tasks: Vec<_> = wake_targets(self.get(), identity, successors)
-            .into_iter()
-            .map(|p| {
-                tokio::spawn(async move {
-                    let ok = request(&p.address, Method::POST, "/wake", PEER_TIMEOUT)
-                        .await
-                        .is_ok_and(|a| a.is_success());
-                    debug!(peer = %p.identity, address = %p.address, ok, "woke candidate");
-                    ok
-                })
+/// Send `POST /wake` to each of `targets` at once; returns how many
+/// answered 2xx. Bounded by [`PEER_TIMEOUT`].
+async fn wake(targets: Vec<Entry>) -> usize {
+    let tasks: Vec<_> = targets
+        .into_iter()
+        .map(|p| {
+            tokio::spawn(async move {
+                let ok = request(&p.address, Method::POST, "/wake", PEER_TIMEOUT)
+                    .await
+                    .is_ok_and(|a| a.is_success());
+                debug!(peer = %p.identity, address = %p.address, ok, "woke candidate");
+                ok
             })
-            .collect();
-        let mut n = 0;
-        for t in tasks {
-            if t.await.unwrap_or(false) {
-                n += 1;
-            }
+        })
+        .collect();
+    let mut n = 0;
+    for t in tasks {
+        if t.await.unwrap_or(false) {
+            n += 1;
         }
-        n
     }
+    n
 }
 
 /// Whom a release wakes: the successors it named (at most
@@ -258,23 +262,52 @@ pub async fn run<S: LeaseStore>(
     // release is written, whatever the upkeep is busy with (a listing, a
     // round of checks).
     tokio::join!(
-        wake_on_release(events, peers.clone(), &cfg.identity),
-        keep(store, &cfg, state, successors, peers, woken, shutdown),
+        wake_on_release(events, peers.clone(), &store, &cfg),
+        keep(&store, &cfg, state, successors, peers, woken, shutdown),
     );
 }
 
-/// After each release, wake the checked candidates. Ends when the election
-/// does (its events end), so a release written just before the stop is
-/// still announced.
-async fn wake_on_release(mut events: broadcast::Receiver<Event>, peers: Peers, me: &str) {
+/// The most a release spends listing the registry when it knows no
+/// candidate yet (one LIST and a GET per new entry).
+pub const RELEASE_LISTING_LIMIT: Duration = Duration::from_millis(500);
+
+/// After each release, wake the successors. A copy that releases before
+/// it has checked anyone (stopped within a moment of acquiring) lists the
+/// registry first, bounded by [`RELEASE_LISTING_LIMIT`], and wakes up to
+/// [`MAX_SUCCESSORS`] of the copies it finds. Ends when the election does
+/// (its events end), so a release written just before the stop is still
+/// announced.
+async fn wake_on_release<S: LeaseStore>(
+    mut events: broadcast::Receiver<Event>,
+    peers: Peers,
+    store: &S,
+    cfg: &Settings,
+) {
+    let me = cfg.identity.as_str();
     loop {
         match events.recv().await {
             Ok(Event::Released { term, successors }) => {
-                let n = peers.wake(me, &successors).await;
+                let mut targets = wake_targets(peers.get(), me, &successors);
+                let mut listed_ms = None;
+                if targets.is_empty() {
+                    let started = Instant::now();
+                    let mut quiet = Quiet::default();
+                    let found = timeout(
+                        RELEASE_LISTING_LIMIT,
+                        list_entries(store, cfg, &mut EntryCache::new(), &mut quiet),
+                    )
+                    .await;
+                    if let Ok(Ok(entries)) = found {
+                        targets = entries.into_iter().take(MAX_SUCCESSORS).collect();
+                    }
+                    listed_ms = Some(started.elapsed().as_millis() as u64);
+                }
+                let n = wake(targets).await;
                 info!(
                     term,
                     woken = n,
                     named = successors.len(),
+                    listed_ms,
                     "woke the other candidates"
                 );
             }
@@ -284,10 +317,74 @@ async fn wake_on_release(mut events: broadcast::Receiver<Event>, peers: Peers, m
     }
 }
 
+/// Entries read from the registry, by key, with the ETag they were read at
+/// (`None`: unusable), so that a listing reads only new or changed ones.
+type EntryCache = HashMap<String, (String, Option<Entry>)>;
+
+/// List the registry and read the entries that are new or changed since
+/// `cache`; returns the usable entries of the other copies reachable from
+/// this host, in identity order, at most [`MAX_PEERS`].
+async fn list_entries<S: LeaseStore>(
+    store: &S,
+    cfg: &Settings,
+    cache: &mut EntryCache,
+    quiet: &mut Quiet,
+) -> Result<Vec<Entry>, StoreError> {
+    let own_key = cfg.own_key();
+    let items = store.list(&cfg.prefix, MAX_ENTRIES).await?;
+    quiet.ok("listing candidates");
+    let mut fresh = HashMap::new();
+    for it in items {
+        if it.key == own_key || !it.key.ends_with(ENTRY_SUFFIX) {
+            continue;
+        }
+        if let Some((etag, e)) = cache.remove(&it.key) {
+            if etag == it.etag {
+                fresh.insert(it.key, (etag, e));
+                continue;
+            }
+        }
+        let entry = if it.size > MAX_ENTRY_BYTES {
+            debug!(key = %it.key, size = it.size, "ignoring an oversized registry entry");
+            None
+        } else {
+            match store.get(&it.key).await {
+                Ok(Some(o)) => match Entry::parse(&o.body) {
+                    Ok(e) if e.election == cfg.election => Some(e),
+                    Ok(_) => None,
+                    Err(m) => {
+                        debug!(key = %it.key, problem = %m, "ignoring a registry entry");
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    quiet.warn(
+                        "reading an entry",
+                        &e,
+                        "grant s3:GetObject on the candidates prefix",
+                    );
+                    None
+                }
+            }
+        };
+        fresh.insert(it.key, (it.etag, entry));
+    }
+    *cache = fresh;
+    let mut listed: Vec<Entry> = cache
+        .values()
+        .filter_map(|(_, e)| e.clone())
+        .filter(|e| e.identity != cfg.identity && e.reachable_from(&cfg.host))
+        .collect();
+    listed.sort_by(|a, b| a.identity.cmp(&b.identity));
+    listed.truncate(MAX_PEERS);
+    Ok(listed)
+}
+
 /// Keep this copy's entry, and while leading the checked candidates and
 /// the successors, until `shutdown`; then remove the entry.
 async fn keep<S: LeaseStore>(
-    store: S,
+    store: &S,
     cfg: &Settings,
     mut state: watch::Receiver<State>,
     successors: watch::Sender<Vec<String>>,
@@ -300,7 +397,7 @@ async fn keep<S: LeaseStore>(
     let mut next_write = Instant::now();
     let mut next_list = Instant::now();
     let mut next_check = Instant::now();
-    let mut entries: HashMap<String, (String, Option<Entry>)> = HashMap::new();
+    let mut entries = EntryCache::new();
     let mut listed: Vec<Entry> = Vec::new();
     let mut was_leader = false;
     let mut election_gone = false;
@@ -356,54 +453,9 @@ async fn keep<S: LeaseStore>(
         if leading && now >= next_list {
             next_list = now + cfg.list_interval;
             last_list = Some(now);
-            match store.list(&cfg.prefix, MAX_ENTRIES).await {
-                Ok(items) => {
-                    quiet.ok("listing candidates");
-                    let mut fresh = HashMap::new();
-                    for it in items {
-                        if it.key == own_key || !it.key.ends_with(ENTRY_SUFFIX) {
-                            continue;
-                        }
-                        if let Some((etag, e)) = entries.remove(&it.key) {
-                            if etag == it.etag {
-                                fresh.insert(it.key, (etag, e));
-                                continue;
-                            }
-                        }
-                        let entry = if it.size > MAX_ENTRY_BYTES {
-                            debug!(key = %it.key, size = it.size, "ignoring an oversized registry entry");
-                            None
-                        } else {
-                            match store.get(&it.key).await {
-                                Ok(Some(o)) => match Entry::parse(&o.body) {
-                                    Ok(e) if e.election == cfg.election => Some(e),
-                                    Ok(_) => None,
-                                    Err(m) => {
-                                        debug!(key = %it.key, problem = %m, "ignoring a registry entry");
-                                        None
-                                    }
-                                },
-                                Ok(None) => None,
-                                Err(e) => {
-                                    quiet.warn(
-                                        "reading an entry",
-                                        &e,
-                                        "grant s3:GetObject on the candidates prefix",
-                                    );
-                                    None
-                                }
-                            }
-                        };
-                        fresh.insert(it.key, (it.etag, entry));
-                    }
-                    entries = fresh;
-                    listed = entries
-                        .values()
-                        .filter_map(|(_, e)| e.clone())
-                        .filter(|e| e.identity != cfg.identity && e.reachable_from(&cfg.host))
-                        .collect();
-                    listed.sort_by(|a, b| a.identity.cmp(&b.identity));
-                    listed.truncate(MAX_PEERS);
+            match list_entries(store, cfg, &mut entries, &mut quiet).await {
+                Ok(l) => {
+                    listed = l;
                     next_check = now;
                 }
                 Err(e) => quiet.warn(

@@ -379,7 +379,7 @@ fn the_cli_puts_gets_removes_and_refuses_a_stale_term() {
             "--election",
             "other",
             "report.json",
-            "/dev/null",
+            file.to_str().unwrap(),
         ],
         &[],
     );
@@ -392,6 +392,66 @@ fn the_cli_puts_gets_removes_and_refuses_a_stale_term() {
     );
     assert_eq!(code, 66, "{err}");
     assert!(err.lines().count() == 1 && !err.contains('{'), "{err}");
+    // An empty stdin (a producer that failed in a pipe) is not published.
+    let (code, _, err) = put("6", "empty.json", "");
+    assert_eq!(code, 66, "{err}");
+    assert!(
+        err.contains("empty") && err.contains("--allow-empty"),
+        "{err}"
+    );
+    // A hook for another event holds the observed leader's term: refused.
+    let (code, _, err) = run_cmd(
+        &cfg,
+        &["fenced", "put", "x.json", file.to_str().unwrap()],
+        &[
+            ("S3_ELECTOR_EVENT", "leader_changed"),
+            ("S3_ELECTOR_TERM", "9"),
+        ],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("leader_changed"), "{err}");
+    // The election's own objects are not for fenced writes.
+    let (code, _, err) = run_cmd(
+        &cfg,
+        &[
+            "fenced",
+            "put",
+            "--term",
+            "9",
+            "s3://cli/s3-elector/e2e/lease.json",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 64, "{err}");
+    // get -o leaves the old file alone when there is nothing to read.
+    let kept = dir.join("kept.json");
+    std::fs::write(&kept, "old").unwrap();
+    for object in ["nothing.json", "report.json"] {
+        let (code, _, err) = run_cmd(
+            &cfg,
+            &["fenced", "get", "-o", kept.to_str().unwrap(), object],
+            &[],
+        );
+        assert_eq!(code, 66, "{object} is absent or removed: {err}");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "old");
+    }
+    // Nothing of the probe's is left beside the user's objects.
+    let keys: Vec<String> = runtime().block_on(async {
+        let o = sw
+            .client()
+            .list_objects_v2()
+            .bucket("cli")
+            .prefix("results/")
+            .send()
+            .await
+            .unwrap();
+        o.contents()
+            .iter()
+            .filter_map(|c| c.key().map(String::from))
+            .collect()
+    });
+    assert_eq!(keys, vec!["results/report.json".to_string()], "{keys:?}");
 }
 
 /// A store that ignores conditional writes is refused before any fenced
@@ -412,9 +472,18 @@ fn fenced_refuses_a_store_that_ignores_conditions() {
         ("AWS_ACCESS_KEY_ID", "S3RVER"),
         ("AWS_SECRET_ACCESS_KEY", "S3RVER"),
     ];
+    let body = s.dir.path().join("out.json");
+    std::fs::write(&body, "{}").unwrap();
     let (code, out, err) = run_cmd(
         &cfg,
-        &["fenced", "put", "--term", "3", "out.json", "/dev/null"],
+        &[
+            "fenced",
+            "put",
+            "--term",
+            "3",
+            "out.json",
+            body.to_str().unwrap(),
+        ],
         &creds,
     );
     assert_eq!(code, 69, "{out}{err}");
@@ -450,7 +519,16 @@ fn a_frozen_leader_s_pending_writes_are_refused() {
         .args(["755", script.to_str().unwrap()])
         .status()
         .unwrap();
-    let a = Daemon::start_full("a", &cfg, &[], &["--", script.to_str().unwrap()]);
+    // The config is given as a flag, not in the environment: the daemon
+    // passes it on to its program (S3_ELECTOR_CONFIG).
+    let args = [
+        "--config",
+        cfg.to_str().unwrap(),
+        "--",
+        script.to_str().unwrap(),
+    ];
+    let no_env = [("-S3_ELECTOR_CONFIG", "")];
+    let a = Daemon::start_full("a", &cfg, &no_env, &args);
     until(Duration::from_secs(60), "a leads", || a.says_leader());
     let lines = || -> Vec<(String, u64, u64, i32)> {
         std::fs::read_to_string(&log)
@@ -473,7 +551,7 @@ fn a_frozen_leader_s_pending_writes_are_refused() {
     // Freeze everything a runs, mid-loop.
     let frozen_at = Instant::now();
     signal_all(&a.marker, "STOP");
-    let b = Daemon::start_full("b", &cfg, &[], &["--", script.to_str().unwrap()]);
+    let b = Daemon::start_full("b", &cfg, &no_env, &args);
     until(Duration::from_secs(60), "b leads", || b.says_leader());
     until(
         Duration::from_secs(30),

@@ -116,3 +116,55 @@ fn every_environment_variable_is_documented() {
         );
     }
 }
+
+/// The EC2 user-data example (packaging/ec2-user-data.yaml) is cloud-config
+/// YAML, and the config it writes passes `s3-elector check` against the
+/// test store (its bucket and endpoint replaced by flags, the identity
+/// given, as off EC2).
+#[test]
+fn the_ec2_user_data_example_writes_a_config_that_checks() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("packaging/ec2-user-data.yaml")).unwrap();
+    assert!(text.starts_with("#cloud-config\n"));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let files = doc["write_files"].as_sequence().expect("write_files");
+    let content = files[0]["content"].as_str().expect("the config");
+    let runcmd: Vec<String> = doc["runcmd"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|c| serde_yaml::to_string(c).unwrap())
+        .collect();
+    let all = runcmd.join("");
+    for want in [
+        "dnf",
+        "/etc/s3-elector/s3-elector.yaml",
+        "enable",
+        "s3-elector.service",
+    ] {
+        assert!(all.contains(want), "runcmd lacks {want}: {all}");
+    }
+    assert!(
+        content.contains("identity_from: ec2-instance-id"),
+        "{content}"
+    );
+    let sw = Seaweed::start();
+    sw.bucket("fleet");
+    let cfg = sw.dir.path().join("s3-elector.yaml");
+    std::fs::write(&cfg, content).unwrap();
+    let (code, out, err) = run_cmd(
+        &cfg,
+        &[
+            "check",
+            "--bucket",
+            "fleet",
+            "--endpoint-url",
+            &sw.endpoint,
+            "--force-path-style",
+            "true",
+        ],
+        &[("S3_ELECTOR_IDENTITY", "i-0123456789abcdef0")],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("conformance probe: passed"), "{out}");
+}

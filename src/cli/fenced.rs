@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::{connect, load, Common, EXIT_DATA, EXIT_UNAVAILABLE};
+use super::{load, Common, EXIT_DATA, EXIT_UNAVAILABLE};
 use crate::config::{Config, EXIT_CONFIG};
 use crate::fenced::{self, Body, FenceError, Stamp};
+use crate::lease::floor::floor_key;
 use crate::lease::probe;
 use crate::lease::store::s3::S3Store;
 
@@ -35,6 +36,10 @@ pub enum FencedOp {
         /// first, so a retry can send it again).
         #[arg(default_value = "-")]
         file: PathBuf,
+        /// Write an empty body too (refused by default: an empty stdin is
+        /// more often a failed producer than a result).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Print OBJECT's body (or write it to --output) and, on stderr, the
     /// term that wrote it. Exit 66 when absent or removed.
@@ -63,9 +68,10 @@ pub enum FencedOp {
 pub struct Target {
     #[command(flatten)]
     pub common: Common,
-    /// The writer's term: `S3_ELECTOR_TERM`, which the daemon sets for the
-    /// supervised program and the hooks.
-    #[arg(long, env = "S3_ELECTOR_TERM")]
+    /// The writer's term. Default: `S3_ELECTOR_TERM`, which the daemon
+    /// sets for the supervised program and `on_acquired` (other hooks get
+    /// the observed leader's term there, which is refused as a fencing term).
+    #[arg(long)]
     pub term: Option<u64>,
     /// `s3://bucket/key`, or a key in `s3.bucket` (under `fenced.prefix`).
     pub object: String,
@@ -97,6 +103,16 @@ fn locate(cfg: &Config, object: &str) -> Result<(String, String), String> {
     Ok((cfg.s3.bucket.clone(), key))
 }
 
+/// A client for bodies of any size: no limit on the whole request (an
+/// upload of gigabytes takes minutes), but `s3.request_timeout` still
+/// bounds connecting and each stall of the transfer.
+async fn connect_transfers(cfg: &Config) -> Result<S3Store, i32> {
+    S3Store::connect_for_transfers(&cfg.s3).await.map_err(|e| {
+        eprintln!("s3-elector: {e}");
+        EXIT_UNAVAILABLE
+    })
+}
+
 /// Load, connect and locate; on failure the message is printed.
 async fn open(common: &Common, object: &str) -> Result<(Config, String, S3Store, String), i32> {
     let (cfg, identity) = load(common).await?;
@@ -104,13 +120,17 @@ async fn open(common: &Common, object: &str) -> Result<(Config, String, S3Store,
         eprintln!("s3-elector: {e}");
         EXIT_CONFIG
     })?;
-    let store = connect(&cfg).await?.with_bucket(&bucket);
+    let store = connect_transfers(&cfg).await?.with_bucket(&bucket);
     Ok((cfg, identity, store, key))
 }
 
 pub(super) async fn fenced(a: FencedArgs) -> i32 {
     match a.op {
-        FencedOp::Put { target, file } => write(target, Some(file)).await,
+        FencedOp::Put {
+            target,
+            file,
+            allow_empty,
+        } => write(target, Some((file, allow_empty))).await,
         FencedOp::Rm { target } => write(target, None).await,
         FencedOp::Get {
             common,
@@ -121,39 +141,143 @@ pub(super) async fn fenced(a: FencedArgs) -> i32 {
     }
 }
 
-async fn write(t: Target, file: Option<PathBuf>) -> i32 {
-    let Some(term) = t.term else {
-        eprintln!("s3-elector: no term: run this under `s3-elector run` (which sets S3_ELECTOR_TERM for the program and the hooks) or pass --term N");
-        return EXIT_CONFIG;
+/// The fencing term: `--term`, else `S3_ELECTOR_TERM` when this runs as
+/// the supervised program or `on_acquired` (a hook for another event has
+/// the observed leader's term there, not this copy's).
+fn fencing_term(
+    flag: Option<u64>,
+    event: Option<String>,
+    env_term: Option<String>,
+) -> Result<u64, String> {
+    if let Some(t) = flag {
+        return Ok(t);
+    }
+    let event = event.unwrap_or_default();
+    if !event.is_empty() && event != "acquired" {
+        return Err(format!(
+            "this runs in the `{event}` hook, whose S3_ELECTOR_TERM is the leader's term as observed, not a leadership of this copy; only the supervised program and `on_acquired` write fenced (or pass --term N deliberately)"
+        ));
+    }
+    match env_term {
+        Some(v) => v.trim().parse().map_err(|_| {
+            format!("S3_ELECTOR_TERM is `{v}`, not a term (a whole number)")
+        }),
+        None => Err("no term: run this under `s3-elector run` (which sets S3_ELECTOR_TERM for the program and on_acquired) or pass --term N".into()),
+    }
+}
+
+/// Keys that belong to the election itself (lease, term floor, registry,
+/// probe scratch), in its bucket.
+fn reserved(cfg: &Config, bucket: &str, key: &str) -> Result<(), String> {
+    crate::config::validate::check_reserved(key)?;
+    let lease = cfg.lease_key();
+    if bucket == cfg.s3.bucket
+        && (key == lease || key == floor_key(&lease) || key.starts_with(&cfg.registry_prefix()))
+    {
+        return Err(format!(
+            "`{key}` belongs to the election itself (its lease, term floor or candidate registry); fenced writes go to your own objects"
+        ));
+    }
+    Ok(())
+}
+
+async fn write(t: Target, body: Option<(PathBuf, bool)>) -> i32 {
+    let term = match fencing_term(
+        t.term,
+        std::env::var("S3_ELECTOR_EVENT").ok(),
+        std::env::var("S3_ELECTOR_TERM").ok(),
+    ) {
+        Ok(term) => term,
+        Err(e) => {
+            eprintln!("s3-elector: {e}");
+            return EXIT_CONFIG;
+        }
     };
-    let (cfg, identity, store, key) = match open(&t.common, &t.object).await {
+    let (cfg, identity) = match load(&t.common).await {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let url = format!("s3://{}/{key}", store.bucket());
-    // Fencing rests on conditional writes: refuse a store that ignores
-    // them, as the daemon does.
-    if let Err(e) = probe::run(&store, &key, &identity).await {
-        eprintln!("s3-elector: {url}: {e}");
-        return EXIT_UNAVAILABLE;
-    }
-    // stdin is spooled to an unnamed temporary file: the body may be
-    // sent twice (a refused condition), and it streams from disk.
-    let mut spool = None;
-    let body = match file.as_deref() {
-        None => None,
-        Some(p) if p == Path::new("-") => match spool_stdin().await {
-            Ok((f, path)) => {
-                spool = Some(f);
-                Some(Body::File(path))
-            }
-            Err(e) => {
-                eprintln!("s3-elector: cannot read stdin: {e}");
-                return EXIT_ABSENT;
-            }
-        },
-        Some(p) => Some(Body::File(p.to_path_buf())),
+    let (bucket, key) = match locate(&cfg, &t.object).and_then(|(b, k)| {
+        reserved(&cfg, &b, &k)?;
+        Ok((b, k))
+    }) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("s3-elector: {e}");
+            return EXIT_CONFIG;
+        }
     };
+    let url = format!("s3://{bucket}/{key}");
+    // The body first: stdin and anything that is not a regular file (a
+    // pipe, /dev/stdin) is spooled to a temporary file, so its size is
+    // known and a retry can send it again. Checked before any request.
+    let mut spool = None;
+    let body = match body {
+        None => None,
+        Some((path, allow_empty)) => {
+            let regular =
+                path != Path::new("-") && std::fs::metadata(&path).is_ok_and(|m| m.is_file());
+            let file = if regular {
+                path
+            } else {
+                match spool_input(&path).await {
+                    Ok(tmp) => {
+                        let p = tmp.to_path_buf();
+                        spool = Some(tmp);
+                        p
+                    }
+                    Err(e) => {
+                        eprintln!("s3-elector: {url}: cannot read the body: {e}");
+                        return EXIT_ABSENT;
+                    }
+                }
+            };
+            match std::fs::metadata(&file) {
+                Ok(m) if m.len() == 0 && !allow_empty => {
+                    eprintln!("s3-elector: {url}: the body is empty; not writing it (a failed producer in a pipe looks like this: use `set -o pipefail`), or pass --allow-empty");
+                    return EXIT_ABSENT;
+                }
+                Ok(m) if m.len() > fenced::MAX_PUT_BYTES => {
+                    eprintln!(
+                        "s3-elector: {url}: {}",
+                        FenceError::TooLarge { size: m.len() }
+                    );
+                    return EXIT_CONFIG;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!(
+                        "s3-elector: {url}: cannot read the body: {}: {e}",
+                        file.display()
+                    );
+                    return EXIT_ABSENT;
+                }
+            }
+            Some(Body::File(file))
+        }
+    };
+    let store = match connect_transfers(&cfg).await {
+        Ok(s) => s.with_bucket(&bucket),
+        Err(code) => return code,
+    };
+    // Fencing rests on conditional writes: refuse a store that ignores
+    // them, as the daemon does. The probe works on a scratch key beside
+    // the election's lease (in this bucket), never on the user's object.
+    let probe_key = match cfg.lease_key().strip_suffix("/lease.json") {
+        Some(dir) => format!("{dir}/fenced-probe.json"),
+        None => format!("{}.fenced-probe.json", cfg.lease_key()),
+    };
+    match probe::run(&store, &probe_key, &identity).await {
+        Ok(r) => {
+            if let Some(w) = r.cleanup_warning {
+                eprintln!("s3-elector: warning: {w}");
+            }
+        }
+        Err(e) => {
+            eprintln!("s3-elector: {url}: {e}");
+            return EXIT_UNAVAILABLE;
+        }
+    }
     let r = match &body {
         Some(b) => fenced::put(&store, &key, &cfg.election, term, b).await,
         None => fenced::remove(&store, &key, &cfg.election, term).await,
@@ -186,21 +310,29 @@ async fn write(t: Target, file: Option<PathBuf>) -> i32 {
 fn exit_code(e: &FenceError) -> i32 {
     match e {
         FenceError::Stale { .. } => EXIT_FENCED,
-        FenceError::OtherElection { .. } => EXIT_DATA,
+        FenceError::OtherElection { .. } | FenceError::BadStamp { .. } => EXIT_DATA,
         FenceError::Contended { .. } => EXIT_CONTENDED,
         FenceError::TooLarge { .. } => EXIT_CONFIG,
         FenceError::Body(_) => EXIT_ABSENT,
-        FenceError::Store(_) => EXIT_UNAVAILABLE,
+        FenceError::Store(_) | FenceError::Unknown { .. } => EXIT_UNAVAILABLE,
     }
 }
 
-async fn spool_stdin() -> std::io::Result<(tempfile::TempPath, PathBuf)> {
+/// Copy stdin (`-`) or a non-regular file into a temporary file (removed
+/// when the returned path is dropped), at most one byte past the largest
+/// PUT.
+async fn spool_input(path: &Path) -> std::io::Result<tempfile::TempPath> {
+    use tokio::io::AsyncReadExt;
     let tmp = tempfile::NamedTempFile::new()?.into_temp_path();
-    let path = tmp.to_path_buf();
-    let mut f = tokio::fs::File::create(&path).await?;
-    tokio::io::copy(&mut tokio::io::stdin(), &mut f).await?;
-    f.sync_all().await?;
-    Ok((tmp, path))
+    let mut out = tokio::fs::File::create(&tmp).await?;
+    let cap = fenced::MAX_PUT_BYTES + 1;
+    if path == Path::new("-") {
+        tokio::io::copy(&mut tokio::io::stdin().take(cap), &mut out).await?;
+    } else {
+        let f = tokio::fs::File::open(path).await?;
+        tokio::io::copy(&mut f.take(cap), &mut out).await?;
+    }
+    Ok(tmp)
 }
 
 async fn get(common: &Common, object: &str, output: Option<&Path>, json: bool) -> i32 {
@@ -209,19 +341,43 @@ async fn get(common: &Common, object: &str, output: Option<&Path>, json: bool) -
         Err(code) => return code,
     };
     let url = format!("s3://{}/{key}", store.bucket());
+    // --output: into a temporary file beside it, renamed over it only once
+    // the whole body is in, so a failed read leaves the old file alone.
+    let mut partial = None;
     let r: Result<Option<Stamp>, FenceError> = match (output, json) {
-        (Some(p), _) => match tokio::fs::File::create(p).await {
-            Ok(mut f) => fenced::get(&store, &key, &mut f).await,
-            Err(e) => {
-                eprintln!("s3-elector: cannot write {}: {e}", p.display());
-                return 1;
-            }
-        },
+        (Some(p), _) => {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = match tempfile::NamedTempFile::new_in(dir) {
+                Ok(t) => t.into_temp_path(),
+                Err(e) => {
+                    eprintln!("s3-elector: cannot write in {}: {e}", dir.display());
+                    return 1;
+                }
+            };
+            let r = match tokio::fs::File::create(&tmp).await {
+                Ok(mut f) => fenced::get(&store, &key, &mut f).await,
+                Err(e) => {
+                    eprintln!("s3-elector: cannot write {}: {e}", tmp.display());
+                    return 1;
+                }
+            };
+            partial = Some((tmp, p));
+            r
+        }
         (None, true) => fenced::get_stamp(&store, &key)
             .await
             .map(|s| s.filter(|s| !s.deleted)),
         (None, false) => fenced::get(&store, &key, &mut tokio::io::stdout()).await,
     };
+    if let (Ok(Some(_)), Some((tmp, p))) = (&r, partial) {
+        if let Err(e) = tmp.persist(p) {
+            eprintln!("s3-elector: cannot write {}: {e}", p.display());
+            return 1;
+        }
+    }
     match r {
         Ok(Some(stamp)) => {
             if json {
@@ -229,7 +385,7 @@ async fn get(common: &Common, object: &str, output: Option<&Path>, json: bool) -
             } else {
                 match (stamp.term, &stamp.election) {
                     (Some(t), Some(e)) => eprintln!("{url}: term {t} (election {e})"),
-                    _ => eprintln!("{url}: not fenced (no term; the first fenced write adopts it)"),
+                    _ => eprintln!("{url}: no fencing stamp (the first fenced write adopts it)"),
                 }
             }
             0
@@ -268,6 +424,41 @@ mod tests {
     }
 
     #[test]
+    fn the_term_comes_from_the_flag_or_a_leadership_s_environment() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(fencing_term(Some(9), s("lost"), s("3")), Ok(9));
+        assert_eq!(fencing_term(None, None, s(" 4 ")), Ok(4));
+        assert_eq!(fencing_term(None, s("acquired"), s("5")), Ok(5));
+        for ev in ["lost", "leader_changed"] {
+            let e = fencing_term(None, s(ev), s("5")).unwrap_err();
+            assert!(e.contains(ev) && e.contains("--term"), "{e}");
+        }
+        assert!(fencing_term(None, None, s("x"))
+            .unwrap_err()
+            .contains("`x`"));
+        assert!(fencing_term(None, None, None)
+            .unwrap_err()
+            .contains("S3_ELECTOR_TERM"));
+    }
+
+    #[test]
+    fn the_election_s_own_objects_are_refused() {
+        let cfg = Config::from_yaml("election: e\ns3:\n  bucket: leases\n", "t").unwrap();
+        for key in [
+            "s3-elector/e/lease.json",
+            "s3-elector/e/term.json",
+            "s3-elector/e/candidates/a.candidate.json",
+            "x/lease.json.probe/a",
+            "data.term.json",
+        ] {
+            assert!(reserved(&cfg, "leases", key).is_err(), "{key}");
+        }
+        assert!(reserved(&cfg, "leases", "reports/daily.json").is_ok());
+        // Another bucket has no lease of this election.
+        assert!(reserved(&cfg, "other", "s3-elector/e/lease.json").is_ok());
+    }
+
+    #[test]
     fn each_refusal_has_its_exit_code() {
         let stale = FenceError::Stale {
             key: "k".into(),
@@ -286,6 +477,20 @@ mod tests {
         );
         assert_eq!(exit_code(&FenceError::TooLarge { size: 1 }), 64);
         assert_eq!(exit_code(&FenceError::Body("x".into())), 66);
+        assert_eq!(
+            exit_code(&FenceError::BadStamp {
+                key: "k".into(),
+                problem: "p".into()
+            }),
+            65
+        );
+        assert_eq!(
+            exit_code(&FenceError::Unknown {
+                key: "k".into(),
+                error: Box::new(crate::lease::store::StoreError::Transient("x".into()))
+            }),
+            69
+        );
         assert_eq!(
             exit_code(&FenceError::Store(
                 crate::lease::store::StoreError::Transient("x".into())

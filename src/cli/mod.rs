@@ -462,7 +462,13 @@ async fn run(a: RunArgs) -> i32 {
             return 1;
         }
     };
+    let config_file = a
+        .common
+        .config
+        .as_deref()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
     let settings = daemon::Settings {
+        config_file,
         config: cfg,
         identity,
         program: a.child,

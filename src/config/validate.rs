@@ -309,7 +309,7 @@ fn check_key(k: &str) -> Result<(), String> {
 
 /// Keys the daemon derives beside a lease key (term floor, candidate
 /// entries, probe objects) must never be another election's lease key.
-fn check_reserved(k: &str) -> Result<(), String> {
+pub(crate) fn check_reserved(k: &str) -> Result<(), String> {
     let reserved = ["/term.json", ".term.json", ".candidate.json"];
     if let Some(end) = reserved.iter().find(|e| k.ends_with(*e)) {
         return Err(format!(

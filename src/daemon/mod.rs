@@ -74,6 +74,10 @@ pub struct Settings {
     pub unsafe_skip_conformance_check: bool,
     /// `run --once`: run the program one time, then release and stop.
     pub once: Option<Once>,
+    /// The config file (absolute), passed to the program and the hooks as
+    /// `S3_ELECTOR_CONFIG`, so the `s3-elector` commands they run (e.g.
+    /// `fenced put`) use the same settings.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// `run --once [--no-wait]`.
@@ -113,6 +117,12 @@ pub enum DaemonError {
 /// Run until a stop signal (with `--once`: until the program has run); a
 /// leader hands over before returning.
 pub async fn run(s: Settings, mut signals: Signals) -> Result<Ended, DaemonError> {
+    if let Some(f) = &s.config_file {
+        crate::work::procs::set_child_env(vec![(
+            "S3_ELECTOR_CONFIG".into(),
+            f.to_string_lossy().into_owned(),
+        )]);
+    }
     let (identity, lease) = (s.identity.clone(), s.config.timing.lease_duration);
     let no_wait = s.once.is_some_and(|o| o.no_wait);
     let Some(mut running) = start(s, &mut signals).await? else {
@@ -186,6 +196,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         program,
         unsafe_skip_conformance_check,
         once,
+        config_file: _,
     } = s;
     let listener = steps::bind_http(&cfg).await?;
     let metrics = Arc::new(Metrics::new());

@@ -13,13 +13,12 @@ use crate::lease::store::StoreError;
 #[derive(Debug, Default)]
 pub struct MemoryFencedStore {
     objects: Mutex<HashMap<String, (Vec<u8>, Stamp)>>,
-    next_etag: Mutex<u64>,
 }
 
 impl MemoryFencedStore {
     /// Put an object without a stamp (as another program would).
     pub fn put_plain(&self, key: &str, body: &[u8]) {
-        let etag = self.etag();
+        let etag = Self::etag(body);
         let stamp = Stamp {
             etag,
             term: None,
@@ -27,6 +26,7 @@ impl MemoryFencedStore {
             nonce: None,
             deleted: false,
             size: body.len() as u64,
+            invalid: None,
         };
         self.objects
             .lock()
@@ -34,10 +34,21 @@ impl MemoryFencedStore {
             .insert(key.into(), (body.to_vec(), stamp));
     }
 
-    fn etag(&self) -> String {
-        let mut n = self.next_etag.lock().unwrap();
-        *n += 1;
-        format!("\"{:032x}\"", *n)
+    /// Put an object with the given stamp (its ETag is recomputed).
+    pub fn put_stamped(&self, key: &str, body: &[u8], mut stamp: Stamp) {
+        stamp.etag = Self::etag(body);
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.into(), (body.to_vec(), stamp));
+    }
+
+    /// Like most stores: the ETag depends on the body alone.
+    fn etag(body: &[u8]) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        format!("\"{:016x}\"", h.finish())
     }
 }
 
@@ -62,7 +73,7 @@ impl FencedStore for MemoryFencedStore {
             Body::Bytes(b) => b.to_vec(),
             Body::File(p) => std::fs::read(p).map_err(|e| StoreError::Transient(e.to_string()))?,
         };
-        let etag = self.etag();
+        let etag = Self::etag(&bytes);
         let mut objects = self.objects.lock().unwrap();
         let ok = match (cond, objects.get(key)) {
             (Cond::Absent, None) => true,
@@ -79,6 +90,7 @@ impl FencedStore for MemoryFencedStore {
             nonce: Some(meta.nonce.clone()),
             deleted: meta.deleted,
             size: bytes.len() as u64,
+            invalid: None,
         };
         objects.insert(key.into(), (bytes, stamp));
         Ok(etag)
@@ -93,6 +105,9 @@ impl FencedStore for MemoryFencedStore {
         let Some((body, stamp)) = found else {
             return Ok(None);
         };
+        if stamp.deleted {
+            return Ok(Some(stamp));
+        }
         out.write_all(&body)
             .await
             .map_err(|e| StoreError::Transient(e.to_string()))?;

@@ -11,22 +11,31 @@
 //!
 //! # The invariant
 //! Once a write with term N has landed on an object, no write with a term
-//! below N lands on it afterwards. A lower-term writer either reads after
-//! the term-N write (and refuses in step 2), or read before it, and then
-//! its `If-Match` names an ETag the term-N write replaced (or its
-//! `If-None-Match: *` meets an object that now exists), so the store
-//! refuses it; it goes back to step 1 and refuses. This needs a store that
-//! honours conditional writes: [`crate::lease::probe`] checks that first,
-//! as the daemon does.
+//! below N lands on it afterwards, provided no later write stores bytes
+//! identical to a state a stale writer read (see the limit below). A
+//! lower-term writer either reads after the term-N write (and refuses in
+//! step 2), or read before it, and then its `If-Match` names an ETag the
+//! term-N write replaced (or its `If-None-Match: *` meets an object that
+//! now exists), so the store refuses it; it goes back to step 1 and
+//! refuses. This needs a store that honours conditional writes:
+//! [`crate::lease::probe`] checks that first, as the daemon does.
 //!
 //! # Limits
+//! - **Identical bytes reuse an ETag.** Most stores (AWS S3 without
+//!   SSE-KMS, MinIO, SeaweedFS) derive the ETag from the body alone, not
+//!   the metadata. If a newer write stores exactly the bytes a stale writer
+//!   read, that writer's `If-Match` is current again and its write lands.
+//!   Bodies that differ from every earlier one (a run id, a timestamp or the
+//!   term inside them) close this; tombstones carry a nonce for that
+//!   reason.
 //! - Only objects written through this protocol are fenced. An object the
 //!   new leader never writes keeps the old leader's last write; fencing
 //!   stops a stale writer from landing *after* a newer one, it does not
 //!   undo what landed before.
 //! - Deleting an object would drop its fence (a stale writer's
 //!   `If-None-Match: *` would then succeed). [`remove`] therefore writes a
-//!   tombstone (an empty body stamped `deleted`), which keeps the term;
+//!   tombstone (a small body with a nonce, stamped `deleted`), which keeps
+//!   the term;
 //!   [`get`] reports a tombstone as absent. Expire tombstones with a
 //!   lifecycle rule only once no writer of an old term can be alive.
 //! - Equal terms are the same leadership: a writer may overwrite its own
@@ -73,6 +82,10 @@ pub struct Stamp {
     /// A tombstone written by [`remove`].
     pub deleted: bool,
     pub size: u64,
+    /// A stamp field that is present but unreadable (e.g. a term that is
+    /// not a number): the object is refused rather than taken as unfenced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
 }
 
 /// The stamp a write puts on the object.
@@ -123,7 +136,8 @@ pub trait FencedStore: Send + Sync {
         cond: &Cond,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
-    /// Read `key` into `out`; returns its stamp (`None`: absent).
+    /// Read `key` into `out`; returns its stamp (`None`: absent). A
+    /// tombstone's body is not written to `out`.
     fn get(
         &self,
         key: &str,
@@ -144,9 +158,15 @@ pub enum FenceError {
         stored: String,
         ours: String,
     },
+    /// The stamp cannot be read: refused rather than taken as unfenced.
+    #[error("{key} has an unreadable stamp ({problem}); not writing over it. Inspect it with `s3-elector fenced get --json`")]
+    BadStamp { key: String, problem: String },
     /// Other writers kept landing in between.
-    #[error("gave up on {key} after {MAX_ATTEMPTS} refused conditions in a row (other writers kept landing in between); nothing was written")]
+    #[error("gave up on {key} after {MAX_ATTEMPTS} refused conditions in a row (other writers kept landing in between); this write did not land")]
     Contended { key: String },
+    /// The store did not say whether the write landed, again and again.
+    #[error("the outcome of the write to {key} is unknown ({error}); check it with `s3-elector fenced get --json` before writing again")]
+    Unknown { key: String, error: Box<StoreError> },
     /// The body is larger than a single PUT takes.
     #[error("the body is {size} bytes, more than the {MAX_PUT_BYTES} bytes one PUT takes; fenced writes are single conditional PUTs")]
     TooLarge { size: u64 },
@@ -184,6 +204,12 @@ pub async fn prepare<S: FencedStore>(
 
 /// Step 2: may a writer of `term` in `election` replace what `stamp` says?
 fn check(key: &str, stamp: &Stamp, election: &str, term: u64) -> Result<(), FenceError> {
+    if let Some(problem) = &stamp.invalid {
+        return Err(FenceError::BadStamp {
+            key: key.into(),
+            problem: problem.clone(),
+        });
+    }
     if let Some(e) = &stamp.election {
         if e != election && stamp.term.is_some() {
             return Err(FenceError::OtherElection {
@@ -225,17 +251,27 @@ pub async fn put<S: FencedStore>(
     write(store, key, election, term, body, false).await
 }
 
-/// A fenced removal: a tombstone (empty body, stamped `deleted`) that
-/// keeps the object's term, so no stale writer can bring it back.
+/// A fenced removal: a tombstone (stamped `deleted`) that keeps the
+/// object's term, so no stale writer can bring it back. Its body names the
+/// term and a nonce, so no two tombstones share an ETag.
 pub async fn remove<S: FencedStore>(
     store: &S,
     key: &str,
     election: &str,
     term: u64,
 ) -> Result<Written, FenceError> {
-    let empty = Body::Bytes(bytes::Bytes::new());
-    write(store, key, election, term, &empty, true).await
+    let body = serde_json::json!({
+        "s3-elector": "tombstone",
+        "election": election,
+        "term": term,
+        "nonce": new_nonce(),
+    });
+    let body = Body::Bytes(bytes::Bytes::from(body.to_string()));
+    write(store, key, election, term, &body, true).await
 }
+
+/// How many ambiguous answers (timeouts, 5xx) one write survives.
+const MAX_AMBIGUOUS: usize = 3;
 
 async fn write<S: FencedStore>(
     store: &S,
@@ -245,10 +281,23 @@ async fn write<S: FencedStore>(
     body: &Body,
     deleted: bool,
 ) -> Result<Written, FenceError> {
+    if let Body::File(p) = body {
+        let unreadable = |e: std::io::Error| FenceError::Body(format!("{}: {e}", p.display()));
+        let m = std::fs::File::open(p)
+            .and_then(|f| f.metadata())
+            .map_err(unreadable)?;
+        if !m.is_file() {
+            return Err(FenceError::Body(format!(
+                "{} is not a regular file (its size is unknown until read); pass it on stdin as `-`",
+                p.display()
+            )));
+        }
+    }
     let size = body.len().map_err(|e| FenceError::Body(e.to_string()))?;
     if size > MAX_PUT_BYTES {
         return Err(FenceError::TooLarge { size });
     }
+    let mut ambiguous = 0;
     let meta = Meta {
         term,
         election: election.into(),
@@ -271,7 +320,11 @@ async fn write<S: FencedStore>(
                 // Landed or not? Our nonce on the object says it did; any
                 // other stamp means it did not (or was already replaced:
                 // then a newer write exists and the next round decides).
-                match store.head(key).await? {
+                let settled = store.head(key).await.map_err(|h| FenceError::Unknown {
+                    key: key.into(),
+                    error: Box::new(h),
+                })?;
+                match settled {
                     Some(s) if s.nonce.as_deref() == Some(meta.nonce.as_str()) => {
                         return Ok(Written {
                             key: key.into(),
@@ -280,7 +333,16 @@ async fn write<S: FencedStore>(
                             replaced_term,
                         })
                     }
-                    _ => continue,
+                    _ => {
+                        ambiguous += 1;
+                        if ambiguous >= MAX_AMBIGUOUS {
+                            return Err(FenceError::Unknown {
+                                key: key.into(),
+                                error: Box::new(e),
+                            });
+                        }
+                        continue;
+                    }
                 }
             }
             Err(e) => return Err(e.into()),
@@ -290,8 +352,8 @@ async fn write<S: FencedStore>(
 }
 
 /// Read a fenced object into `out`. `Ok(None)` when it is absent or a
-/// tombstone (then nothing is written to `out`; the tombstone's stamp is
-/// in the error-free `Some` of [`get_stamp`]).
+/// tombstone (then nothing is written to `out`; [`get_stamp`] shows a
+/// tombstone's stamp).
 pub async fn get<S: FencedStore>(
     store: &S,
     key: &str,
@@ -307,13 +369,32 @@ pub async fn get_stamp<S: FencedStore>(store: &S, key: &str) -> Result<Option<St
 
 /// Parse a stamp from user metadata (names without `x-amz-meta-`).
 pub fn stamp_from(etag: String, size: u64, meta: impl Fn(&str) -> Option<String>) -> Stamp {
+    let raw = meta(META_TERM);
+    let term = raw.as_deref().and_then(|t| t.trim().parse().ok());
+    let mut invalid = match (&raw, term) {
+        (Some(t), None) => Some(format!("`{META_TERM}` is `{t}`, not a term")),
+        _ => None,
+    };
+    let election = meta(META_ELECTION);
+    if term.is_some() && election.is_none() {
+        invalid = Some(format!("`{META_TERM}` without `{META_ELECTION}`"));
+    }
+    let deleted = match meta(META_DELETED).as_deref() {
+        None => false,
+        Some("true") => true,
+        Some(other) => {
+            invalid = Some(format!("`{META_DELETED}` is `{other}`"));
+            false
+        }
+    };
     Stamp {
         etag,
-        term: meta(META_TERM).and_then(|t| t.trim().parse().ok()),
-        election: meta(META_ELECTION),
+        term,
+        election,
         nonce: meta(META_NONCE),
-        deleted: meta(META_DELETED).is_some_and(|d| d == "true"),
+        deleted,
         size,
+        invalid,
     }
 }
 

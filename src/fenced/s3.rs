@@ -111,6 +111,9 @@ impl FencedStore for S3Store {
             o.content_length().unwrap_or(0).max(0) as u64,
             |k| meta.get(k).cloned(),
         );
+        if stamp.deleted {
+            return Ok(Some(stamp));
+        }
         let mut body = o.body;
         let fail =
             |e: String| StoreError::Transient(format!("reading s3://{}/{key}: {e}", self.bucket()));

@@ -76,6 +76,50 @@ async fn an_unstamped_object_is_adopted_and_another_election_s_is_refused() {
 }
 
 #[tokio::test]
+async fn tombstones_never_share_an_etag_and_hide_their_body() {
+    let s = MemoryFencedStore::default();
+    put(&s, "k", E, 1, &body("x")).await.unwrap();
+    let first = remove(&s, "k", E, 2).await.unwrap();
+    let second = remove(&s, "k", E, 2).await.unwrap();
+    assert_ne!(
+        first.etag, second.etag,
+        "a stale If-Match on a tombstone must fail"
+    );
+    let mut out = Vec::new();
+    assert!(get(&s, "k", &mut out).await.unwrap().is_none());
+    assert!(out.is_empty(), "a tombstone's body leaked: {out:?}");
+}
+
+/// The limit the docs state: the store's ETag depends on the body alone,
+/// so only a changed body invalidates a stale writer's condition.
+#[tokio::test]
+async fn identical_bytes_reuse_an_etag_as_on_real_stores() {
+    let s = MemoryFencedStore::default();
+    let a = put(&s, "k", E, 1, &body("same")).await.unwrap();
+    let b = put(&s, "k", E, 2, &body("same")).await.unwrap();
+    assert_eq!(a.etag, b.etag);
+    let c = put(&s, "k", E, 3, &body("other")).await.unwrap();
+    assert_ne!(b.etag, c.etag);
+}
+
+#[tokio::test]
+async fn an_unreadable_stamp_is_refused_not_taken_as_unfenced() {
+    let s = MemoryFencedStore::default();
+    s.put_stamped(
+        "k",
+        b"x",
+        stamp_from("\"e\"".into(), 1, |k| {
+            (k == META_TERM).then(|| "seven".into())
+        }),
+    );
+    let err = put(&s, "k", E, 9, &body("y")).await.unwrap_err();
+    assert!(
+        matches!(&err, FenceError::BadStamp { problem, .. } if problem.contains("seven")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_removal_is_a_tombstone_that_keeps_the_fence() {
     let s = MemoryFencedStore::default();
     put(&s, "k", E, 5, &body("five")).await.unwrap();
@@ -178,6 +222,7 @@ struct Flaky {
     inner: MemoryFencedStore,
     refuse: AtomicUsize,
     ambiguous_after_landing: AtomicUsize,
+    transient_without_landing: AtomicUsize,
     puts: AtomicUsize,
 }
 
@@ -199,6 +244,13 @@ impl FencedStore for Flaky {
             .is_ok()
         {
             return Err(StoreError::PreconditionFailed);
+        }
+        if self
+            .transient_without_landing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Transient("connection reset".into()));
         }
         let r = self.inner.put(key, body, meta, cond).await;
         if r.is_ok()
@@ -244,6 +296,22 @@ async fn an_ambiguous_answer_is_settled_by_the_nonce() {
 }
 
 #[tokio::test]
+async fn repeated_unknown_outcomes_are_reported_as_unknown_not_contention() {
+    let s = Flaky::default();
+    s.transient_without_landing
+        .store(usize::MAX, Ordering::SeqCst);
+    let err = put(&s, "k", E, 2, &body("x")).await.unwrap_err();
+    assert!(matches!(err, FenceError::Unknown { .. }), "{err:?}");
+    assert_eq!(s.puts.load(Ordering::SeqCst), MAX_AMBIGUOUS);
+    assert!(err.to_string().contains("unknown"), "{err}");
+    // One timeout, then success: written once more, fine.
+    let s = Flaky::default();
+    s.transient_without_landing.store(1, Ordering::SeqCst);
+    put(&s, "k", E, 2, &body("x")).await.unwrap();
+    assert_eq!(s.puts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_body_past_a_single_put_is_refused_before_any_request() {
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big");
@@ -255,6 +323,14 @@ async fn a_body_past_a_single_put_is_refused_before_any_request() {
     assert_eq!(s.puts.load(Ordering::SeqCst), 0);
     let missing = put(&s, "k", E, 1, &Body::File(dir.path().join("nope"))).await;
     assert!(matches!(missing, Err(FenceError::Body(_))), "{missing:?}");
+    // A directory (or a pipe): not a regular file, refused before a request.
+    let odd = put(&s, "k", E, 1, &Body::File(dir.path().to_path_buf())).await;
+    assert!(
+        matches!(&odd, Err(FenceError::Body(m)) if m.contains("not a regular file")),
+        "{odd:?}"
+    );
+    assert_eq!(s.puts.load(Ordering::SeqCst), 0);
+    assert_eq!(MAX_PUT_BYTES, 5 << 30);
 }
 
 #[test]
@@ -277,6 +353,24 @@ fn stamps_are_read_from_metadata() {
         ),
         (Some(7), Some("e"), Some("n"), true, 3)
     );
-    let none = stamp_from("\"x\"".into(), 0, |k| (k == META_TERM).then(|| "x".into()));
-    assert_eq!((none.term, none.deleted), (None, false));
+    assert_eq!(s.invalid, None);
+    let bad = stamp_from("\"x\"".into(), 0, |k| (k == META_TERM).then(|| "x".into()));
+    assert_eq!((bad.term, bad.deleted), (None, false));
+    assert!(
+        bad.invalid
+            .as_deref()
+            .is_some_and(|p| p.contains("not a term")),
+        "{bad:?}"
+    );
+    let orphan = stamp_from("\"x\"".into(), 0, |k| (k == META_TERM).then(|| "4".into()));
+    assert!(
+        orphan.invalid.is_some(),
+        "a term without an election: {orphan:?}"
+    );
+    let odd = stamp_from("\"x\"".into(), 0, |k| {
+        (k == META_DELETED).then(|| "yes".into())
+    });
+    assert!(odd.invalid.is_some(), "{odd:?}");
+    let plain = stamp_from("\"x\"".into(), 0, |_| None);
+    assert_eq!((plain.term, plain.invalid), (None, None));
 }

@@ -172,7 +172,30 @@ pub async fn stop_group(
 /// process is ours, since tokio's `Child::wait` closes a stdin left in the
 /// child), else directly with no stdin. `until` is the
 /// leadership time left, for the guard's own deadline (zero: none).
+/// Environment every program and hook of this daemon gets on top of the
+/// daemon's own: set once at start ([`set_child_env`]).
+static CHILD_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+
+/// Set [`CHILD_ENV`] (the daemon does, from its settings, before any child
+/// starts); later calls are ignored.
+pub fn set_child_env(env: Vec<(String, String)>) {
+    let _ = CHILD_ENV.set(env);
+}
+
 pub fn command(
+    guard: Option<&std::path::Path>,
+    argv: &[String],
+    grace: Duration,
+    until: Duration,
+) -> tokio::process::Command {
+    let mut c = command_only(guard, argv, grace, until);
+    for (k, v) in CHILD_ENV.get().into_iter().flatten() {
+        c.env(k, v);
+    }
+    c
+}
+
+fn command_only(
     guard: Option<&std::path::Path>,
     argv: &[String],
     grace: Duration,

@@ -99,16 +99,35 @@ impl S3Store {
     /// Build a client from the default AWS chain plus the config's overrides,
     /// and make sure credentials can be found.
     pub async fn connect(cfg: &S3Config) -> Result<S3Store, SetupError> {
+        Self::connect_with(
+            cfg,
+            TimeoutConfig::builder()
+                .connect_timeout(cfg.connect_timeout)
+                .read_timeout(cfg.request_timeout)
+                .operation_attempt_timeout(cfg.request_timeout)
+                .operation_timeout(cfg.request_timeout)
+                .build(),
+        )
+        .await
+    }
+
+    /// [`S3Store::connect`] for transfers of any size (`fenced`): the
+    /// connect and read (stall) timeouts, no limit on the whole request.
+    pub async fn connect_for_transfers(cfg: &S3Config) -> Result<S3Store, SetupError> {
+        Self::connect_with(
+            cfg,
+            TimeoutConfig::builder()
+                .connect_timeout(cfg.connect_timeout)
+                .read_timeout(cfg.request_timeout)
+                .build(),
+        )
+        .await
+    }
+
+    async fn connect_with(cfg: &S3Config, timeouts: TimeoutConfig) -> Result<S3Store, SetupError> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(cfg.connect_timeout)
-                    .read_timeout(cfg.request_timeout)
-                    .operation_attempt_timeout(cfg.request_timeout)
-                    .operation_timeout(cfg.request_timeout)
-                    .build(),
-            );
+            .timeout_config(timeouts);
         if let Some(r) = &cfg.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
         } else if cfg.endpoint_url.is_some() {

@@ -1,0 +1,14 @@
+# s3-elector %postun ($1: 0 erase, 1 upgrade). On upgrade, restart a running
+# service gracefully (it releases the lease and wakes its successor); on
+# erase, remove the state directory and the system user.
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload >/dev/null 2>&1 || :
+  if [ "$1" -ge 1 ]; then
+    systemctl try-restart s3-elector.service >/dev/null 2>&1 || :
+  fi
+fi
+if [ "$1" -eq 0 ]; then
+  rm -rf /var/lib/s3-elector /run/s3-elector
+  getent passwd s3-elector >/dev/null && userdel s3-elector >/dev/null 2>&1 || :
+  getent group s3-elector >/dev/null && groupdel s3-elector >/dev/null 2>&1 || :
+fi

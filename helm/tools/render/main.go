@@ -131,27 +131,93 @@ func merge(dst, src map[string]interface{}) map[string]interface{} {
 	return dst
 }
 
+// chartDir is one chart of the tree: the chart itself or a subchart under
+// charts/ (a dependency), with its values as helm coalesces them.
+type chartDir struct {
+	dir    string
+	path   string // template path prefix, e.g. "app/charts/s3-elector"
+	meta   map[string]interface{}
+	values map[string]interface{}
+	subs   []*chartDir
+}
+
+// loadChart reads dir and its subcharts. values are the values given for
+// this chart (the parent's values under the subchart's name); the chart's
+// own values.yaml fills in what they lack, and each subchart's values are
+// written back under its name, as helm's CoalesceValues does, so a parent
+// template sees a subchart's defaults in .Values.<name>.
+func loadChart(dir, parentPath string, given map[string]interface{}) (*chartDir, error) {
+	meta, err := readYAML(filepath.Join(dir, "Chart.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	defaults, err := readYAML(filepath.Join(dir, "values.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	name, _ := meta["name"].(string)
+	path := name
+	if parentPath != "" {
+		path = parentPath + "/charts/" + name
+	}
+	values := merge(defaults, given)
+	c := &chartDir{dir: dir, path: path, meta: meta, values: values}
+	entries, err := os.ReadDir(filepath.Join(dir, "charts"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		subDir := filepath.Join(dir, "charts", e.Name())
+		if st, err := os.Stat(subDir); err != nil || !st.IsDir() {
+			continue
+		}
+		subMeta, err := readYAML(filepath.Join(subDir, "Chart.yaml"))
+		if err != nil {
+			return nil, err
+		}
+		subName, _ := subMeta["name"].(string)
+		subGiven, _ := values[subName].(map[string]interface{})
+		if subGiven == nil {
+			subGiven = map[string]interface{}{}
+		}
+		if g, ok := values["global"]; ok {
+			subGiven["global"] = g
+		}
+		sub, err := loadChart(subDir, path, subGiven)
+		if err != nil {
+			return nil, err
+		}
+		values[subName] = sub.values
+		c.subs = append(c.subs, sub)
+	}
+	return c, nil
+}
+
+// each visits the chart and its subcharts, parents first.
+func (c *chartDir) each(f func(*chartDir) error) error {
+	if err := f(c); err != nil {
+		return err
+	}
+	for _, s := range c.subs {
+		if err := s.each(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func render(dir string, files []string, release, namespace, kube, apis string, notesOnly bool) (string, error) {
-	chartMeta, err := readYAML(filepath.Join(dir, "Chart.yaml"))
-	if err != nil {
-		return "", err
-	}
-	values, err := readYAML(filepath.Join(dir, "values.yaml"))
-	if err != nil {
-		return "", err
-	}
+	given := map[string]interface{}{}
 	for _, f := range files {
 		v, err := readYAML(f)
 		if err != nil {
 			return "", err
 		}
-		values = merge(values, v)
+		given = merge(given, v)
 	}
-	name, _ := chartMeta["name"].(string)
-	chart := map[string]interface{}{}
-	for k, v := range chartMeta {
-		// .Chart fields are capitalised, as helm's chart.Metadata.
-		chart[strings.ToUpper(k[:1])+k[1:]] = v
+	root, err := loadChart(dir, "", given)
+	if err != nil {
+		return "", err
 	}
 	parts := strings.SplitN(kube, ".", 2)
 	if len(parts) != 2 {
@@ -171,15 +237,33 @@ func render(dir string, files []string, release, namespace, kube, apis string, n
 		APIVersions: versions,
 		HelmVersion: map[string]string{"Version": "v3.16.0"},
 	}
-	top := map[string]interface{}{
-		"Values": values,
-		"Release": map[string]interface{}{
-			"Name": release, "Namespace": namespace, "Service": "Helm",
-			"IsInstall": true, "IsUpgrade": false, "Revision": 1,
-		},
-		"Chart":        chart,
-		"Capabilities": caps,
-		"Files":        map[string]interface{}{},
+	releaseObj := map[string]interface{}{
+		"Name": release, "Namespace": namespace, "Service": "Helm",
+		"IsInstall": true, "IsUpgrade": false, "Revision": 1,
+	}
+	// Each chart's root context; a parent's .Subcharts holds its
+	// subcharts' (helm 3.7+), so it can include their named templates in
+	// their own scope.
+	var contextOf func(c *chartDir) map[string]interface{}
+	contextOf = func(c *chartDir) map[string]interface{} {
+		chart := map[string]interface{}{}
+		for k, v := range c.meta {
+			// .Chart fields are capitalised, as helm's chart.Metadata.
+			chart[strings.ToUpper(k[:1])+k[1:]] = v
+		}
+		subs := map[string]interface{}{}
+		for _, s := range c.subs {
+			name, _ := s.meta["name"].(string)
+			subs[name] = contextOf(s)
+		}
+		return map[string]interface{}{
+			"Values":       c.values,
+			"Release":      releaseObj,
+			"Chart":        chart,
+			"Capabilities": caps,
+			"Files":        map[string]interface{}{},
+			"Subcharts":    subs,
+		}
 	}
 
 	t := template.New("gotpl").Option("missingkey=zero")
@@ -254,26 +338,38 @@ func render(dir string, files []string, release, namespace, kube, apis string, n
 	}
 	t.Funcs(funcs)
 
-	entries, err := os.ReadDir(filepath.Join(dir, "templates"))
+	// Every chart's templates in one set: named templates are global, as
+	// in helm.
+	var names []string
+	top := map[string]map[string]interface{}{}
+	err = root.each(func(c *chartDir) error {
+		entries, err := os.ReadDir(filepath.Join(c.dir, "templates"))
+		if err != nil {
+			return err
+		}
+		ctx := contextOf(c)
+		for _, e := range entries {
+			if e.IsDir() {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(c.dir, "templates", e.Name()))
+			if err != nil {
+				return err
+			}
+			n := c.path + "/templates/" + e.Name()
+			if _, err := t.New(n).Parse(string(b)); err != nil {
+				return err
+			}
+			names = append(names, n)
+			top[n] = ctx
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	var names []string
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "templates", e.Name()))
-		if err != nil {
-			return "", err
-		}
-		n := name + "/templates/" + e.Name()
-		if _, err := t.New(n).Parse(string(b)); err != nil {
-			return "", err
-		}
-		names = append(names, n)
-	}
 	sort.Strings(names)
+	rootName, _ := root.meta["name"].(string)
 
 	type manifest struct {
 		source, body, kind string
@@ -287,11 +383,15 @@ func render(dir string, files []string, release, namespace, kube, apis string, n
 		if (base == "NOTES.txt") != notesOnly {
 			continue
 		}
+		// helm prints only the top chart's NOTES.txt.
+		if notesOnly && !strings.HasPrefix(n, rootName+"/templates/") {
+			continue
+		}
 		data := map[string]interface{}{}
-		for k, v := range top {
+		for k, v := range top[n] {
 			data[k] = v
 		}
-		data["Template"] = map[string]interface{}{"Name": n, "BasePath": name + "/templates"}
+		data["Template"] = map[string]interface{}{"Name": n, "BasePath": filepath.Dir(n)}
 		var buf bytes.Buffer
 		if err := t.ExecuteTemplate(&buf, n, data); err != nil {
 			return "", err

@@ -223,6 +223,7 @@ struct Flaky {
     refuse: AtomicUsize,
     ambiguous_after_landing: AtomicUsize,
     transient_without_landing: AtomicUsize,
+    deny: std::sync::atomic::AtomicBool,
     puts: AtomicUsize,
 }
 
@@ -238,6 +239,15 @@ impl FencedStore for Flaky {
         cond: &Cond,
     ) -> Result<String, StoreError> {
         self.puts.fetch_add(1, Ordering::SeqCst);
+        if self.deny.load(Ordering::SeqCst) {
+            return Err(StoreError::AccessDenied {
+                op: "PutObject",
+                bucket: "b".into(),
+                key: key.into(),
+                code: "AccessDenied".into(),
+                message: "no".into(),
+            });
+        }
         if self
             .refuse
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -309,6 +319,34 @@ async fn repeated_unknown_outcomes_are_reported_as_unknown_not_contention() {
     s.transient_without_landing.store(1, Ordering::SeqCst);
     put(&s, "k", E, 2, &body("x")).await.unwrap();
     assert_eq!(s.puts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_refusal_that_is_not_ambiguous_is_reported_at_once() {
+    let s = Flaky::default();
+    s.deny.store(true, Ordering::SeqCst);
+    let err = put(&s, "k", E, 2, &body("x")).await.unwrap_err();
+    assert!(
+        matches!(err, FenceError::Store(StoreError::AccessDenied { .. })),
+        "{err:?}"
+    );
+    assert_eq!(s.puts.load(Ordering::SeqCst), 1, "not retried");
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_the_largest_put_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = dir.path().join("limit");
+    std::fs::File::create(&limit)
+        .unwrap()
+        .set_len(MAX_PUT_BYTES)
+        .unwrap();
+    // The store refuses before reading the (sparse) body: the write got as
+    // far as a request.
+    let s = Flaky::default();
+    s.refuse.store(usize::MAX, Ordering::SeqCst);
+    let err = put(&s, "k", E, 1, &Body::File(limit)).await.unwrap_err();
+    assert!(matches!(err, FenceError::Contended { .. }), "{err:?}");
 }
 
 #[tokio::test]

@@ -314,11 +314,14 @@ async fn repeated_unknown_outcomes_are_reported_as_unknown_not_contention() {
     assert!(matches!(err, FenceError::Unknown { .. }), "{err:?}");
     assert_eq!(s.puts.load(Ordering::SeqCst), MAX_AMBIGUOUS);
     assert!(err.to_string().contains("unknown"), "{err}");
-    // One timeout, then success: written once more, fine.
+    // One timeout that did not land, over an existing object: the stamp
+    // read back is not ours, so the write is sent again and lands.
     let s = Flaky::default();
+    s.inner.put_plain("k", b"before");
     s.transient_without_landing.store(1, Ordering::SeqCst);
     put(&s, "k", E, 2, &body("x")).await.unwrap();
     assert_eq!(s.puts.load(Ordering::SeqCst), 2);
+    assert_eq!(s.inner.head("k").await.unwrap().unwrap().term, Some(2));
 }
 
 #[tokio::test]

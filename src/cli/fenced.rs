@@ -418,6 +418,10 @@ mod tests {
         );
         cfg.fenced.prefix = Some("results/".into());
         assert_eq!(locate(&cfg, "out.json").unwrap().1, "results/out.json");
+        for empty in ["", "/"] {
+            cfg.fenced.prefix = Some(empty.into());
+            assert_eq!(locate(&cfg, "out.json").unwrap().1, "out.json");
+        }
         for bad in ["s3://", "s3://b", "s3://b/", "s3:///k", ""] {
             assert!(locate(&cfg, bad).is_err(), "{bad}");
         }

@@ -28,11 +28,15 @@
 //! - [`peers`]: talking to the other copies (hints only, never safety).
 //!   - [`peers::client`]: one small HTTP client (hyper) for another daemon's endpoint.
 //!   - [`peers::registry`]: the candidate registry and wake-ups (fast hand-over).
+//! - [`fenced`]: writes of the leader's own S3 objects that refuse a stale
+//!   term (a library and `s3-elector fenced`); independent of the election,
+//!   it needs only the store and a term.
 //! - [`daemon`]: assembles the tasks; owns the startup and the shutdown order.
 //! - [`signals`]: OS signals turned into one enum.
 //! - [`cost`]: request rates and monthly cost implied by the timings.
 //! - [`cli`]: parses the command line, runs a command (`run`, `check`,
-//!   `status`, `reset`, `step-down`, `is-leader`), maps errors to exit codes.
+//!   `status`, `reset`, `step-down`, `is-leader`, `fenced`, `man`), maps
+//!   errors to exit codes.
 //!
 //! [`State`]: lease::election::State
 #![forbid(unsafe_code)]

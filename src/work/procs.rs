@@ -176,7 +176,7 @@ pub async fn stop_group(
 /// daemon's own: set once at start ([`set_child_env`]).
 static CHILD_ENV: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
 
-/// Set [`CHILD_ENV`] (the daemon does, from its settings, before any child
+/// Set the environment every program and hook gets (the daemon does, from its settings, before any child
 /// starts); later calls are ignored.
 pub fn set_child_env(env: Vec<(String, String)>) {
     let _ = CHILD_ENV.set(env);

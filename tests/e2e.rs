@@ -450,19 +450,8 @@ fn seaweedfs_if_match_is_atomic_under_racing_writers() {
 #[test]
 fn the_probe_refuses_a_store_that_ignores_conditional_writes() {
     let s = S3rver::start("nonconforming");
-    let cfg = s.dir.path().join("nc.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "election: nc\ns3:\n  bucket: nonconforming\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 2s\n  connect_timeout: 1s\n",
-            s.endpoint
-        ),
-    )
-    .unwrap();
-    let creds = [
-        ("AWS_ACCESS_KEY_ID", "S3RVER"),
-        ("AWS_SECRET_ACCESS_KEY", "S3RVER"),
-    ];
+    let cfg = s.config("nonconforming");
+    let creds = S3rver::CREDS;
     for args in [&["check"][..], &["run"][..]] {
         let (code, out, err) = run_cmd(&cfg, args, &creds);
         assert_eq!(code, 69, "{args:?}: {out}{err}");

@@ -459,19 +459,8 @@ fn the_cli_puts_gets_removes_and_refuses_a_stale_term() {
 #[test]
 fn fenced_refuses_a_store_that_ignores_conditions() {
     let s = S3rver::start("nonconforming");
-    let cfg = s.dir.path().join("nc.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "election: nc\ns3:\n  bucket: nonconforming\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 2s\n  connect_timeout: 1s\n",
-            s.endpoint
-        ),
-    )
-    .unwrap();
-    let creds = [
-        ("AWS_ACCESS_KEY_ID", "S3RVER"),
-        ("AWS_SECRET_ACCESS_KEY", "S3RVER"),
-    ];
+    let cfg = s.config("nonconforming");
+    let creds = S3rver::CREDS;
     let body = s.dir.path().join("out.json");
     std::fs::write(&body, "{}").unwrap();
     let (code, out, err) = run_cmd(

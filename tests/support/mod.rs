@@ -867,6 +867,28 @@ impl S3rver {
     }
 }
 
+impl S3rver {
+    /// s3rver's fixed credentials, as environment for [`run_cmd`].
+    pub const CREDS: [(&'static str, &'static str); 2] = [
+        ("AWS_ACCESS_KEY_ID", "S3RVER"),
+        ("AWS_SECRET_ACCESS_KEY", "S3RVER"),
+    ];
+
+    /// A config for election `nc` on `bucket` of this s3rver.
+    pub fn config(&self, bucket: &str) -> PathBuf {
+        let cfg = self.dir.path().join("nc.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "election: nc\ns3:\n  bucket: {bucket}\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 2s\n  connect_timeout: 1s\n",
+                self.endpoint
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+}
+
 impl Drop for S3rver {
     fn drop(&mut self) {
         let _ = self.child.kill();

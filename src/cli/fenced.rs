@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use super::{load, Common, EXIT_DATA, EXIT_UNAVAILABLE};
 use crate::config::{Config, EXIT_CONFIG};
 use crate::fenced::{self, Body, FenceError, Stamp};
-use crate::lease::floor::floor_key;
 use crate::lease::probe;
 use crate::lease::store::s3::S3Store;
 
@@ -169,10 +168,10 @@ fn fencing_term(
 /// Keys that belong to the election itself (lease, term floor, registry,
 /// probe scratch), in its bucket.
 fn reserved(cfg: &Config, bucket: &str, key: &str) -> Result<(), String> {
+    // Term floors (`…term.json`), registry entries and probe keys by name.
     crate::config::validate::check_reserved(key)?;
-    let lease = cfg.lease_key();
     if bucket == cfg.s3.bucket
-        && (key == lease || key == floor_key(&lease) || key.starts_with(&cfg.registry_prefix()))
+        && (key == cfg.lease_key() || key.starts_with(&cfg.registry_prefix()))
     {
         return Err(format!(
             "`{key}` belongs to the election itself (its lease, term floor or candidate registry); fenced writes go to your own objects"
@@ -452,6 +451,7 @@ mod tests {
             "s3-elector/e/lease.json",
             "s3-elector/e/term.json",
             "s3-elector/e/candidates/a.candidate.json",
+            "s3-elector/e/candidates/notes.txt",
             "x/lease.json.probe/a",
             "data.term.json",
         ] {

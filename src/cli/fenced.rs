@@ -232,18 +232,12 @@ async fn write(t: Target, body: Option<(PathBuf, bool)>) -> i32 {
                 }
             };
             match std::fs::metadata(&file) {
-                Ok(m) if m.len() == 0 && !allow_empty => {
-                    eprintln!("s3-elector: {url}: the body is empty; not writing it (a failed producer in a pipe looks like this: use `set -o pipefail`), or pass --allow-empty");
-                    return EXIT_ABSENT;
+                Ok(m) => {
+                    if let Err((code, why)) = body_size_ok(m.len(), allow_empty) {
+                        eprintln!("s3-elector: {url}: {why}");
+                        return code;
+                    }
                 }
-                Ok(m) if m.len() > fenced::MAX_PUT_BYTES => {
-                    eprintln!(
-                        "s3-elector: {url}: {}",
-                        FenceError::TooLarge { size: m.len() }
-                    );
-                    return EXIT_CONFIG;
-                }
-                Ok(_) => {}
                 Err(e) => {
                     eprintln!(
                         "s3-elector: {url}: cannot read the body: {}: {e}",
@@ -315,6 +309,17 @@ fn exit_code(e: &FenceError) -> i32 {
         FenceError::Body(_) => EXIT_ABSENT,
         FenceError::Store(_) | FenceError::Unknown { .. } => EXIT_UNAVAILABLE,
     }
+}
+
+/// Is a body of `len` bytes one to send? Else the exit code and why.
+fn body_size_ok(len: u64, allow_empty: bool) -> Result<(), (i32, String)> {
+    if len == 0 && !allow_empty {
+        return Err((EXIT_ABSENT, "the body is empty; not writing it (a failed producer in a pipe looks like this: use `set -o pipefail`), or pass --allow-empty".into()));
+    }
+    if len > fenced::MAX_PUT_BYTES {
+        return Err((EXIT_CONFIG, FenceError::TooLarge { size: len }.to_string()));
+    }
+    Ok(())
 }
 
 /// Copy stdin (`-`) or a non-regular file into a temporary file (removed
@@ -460,6 +465,22 @@ mod tests {
         assert!(reserved(&cfg, "leases", "reports/daily.json").is_ok());
         // Another bucket has no lease of this election.
         assert!(reserved(&cfg, "other", "s3-elector/e/lease.json").is_ok());
+    }
+
+    #[test]
+    fn empty_and_oversized_bodies_are_refused_before_any_request() {
+        assert_eq!(body_size_ok(0, false).unwrap_err().0, EXIT_ABSENT);
+        assert!(body_size_ok(0, false)
+            .unwrap_err()
+            .1
+            .contains("--allow-empty"));
+        assert_eq!(body_size_ok(0, true), Ok(()));
+        assert_eq!(body_size_ok(1, false), Ok(()));
+        assert_eq!(body_size_ok(fenced::MAX_PUT_BYTES, false), Ok(()));
+        assert_eq!(
+            body_size_ok(fenced::MAX_PUT_BYTES + 1, true).unwrap_err().0,
+            EXIT_CONFIG
+        );
     }
 
     #[test]

@@ -66,7 +66,10 @@ async fn an_unstamped_object_is_adopted_and_another_election_s_is_refused() {
     s.put_plain("plain", b"by hand");
     assert_eq!(read(&s, "plain").await.as_deref(), Some("by hand"));
     let plain = s.head("plain").await.unwrap().unwrap();
-    assert_eq!((plain.term, plain.election, plain.invalid), (None, None, None));
+    assert_eq!(
+        (plain.term, plain.election, plain.invalid),
+        (None, None, None)
+    );
     let w = put(&s, "plain", E, 1, &body("fenced")).await.unwrap();
     assert_eq!(w.replaced_term, None);
     assert_eq!(term_of(&s, "plain").await, Some(1));

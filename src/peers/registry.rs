@@ -565,6 +565,83 @@ mod tests {
 
     use super::*;
 
+    fn settings() -> Settings {
+        Settings {
+            prefix: "p/candidates/".into(),
+            election: "e".into(),
+            identity: "me".into(),
+            address: None,
+            host: "h".into(),
+            refresh: Duration::from_secs(600),
+            list_interval: Duration::from_secs(30),
+            check_interval: Duration::from_secs(10),
+        }
+    }
+
+    /// A listing keeps the usable entries of this election's other copies
+    /// reachable from here, sorted, and reads again only what changed.
+    #[tokio::test]
+    async fn a_listing_reads_usable_entries_and_only_changed_ones_again() {
+        use crate::lease::store::memory::{MemoryStore, Op};
+        let store = MemoryStore::new();
+        let cfg = settings();
+        let put = |id: &str, e: &Entry| {
+            store.put_raw(&entry_key(&cfg.prefix, id), &serde_json::to_vec(e).unwrap());
+        };
+        let mut other_election = entry("x");
+        other_election.election = "other".into();
+        let mut elsewhere = entry("lo");
+        (elsewhere.address, elsewhere.host) = ("127.0.0.1:4040".into(), "another-host".into());
+        let mut here = entry("lh");
+        here.address = "127.0.0.1:4041".into();
+        for e in [
+            entry("b"),
+            entry("a"),
+            entry("me"),
+            other_election,
+            elsewhere,
+            here,
+        ] {
+            put(&e.identity.clone(), &e);
+        }
+        store.put_raw(&entry_key(&cfg.prefix, "junk"), b"not json");
+        store.put_raw(
+            &entry_key(&cfg.prefix, "big"),
+            &vec![b' '; MAX_ENTRY_BYTES as usize + 1],
+        );
+        store.put_raw("p/candidates/notes.txt", b"{}");
+        let mut cache = EntryCache::new();
+        let mut quiet = Quiet::default();
+        let ids = |v: Vec<Entry>| v.into_iter().map(|e| e.identity).collect::<Vec<_>>();
+        let listed = list_entries(&store, &cfg, &mut cache, &mut quiet)
+            .await
+            .unwrap();
+        assert_eq!(ids(listed), ["a", "b", "lh"]);
+        let gets = |s: &MemoryStore| s.requests().iter().filter(|o| **o == Op::Get).count();
+        let first = gets(&store);
+        // Own entry, the oversized one and the non-entry key are not read.
+        assert_eq!(first, 6, "{:?}", store.requests());
+        // Nothing changed: nothing read again. One changed: only it.
+        list_entries(&store, &cfg, &mut cache, &mut quiet)
+            .await
+            .unwrap();
+        assert_eq!(gets(&store), first);
+        let mut moved = entry("a");
+        moved.address = "a.example:5050".into();
+        put("a", &moved);
+        let listed = list_entries(&store, &cfg, &mut cache, &mut quiet)
+            .await
+            .unwrap();
+        assert_eq!(gets(&store), first + 1);
+        assert_eq!(listed[0].address, "a.example:5050");
+        // A removed entry leaves the listing.
+        store.remove(&entry_key(&cfg.prefix, "b"));
+        let listed = list_entries(&store, &cfg, &mut cache, &mut quiet)
+            .await
+            .unwrap();
+        assert_eq!(ids(listed), ["a", "lh"]);
+    }
+
     #[test]
     fn keys_are_flat_and_safe() {
         assert_eq!(

@@ -634,6 +634,14 @@ mod tests {
             .unwrap();
         assert_eq!(gets(&store), first + 1);
         assert_eq!(listed[0].address, "a.example:5050");
+        // An entry of exactly the largest size is still read.
+        let mut padded = serde_json::to_vec(&entry("c")).unwrap();
+        padded.resize(MAX_ENTRY_BYTES as usize, b' ');
+        store.put_raw(&entry_key(&cfg.prefix, "c"), &padded);
+        let listed = list_entries(&store, &cfg, &mut cache, &mut quiet)
+            .await
+            .unwrap();
+        assert_eq!(ids(listed), ["a", "b", "c", "lh"]);
         // A removed entry leaves the listing.
         store.remove(&entry_key(&cfg.prefix, "b"));
         let listed = list_entries(&store, &cfg, &mut cache, &mut quiet)

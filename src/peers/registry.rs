@@ -647,7 +647,7 @@ mod tests {
         let listed = list_entries(&store, &cfg, &mut cache, &mut quiet)
             .await
             .unwrap();
-        assert_eq!(ids(listed), ["a", "lh"]);
+        assert_eq!(ids(listed), ["a", "c", "lh"]);
     }
 
     #[test]

@@ -134,21 +134,18 @@ fn the_ec2_user_data_example_writes_a_config_that_checks() {
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let files = doc["write_files"].as_sequence().expect("write_files");
     let content = files[0]["content"].as_str().expect("the config");
-    let runcmd: Vec<String> = doc["runcmd"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|c| serde_yaml::to_string(c).unwrap())
-        .collect();
-    let all = runcmd.join("");
-    for want in [
-        "dnf",
-        "/etc/s3-elector/s3-elector.yaml",
-        "enable",
-        "s3-elector.service",
-    ] {
-        assert!(all.contains(want), "runcmd lacks {want}: {all}");
-    }
+    // One script that stops at the first failure, the check before the start.
+    let runcmd = doc["runcmd"].as_sequence().unwrap();
+    assert_eq!(runcmd.len(), 1, "{runcmd:?}");
+    let script = runcmd[0].as_str().expect("a shell script");
+    assert!(script.starts_with("set -eu\n"), "{script}");
+    let at = |s: &str| {
+        script
+            .find(s)
+            .unwrap_or_else(|| panic!("runcmd lacks {s}: {script}"))
+    };
+    assert!(at("dnf install") < at("install -m 0640"));
+    assert!(at("s3-elector check") < at("systemctl enable --now s3-elector.service"));
     assert!(
         content.contains("identity_from: ec2-instance-id"),
         "{content}"

@@ -9,6 +9,9 @@ if [ -d /run/systemd/system ]; then
 fi
 if [ "$1" -eq 0 ]; then
   rm -rf /var/lib/s3-elector /run/s3-elector
+  # Directories the package's files lived in (the rpm records files only);
+  # a config you changed stays, as .rpmsave, and so does its directory.
+  rmdir /etc/s3-elector /usr/share/doc/s3-elector /usr/share/licenses/s3-elector 2>/dev/null || :
   getent passwd s3-elector >/dev/null && userdel s3-elector >/dev/null 2>&1 || :
   getent group s3-elector >/dev/null && groupdel s3-elector >/dev/null 2>&1 || :
 fi

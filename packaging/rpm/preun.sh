@@ -1,5 +1,9 @@
-# s3-elector %preun ($1: 0 erase, 1 upgrade). On erase, stop the service
-# (a graceful stop: the lease is released).
-if [ "$1" -eq 0 ] && [ -d /run/systemd/system ]; then
-  systemctl stop s3-elector.service >/dev/null 2>&1 || :
+# s3-elector %preun ($1: 0 erase, 1 upgrade). On erase, disable the service
+# (a later reinstall must not start it at boot) and stop it (a graceful
+# stop: the lease is released).
+if [ "$1" -eq 0 ]; then
+  systemctl --no-reload disable s3-elector.service >/dev/null 2>&1 || :
+  if [ -d /run/systemd/system ]; then
+    systemctl stop s3-elector.service >/dev/null 2>&1 || :
+  fi
 fi

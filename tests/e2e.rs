@@ -378,7 +378,7 @@ fn a_corrupt_lease_is_reported_never_clobbered_and_reset_on_request() {
 /// ETag, round after round; exactly one may win each round.
 #[test]
 fn seaweedfs_if_match_is_atomic_under_racing_writers() {
-    use s3_elector::lease::store::{s3::S3Store, LeaseStore, StoreError};
+    use s3_elector::lease::store::{LeaseStore, StoreError};
     const WRITERS: usize = 16;
     const ROUNDS: usize = 25;
     let sw = Seaweed::start();
@@ -388,21 +388,8 @@ fn seaweedfs_if_match_is_atomic_under_racing_writers() {
         .enable_all()
         .build()
         .unwrap();
-    let cfg = s3_elector::config::S3Config {
-        bucket: "race".into(),
-        key: None,
-        prefix: None,
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(sw.endpoint.clone()),
-        force_path_style: true,
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(30),
-    };
-    std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     let (double, total) = rt.block_on(async {
-        let store = S3Store::connect(&cfg).await.unwrap();
+        let store = sw.store("race").await;
         let mut etag = store
             .put_if_absent("race/obj", b"round-0".to_vec())
             .await

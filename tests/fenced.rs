@@ -26,23 +26,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-async fn store(sw: &Seaweed, bucket: &str) -> S3Store {
-    std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    let cfg = s3_elector::config::S3Config {
-        bucket: bucket.into(),
-        key: None,
-        prefix: None,
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(sw.endpoint.clone()),
-        force_path_style: true,
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-    };
-    S3Store::connect(&cfg).await.unwrap()
-}
-
 fn body(s: &str) -> Body {
     Body::Bytes(bytes::Bytes::copy_from_slice(s.as_bytes()))
 }
@@ -67,7 +50,7 @@ fn every_order_of_two_writers_on_seaweedfs() {
         ["r5", "w5", "r4", "w4"],
     ];
     runtime().block_on(async {
-        let s = store(&sw, "fenced").await;
+        let s = sw.store("fenced").await;
         let mut early_term4_landed = 0;
         for existing in [false, true] {
             for (n, order) in orders.iter().enumerate() {
@@ -167,7 +150,7 @@ fn randomized_writers_never_lower_a_term() {
     let sw = Seaweed::start();
     sw.bucket("fuzz");
     runtime().block_on(async move {
-        let s = store(&sw, "fuzz").await;
+        let s = sw.store("fuzz").await;
         let landed: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let observer = {
@@ -614,7 +597,7 @@ fn a_frozen_leader_s_pending_writes_are_refused() {
     );
     // No object's term went down: each ends at b's term.
     runtime().block_on(async {
-        let s = store(&sw, "frozen").await;
+        let s = sw.store("frozen").await;
         for o in 0..3 {
             assert_eq!(term_of(&s, &format!("obj-{o}")).await, Some(b_term));
         }

@@ -113,12 +113,24 @@ async fn connect_transfers(cfg: &Config) -> Result<S3Store, i32> {
 }
 
 /// Load, connect and locate; on failure the message is printed.
-async fn open(common: &Common, object: &str) -> Result<(Config, String, S3Store, String), i32> {
-    let (cfg, identity) = load(common).await?;
-    let (bucket, key) = locate(&cfg, object).map_err(|e| {
+/// [`locate`], and for a write also [`reserved`]; on failure the message
+/// is printed and exit code 64 returned.
+fn target(cfg: &Config, object: &str, writing: bool) -> Result<(String, String), i32> {
+    let found = locate(cfg, object).and_then(|(b, k)| {
+        if writing {
+            reserved(cfg, &b, &k)?;
+        }
+        Ok((b, k))
+    });
+    found.map_err(|e| {
         eprintln!("s3-elector: {e}");
         EXIT_CONFIG
-    })?;
+    })
+}
+
+async fn open(common: &Common, object: &str) -> Result<(Config, String, S3Store, String), i32> {
+    let (cfg, identity) = load(common).await?;
+    let (bucket, key) = target(&cfg, object, false)?;
     let store = connect_transfers(&cfg).await?.with_bucket(&bucket);
     Ok((cfg, identity, store, key))
 }
@@ -196,15 +208,9 @@ async fn write(t: Target, body: Option<(PathBuf, bool)>) -> i32 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let (bucket, key) = match locate(&cfg, &t.object).and_then(|(b, k)| {
-        reserved(&cfg, &b, &k)?;
-        Ok((b, k))
-    }) {
+    let (bucket, key) = match target(&cfg, &t.object, true) {
         Ok(x) => x,
-        Err(e) => {
-            eprintln!("s3-elector: {e}");
-            return EXIT_CONFIG;
-        }
+        Err(code) => return code,
     };
     let url = format!("s3://{bucket}/{key}");
     // The body first: stdin and anything that is not a regular file (a

@@ -2,7 +2,6 @@
 //! ([`S3Store`]): HEAD for the stamp, a conditional PUT with the stamp in
 //! the user metadata (`x-amz-meta-s3-elector-*`), a streamed GET.
 
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use tokio::io::AsyncWriteExt;
 
@@ -10,7 +9,7 @@ use super::{
     stamp_from, Body, Cond, FencedStore, Meta, Stamp, META_DELETED, META_ELECTION, META_NONCE,
     META_TERM,
 };
-use crate::lease::store::s3::{one_line, S3Store};
+use crate::lease::store::s3::{is_missing_key, one_line, S3Store};
 use crate::lease::store::{normalize_etag, StoreError};
 
 impl FencedStore for S3Store {
@@ -23,21 +22,8 @@ impl FencedStore for S3Store {
             .send()
             .await;
         match r {
-            Ok(o) => {
-                let meta = o.metadata().cloned().unwrap_or_default();
-                Ok(Some(stamp_from(
-                    normalize_etag(o.e_tag().unwrap_or_default()),
-                    o.content_length().unwrap_or(0).max(0) as u64,
-                    |k| meta.get(k).cloned(),
-                )))
-            }
-            Err(SdkError::ServiceError(se))
-                if se.err().is_not_found()
-                    || (se.raw().status().as_u16() == 404
-                        && se.err().code() != Some("NoSuchBucket")) =>
-            {
-                Ok(None)
-            }
+            Ok(o) => stamp("HeadObject", o.e_tag(), o.content_length(), o.metadata()).map(Some),
+            Err(e) if is_missing_key(&e, |x| x.is_not_found()) => Ok(None),
             Err(e) => Err(self.classify("HeadObject", key, false, e)),
         }
     }
@@ -96,21 +82,10 @@ impl FencedStore for S3Store {
             .await;
         let o = match r {
             Ok(o) => o,
-            Err(SdkError::ServiceError(se))
-                if se.err().is_no_such_key()
-                    || (se.raw().status().as_u16() == 404
-                        && se.err().code() != Some("NoSuchBucket")) =>
-            {
-                return Ok(None)
-            }
+            Err(e) if is_missing_key(&e, |x| x.is_no_such_key()) => return Ok(None),
             Err(e) => return Err(self.classify("GetObject", key, false, e)),
         };
-        let meta = o.metadata().cloned().unwrap_or_default();
-        let stamp = stamp_from(
-            normalize_etag(o.e_tag().unwrap_or_default()),
-            o.content_length().unwrap_or(0).max(0) as u64,
-            |k| meta.get(k).cloned(),
-        );
+        let stamp = stamp("GetObject", o.e_tag(), o.content_length(), o.metadata())?;
         if stamp.deleted {
             return Ok(Some(stamp));
         }
@@ -126,4 +101,27 @@ impl FencedStore for S3Store {
         out.flush().await.map_err(|e| fail(e.to_string()))?;
         Ok(Some(stamp))
     }
+}
+
+/// The stamp in a HEAD's or GET's answer. An answer without an ETag cannot
+/// be written under a condition: an error, not a stamp that never matches.
+fn stamp(
+    op: &'static str,
+    etag: Option<&str>,
+    len: Option<i64>,
+    meta: Option<&std::collections::HashMap<String, String>>,
+) -> Result<Stamp, StoreError> {
+    let etag = etag
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| StoreError::Other {
+            op,
+            status: 200,
+            code: "NoETag".into(),
+            message: "the store returned no ETag; fenced writes need one".into(),
+        })?;
+    Ok(stamp_from(
+        normalize_etag(etag),
+        len.unwrap_or(0).max(0) as u64,
+        |k| meta.and_then(|m| m.get(k).cloned()),
+    ))
 }

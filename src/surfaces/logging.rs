@@ -131,10 +131,13 @@ impl JsonFields {
 impl tracing::field::Visit for JsonFields {
     fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
         let text = format!("{v:?}");
-        let value = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(list @ serde_json::Value::Array(_)) if text.starts_with('[') => list,
-            _ => text.into(),
-        };
+        // Only what looks like a list is parsed (once per such field).
+        let list = text
+            .starts_with('[')
+            .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .flatten()
+            .filter(serde_json::Value::is_array);
+        let value = list.unwrap_or_else(|| text.into());
         self.put(f.name(), value);
     }
     fn record_str(&mut self, f: &tracing::field::Field, v: &str) {

@@ -176,6 +176,28 @@ impl Seaweed {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// The daemon's own store on `bucket` of this SeaweedFS, for tests that
+    /// drive the library directly (sets the test credentials in this
+    /// process's environment, as the SDK reads them from there).
+    pub async fn store(&self, bucket: &str) -> s3_elector::lease::store::s3::S3Store {
+        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        let cfg = s3_elector::config::S3Config {
+            bucket: bucket.into(),
+            key: None,
+            prefix: None,
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(self.endpoint.clone()),
+            force_path_style: true,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+        };
+        s3_elector::lease::store::s3::S3Store::connect(&cfg)
+            .await
+            .unwrap()
+    }
+
     /// Create a bucket, retrying while the filer settles.
     pub fn bucket(&self, name: &str) {
         let rt = tokio::runtime::Builder::new_current_thread()

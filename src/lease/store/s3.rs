@@ -310,6 +310,22 @@ fn raw_status(raw: &HttpResponse) -> u16 {
     raw.status().as_u16()
 }
 
+/// Does `e` say the key does not exist (not the bucket)? `typed` is the
+/// operation's own not-found error (`NoSuchKey`, `NotFound`); some stores
+/// answer a bare 404 instead.
+pub(crate) fn is_missing_key<E: ProvideErrorMetadata>(
+    e: &SdkError<E, HttpResponse>,
+    typed: impl Fn(&E) -> bool,
+) -> bool {
+    match e {
+        SdkError::ServiceError(se) => {
+            typed(se.err())
+                || (raw_status(se.raw()) == 404 && se.err().code() != Some("NoSuchBucket"))
+        }
+        _ => false,
+    }
+}
+
 impl LeaseStore for S3Store {
     async fn get(&self, key: &str) -> Result<Option<Object>, StoreError> {
         let out = self
@@ -321,17 +337,8 @@ impl LeaseStore for S3Store {
             .await;
         let out = match out {
             Ok(o) => o,
-            Err(e) => {
-                if let SdkError::ServiceError(se) = &e {
-                    if se.err().is_no_such_key() {
-                        return Ok(None);
-                    }
-                    if raw_status(se.raw()) == 404 && se.err().code() != Some("NoSuchBucket") {
-                        return Ok(None);
-                    }
-                }
-                return Err(self.classify("GetObject", key, false, e));
-            }
+            Err(e) if is_missing_key(&e, |x| x.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(self.classify("GetObject", key, false, e)),
         };
         let etag = super::normalize_etag(out.e_tag().unwrap_or_default());
         let size = out.content_length().map(|n| n.max(0) as u64);

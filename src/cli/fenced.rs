@@ -469,6 +469,14 @@ mod tests {
             assert!(reserved(&cfg, "leases", key).is_err(), "{key}");
         }
         assert!(reserved(&cfg, "leases", "reports/daily.json").is_ok());
+        // Reads may name them; writes are refused with 64.
+        let lease = "s3://leases/s3-elector/e/lease.json";
+        assert_eq!(
+            target(&cfg, lease, false),
+            Ok(("leases".into(), "s3-elector/e/lease.json".into()))
+        );
+        assert_eq!(target(&cfg, lease, true), Err(EXIT_CONFIG));
+        assert_eq!(target(&cfg, "s3://", false), Err(EXIT_CONFIG));
         // Another bucket has no lease of this election.
         assert!(reserved(&cfg, "other", "s3-elector/e/lease.json").is_ok());
     }

@@ -125,3 +125,26 @@ fn stamp(
         |k| meta.and_then(|m| m.get(k).cloned()),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_needs_an_etag_and_reads_the_metadata() {
+        let meta: std::collections::HashMap<String, String> = [
+            (crate::fenced::META_TERM.to_string(), "4".to_string()),
+            (crate::fenced::META_ELECTION.to_string(), "e".to_string()),
+        ]
+        .into();
+        let s = stamp("HeadObject", Some("\"AB\""), Some(12), Some(&meta)).unwrap();
+        assert_eq!((s.etag.as_str(), s.size, s.term), ("\"ab\"", 12, Some(4)));
+        assert_eq!(
+            stamp("GetObject", None, Some(1), None).unwrap_err().kind(),
+            "other"
+        );
+        assert!(stamp("GetObject", Some(""), None, None).is_err());
+        let bare = stamp("HeadObject", Some("\"x\""), Some(-1), None).unwrap();
+        assert_eq!((bare.size, bare.term), (0, None));
+    }
+}

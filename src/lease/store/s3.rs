@@ -512,3 +512,40 @@ pub async fn ec2_instance_id() -> Result<String, String> {
         Err(_) => Err("instance metadata did not answer within 5s".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_sdk_s3::types::error::NoSuchKey;
+    use aws_smithy_types::body::SdkBody;
+
+    fn answer(status: u16, err: GetObjectError) -> SdkError<GetObjectError, HttpResponse> {
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(err, raw)
+    }
+
+    fn coded(code: &str) -> GetObjectError {
+        GetObjectError::generic(ErrorMetadata::builder().code(code).build())
+    }
+
+    /// "The key is missing" is the typed error or a bare 404, never a
+    /// missing bucket, a refusal or a failure to get an answer.
+    #[test]
+    fn a_missing_key_is_told_from_a_missing_bucket_and_other_errors() {
+        let typed = |e: &GetObjectError| e.is_no_such_key();
+        let no_such_key = || GetObjectError::NoSuchKey(NoSuchKey::builder().build());
+        assert!(is_missing_key(&answer(404, no_such_key()), typed));
+        // The typed error counts whatever status came with it.
+        assert!(is_missing_key(&answer(400, no_such_key()), typed));
+        assert!(is_missing_key(&answer(404, coded("")), typed));
+        assert!(is_missing_key(&answer(404, coded("NotFound")), typed));
+        assert!(!is_missing_key(&answer(404, coded("NoSuchBucket")), typed));
+        assert!(!is_missing_key(&answer(403, coded("AccessDenied")), typed));
+        assert!(!is_missing_key(&answer(500, coded("")), typed));
+        let never: SdkError<GetObjectError, HttpResponse> =
+            SdkError::timeout_error("no answer".to_string());
+        assert!(!is_missing_key(&never, typed));
+    }
+}

@@ -483,6 +483,8 @@ async fn run(a: RunArgs) -> i32 {
             match e {
                 DaemonError::Store(_) | DaemonError::Probe { .. } => EXIT_UNAVAILABLE,
                 DaemonError::Listen { .. } | DaemonError::Stop(_) => 1,
+                // The pod label's setup: where the API is, who this pod is.
+                DaemonError::Kube(_) => crate::config::EXIT_CONFIG,
             }
         }
     }

@@ -55,6 +55,67 @@ pub struct Config {
     pub registry: RegistryConfig,
     #[serde(default)]
     pub fenced: FencedConfig,
+    #[serde(default)]
+    pub kubernetes: KubernetesConfig,
+}
+
+/// Kubernetes: while this copy leads it sets a label on its own pod, so
+/// that a Service selecting the label routes only to the leader while every
+/// pod stays Ready (drains and rolling updates go on). Off unless
+/// `leader_label` is set. The defaults fit a pod: the API, the token and the
+/// CA come from the service account, the pod from `POD_NAME` and
+/// `POD_NAMESPACE` (the downward API).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// The label (e.g. `s3-elector/leader`) set to `"true"` on this copy's
+    /// pod while it leads and removed otherwise. Needs `get`, `list` and
+    /// `patch` on pods in the namespace.
+    #[serde(default)]
+    pub leader_label: Option<String>,
+    /// A label selector (`key=value,...`) matching the pods of this
+    /// election and no others: a new leader removes the label from them.
+    /// Required with `leader_label`.
+    #[serde(default)]
+    pub pod_selector: Option<String>,
+    /// This copy's pod. Default: `POD_NAME`, else the hostname.
+    #[serde(default)]
+    pub pod_name: Option<String>,
+    /// The pod's namespace. Default: `POD_NAMESPACE`, else the service
+    /// account's `namespace` file.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The API server. Default:
+    /// `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Where the service account's `token`, `ca.crt` and `namespace` are.
+    #[serde(default = "default_service_account_dir")]
+    pub service_account_dir: PathBuf,
+    /// Timeout of one API request.
+    #[serde(default = "default_kube_timeout", deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            leader_label: None,
+            pod_selector: None,
+            pod_name: None,
+            namespace: None,
+            api_url: None,
+            service_account_dir: default_service_account_dir(),
+            request_timeout: default_kube_timeout(),
+        }
+    }
+}
+
+fn default_service_account_dir() -> PathBuf {
+    PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount")
+}
+fn default_kube_timeout() -> Duration {
+    Duration::from_secs(3)
 }
 
 /// `s3-elector fenced`: writes that refuse a stale term.
@@ -403,6 +464,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "child",
     "registry",
     "fenced",
+    "kubernetes",
 ];
 pub(super) const REGISTRY_KEYS: &[&str] = &["enabled", "refresh", "list_interval"];
 pub(super) const HTTP_KEYS: &[&str] = &[
@@ -424,6 +486,15 @@ pub(super) const HOOKS_KEYS: &[&str] = &[
 pub(super) const HOOK_KEYS: &[&str] = &["command", "timeout", "working_dir"];
 pub(super) const CHILD_KEYS: &[&str] = &["on_exit", "kill_grace"];
 pub(super) const FENCED_KEYS: &[&str] = &["prefix"];
+pub(super) const KUBERNETES_KEYS: &[&str] = &[
+    "leader_label",
+    "pod_selector",
+    "pod_name",
+    "namespace",
+    "api_url",
+    "service_account_dir",
+    "request_timeout",
+];
 
 /// Known keys of each section, by dotted path.
 pub(super) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
@@ -437,6 +508,7 @@ pub(super) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
         "child" => CHILD_KEYS,
         "registry" => REGISTRY_KEYS,
         "fenced" => FENCED_KEYS,
+        "kubernetes" => KUBERNETES_KEYS,
         _ => return None,
     })
 }

@@ -250,15 +250,17 @@ fn known_key_lists_match_the_structs() {
             s3:\n  bucket: leases\n  key: k\n  region: r\n  endpoint_url: http://h\n  force_path_style: true\n  connect_timeout: 1s\n  request_timeout: 2s\n\
             timing:\n  lease_duration: 15s\n  renew_deadline: 10s\n  retry_period: 2s\n";
     Config::from_yaml(yaml, "t").unwrap();
-    assert_eq!(TOP_KEYS.len(), 13);
+    assert_eq!(TOP_KEYS.len(), 14);
     assert_eq!(S3_KEYS.len(), 8);
     assert_eq!(TIMING_KEYS.len(), 4);
     let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\
             http:\n  enabled: true\n  listen: 127.0.0.1:1\n  allow_non_loopback: false\n  step_down: true\n  wake: true\n  max_connections: 4\n  first_request_timeout: 500ms\n  header_timeout: 1s\n\
             registry:\n  enabled: true\n  refresh: 10m\n  list_interval: 30s\n\
             hooks:\n  on_acquired_failure: keep\n  on_acquired:\n    command: [a]\n    timeout: 1s\n    working_dir: /\n  on_lost:\n    command: [b]\n  on_leader_changed:\n    command: [c]\n\
-            child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\nfenced:\n  prefix: results/\n";
+            child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\nfenced:\n  prefix: results/\n\
+            kubernetes:\n  leader_label: s3-elector/leader\n  pod_selector: app=x\n  pod_name: p\n  namespace: n\n  api_url: http://127.0.0.1:1\n  service_account_dir: /tmp\n  request_timeout: 2s\n";
     Config::from_yaml(yaml, "t").unwrap();
+    assert_eq!(KUBERNETES_KEYS.len(), 7);
     assert_eq!(HTTP_KEYS.len(), 8);
     assert_eq!(REGISTRY_KEYS.len(), 3);
     assert_eq!(HOOK_KEYS.len(), 3);
@@ -407,4 +409,36 @@ fn every_setting_with_a_variable_is_a_known_key_and_a_flag() {
             "{flag} is not a flag"
         );
     }
+}
+
+#[test]
+fn the_leader_label_needs_a_valid_label_and_selector() {
+    let base = "election: d\ns3:\n  bucket: leases\n";
+    let ok = format!("{base}kubernetes:\n  leader_label: s3-elector/leader\n  pod_selector: \"app.kubernetes.io/instance=billing,tier!=web\"\n");
+    let c = Config::from_yaml(&ok, "t").unwrap();
+    assert_eq!(c.kubernetes.leader_label.as_deref(), Some("s3-elector/leader"));
+    // Off by default, and the other keys alone need nothing.
+    let c = Config::from_yaml(base, "t").unwrap();
+    assert_eq!(c.kubernetes.leader_label, None);
+    for (k8s, field, says) in [
+        ("leader_label: s3-elector/leader", "kubernetes.pod_selector", "required"),
+        ("leader_label: \"-bad\"\n  pod_selector: a=b", "kubernetes.leader_label", "not a label key"),
+        ("leader_label: \"UPPER.example/x\"\n  pod_selector: a=b", "kubernetes.leader_label", "not a label key"),
+        ("leader_label: x\n  pod_selector: \"a=b,,c\"", "kubernetes.pod_selector", "not a label selector"),
+        ("leader_label: x\n  pod_selector: \"a=b c\"", "kubernetes.pod_selector", "not a label selector"),
+        ("leader_label: x\n  pod_selector: a=b\n  api_url: ftp://x", "kubernetes.api_url", "http"),
+        ("leader_label: x\n  pod_selector: a=b\n  request_timeout: 0s", "kubernetes.request_timeout", "range"),
+        ("leader_label: x\n  pod_selector: a=b\n  pod_name: \"Not_A_Pod\"", "kubernetes.pod_name", "not a pod name"),
+    ] {
+        let yaml = format!("{base}kubernetes:\n  {k8s}\n");
+        let e = Config::from_yaml(&yaml, "t").expect_err(k8s);
+        assert!(
+            e.lines().iter().any(|l| l.contains(field) && l.contains(says)),
+            "{k8s}: {:?}",
+            e.lines()
+        );
+    }
+    let long = "a".repeat(64);
+    let yaml = format!("{base}kubernetes:\n  leader_label: {long}\n  pod_selector: a=b\n");
+    assert!(Config::from_yaml(&yaml, "t").is_err());
 }

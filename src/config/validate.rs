@@ -218,6 +218,7 @@ impl Config {
                 }
             }
         }
+        self.validate_kubernetes(&mut add);
         let gap = self
             .timing
             .lease_duration
@@ -233,6 +234,122 @@ impl Config {
                 );
             }
         }
+    }
+}
+
+impl Config {
+    fn validate_kubernetes(&self, add: &mut impl FnMut(&str, String)) {
+        let k = &self.kubernetes;
+        let Some(label) = &k.leader_label else {
+            return;
+        };
+        if let Err(m) = check_label_key(label) {
+            add("kubernetes.leader_label", m);
+        }
+        match &k.pod_selector {
+            None => add(
+                "kubernetes.pod_selector",
+                "is required with `kubernetes.leader_label`: a label selector matching this election's pods and no others, e.g. app.kubernetes.io/instance=billing".into(),
+            ),
+            Some(s) => {
+                if let Err(m) = check_selector(s) {
+                    add("kubernetes.pod_selector", m);
+                }
+            }
+        }
+        if let Some(u) = &k.api_url {
+            if let Err(m) = check_url(u) {
+                add("kubernetes.api_url", m);
+            }
+        }
+        if let Some(n) = &k.pod_name {
+            if !is_dns_subdomain(n) {
+                add(
+                    "kubernetes.pod_name",
+                    format!("`{n}` is not a pod name (lowercase letters, digits, '-' and '.'); remove it to use POD_NAME or the hostname"),
+                );
+            }
+        }
+        if let Some(n) = &k.namespace {
+            if !is_dns_subdomain(n) || n.len() > 63 {
+                add(
+                    "kubernetes.namespace",
+                    format!("`{n}` is not a namespace name; remove it to use POD_NAMESPACE or the service account's namespace"),
+                );
+            }
+        }
+        let t = k.request_timeout;
+        if t < Duration::from_millis(100) || t > Duration::from_secs(60) {
+            add(
+                "kubernetes.request_timeout",
+                format!(
+                    "{} is out of range; use 100ms to 60s",
+                    humantime::format_duration(t)
+                ),
+            );
+        }
+    }
+}
+
+/// A DNS subdomain (RFC 1123) as Kubernetes names objects: at most 253
+/// lowercase letters, digits, '-' and '.', starting and ending with a
+/// letter or digit.
+fn is_dns_subdomain(s: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    !s.is_empty()
+        && s.len() <= 253
+        && edge(s.chars().next())
+        && edge(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+}
+
+/// A label name or value part: at most 63 of `[A-Za-z0-9._-]`, starting and
+/// ending with a letter or digit.
+fn is_label_name(s: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    !s.is_empty()
+        && s.len() <= 63
+        && edge(s.chars().next())
+        && edge(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A label key: `[prefix/]name`, the prefix a DNS subdomain.
+pub(crate) fn check_label_key(k: &str) -> Result<(), String> {
+    let ok = match k.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
+        None => is_label_name(k),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{k}` is not a label key: an optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' or '.', e.g. s3-elector/leader"
+        ))
+    }
+}
+
+/// An equality-based label selector: `key=value`, `key==value` or
+/// `key!=value` terms joined by commas.
+fn check_selector(s: &str) -> Result<(), String> {
+    let term_ok = |t: &str| {
+        let (key, value) = match t.split_once("!=").or_else(|| t.split_once("==")) {
+            Some(kv) => kv,
+            None => match t.split_once('=') {
+                Some(kv) => kv,
+                None => return false,
+            },
+        };
+        check_label_key(key).is_ok() && (value.is_empty() || is_label_name(value))
+    };
+    if !s.is_empty() && s.split(',').all(term_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{s}` is not a label selector: write key=value terms joined by commas, e.g. app.kubernetes.io/name=s3-elector,app.kubernetes.io/instance=billing"
+        ))
     }
 }
 

@@ -11,6 +11,8 @@
 //!   the timeout and 1 s to read the last of its output; only when the hook
 //!   is configured (it starts when the release begins, so this is an upper
 //!   bound);
+//! - **pod_label**: `kubernetes.request_timeout`, to remove the leader's
+//!   pod label; only with `kubernetes.leader_label`;
 //! - **registry**: 0.5 s to wake the successors, 2 s to remove this copy's
 //!   entry; only when the registry is on;
 //! - **rest**: 1 s for the status file's last write, HTTP and metrics.
@@ -37,6 +39,7 @@ pub struct StopBudget {
     pub program: Duration,
     pub release: Duration,
     pub on_lost: Duration,
+    pub pod_label: Duration,
     pub registry: Duration,
     pub rest: Duration,
 }
@@ -54,6 +57,11 @@ impl StopBudget {
             on_lost: cfg.hooks.on_lost.as_ref().map_or(Duration::ZERO, |h| {
                 h.timeout + HOOK_KILL_GRACE + HOOK_OUTPUT_DRAIN
             }),
+            pod_label: if cfg.kubernetes.leader_label.is_some() {
+                cfg.kubernetes.request_timeout
+            } else {
+                Duration::ZERO
+            },
             registry: if cfg.registry.enabled {
                 PEER_TIMEOUT + ENTRY_REMOVAL_TIMEOUT
             } else {
@@ -65,17 +73,17 @@ impl StopBudget {
 
     /// The whole stop.
     pub fn total(&self) -> Duration {
-        self.program + self.release + self.on_lost + self.registry + self.rest
+        self.program + self.release + self.on_lost + self.after_hooks()
     }
 
     /// Time kept for the steps after the program and the release.
     pub fn after_release(&self) -> Duration {
-        self.on_lost + self.registry + self.rest
+        self.on_lost + self.after_hooks()
     }
 
     /// Time kept for the steps after the hooks.
     pub fn after_hooks(&self) -> Duration {
-        self.registry + self.rest
+        self.pod_label + self.registry + self.rest
     }
 
     /// "9.5s (release 6s + registry 2.5s + rest 1s)": the parts that count.
@@ -84,6 +92,7 @@ impl StopBudget {
             ("program", self.program),
             ("release", self.release),
             ("on_lost", self.on_lost),
+            ("pod_label", self.pod_label),
             ("registry", self.registry),
             ("rest", self.rest),
         ]
@@ -131,6 +140,7 @@ mod tests {
                 program: Duration::from_secs(3),
                 release: Duration::from_secs(2),
                 on_lost: Duration::from_secs(13),
+                pod_label: Duration::ZERO,
                 registry: Duration::ZERO,
                 rest: Duration::from_secs(1),
             }
@@ -139,5 +149,17 @@ mod tests {
         assert_eq!(b.after_release(), Duration::from_secs(14));
         assert_eq!(b.after_hooks(), Duration::from_secs(1));
         assert_eq!(StopBudget::of(&c, false).total(), Duration::from_secs(16));
+    }
+
+    #[test]
+    fn the_pod_label_adds_one_api_request() {
+        let b = StopBudget::of(
+            &cfg("kubernetes:\n  leader_label: s3-elector/leader\n  pod_selector: app=x\n  request_timeout: 2s\n"),
+            false,
+        );
+        assert_eq!(b.pod_label, Duration::from_secs(2));
+        assert_eq!(b.total(), Duration::from_millis(11_500));
+        assert_eq!(b.after_hooks(), Duration::from_millis(5_500));
+        assert!(b.describe().contains("pod_label 2s"), "{}", b.describe());
     }
 }

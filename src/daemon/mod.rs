@@ -22,7 +22,8 @@
 //!    program and any hook started while leading to be gone, so no
 //!    leader-only work runs while another copy can lead.
 //! 2. Hooks (a running `on_lost` may finish within its own timeout).
-//! 3. The status file (its last write says `stopped`).
+//! 3. The status file (its last write says `stopped`) and the leader's pod
+//!    label (removed, if this copy set it).
 //! 4. The registry (wakes the successors after the release, removes our
 //!    entry).
 //! 5. HTTP, metrics and systemd notifications, last, so that the stop can
@@ -49,7 +50,7 @@ use crate::lease::probe::ProbeError;
 use crate::lease::store::s3::{S3Store, SetupError};
 use crate::signals::Signal;
 use crate::surfaces::metrics::{MeteredStore, Metrics};
-use crate::surfaces::{http, logging, notify, status_file};
+use crate::surfaces::{http, logging, notify, pod_label, status_file};
 use crate::work::supervisor::OnceEvent;
 use crate::work::{hooks, procs, supervisor};
 
@@ -108,6 +109,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] SetupError),
+    #[error(transparent)]
+    Kube(#[from] crate::surfaces::kube::KubeError),
     #[error("cannot join the election on {target}: {source}")]
     Probe { target: String, source: ProbeError },
     #[error("{0}")]
@@ -176,6 +179,7 @@ pub struct Running {
     election: JoinHandle<()>,
     hooks: Option<JoinHandle<()>>,
     status_file: Option<JoinHandle<()>>,
+    pod_label: Option<JoinHandle<()>>,
     registry: Option<JoinHandle<()>>,
     /// HTTP, metrics and systemd notifications.
     rest: Vec<JoinHandle<()>>,
@@ -199,6 +203,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         config_file: _,
     } = s;
     let listener = steps::bind_http(&cfg).await?;
+    let kube = steps::pod_label_api(&cfg)?;
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(MeteredStore::new(
         S3Store::connect(&cfg.s3).await?,
@@ -282,9 +287,12 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     let registry_waker = Arc::new(Notify::new());
     let (status_file_problem, status_file_problem_rx) = watch::channel(None);
     let status_file_problem_rx = cfg.status_file.is_some().then_some(status_file_problem_rx);
+    let (pod_label_problem, pod_label_problem_rx) = watch::channel(None);
+    let pod_label_problem_rx = kube.is_some().then_some(pod_label_problem_rx);
     if let Some(l) = listener {
         let ctx = Arc::new(http::Ctx {
             status_file_problem: status_file_problem_rx,
+            pod_label_problem: pod_label_problem_rx,
             state: state.clone(),
             metrics: metrics.clone(),
             step_down: cfg.http.step_down.then(|| commands.clone()),
@@ -323,6 +331,22 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             stop_surfaces.clone(),
         ))
     });
+    let pod_label = kube.map(|api| {
+        let s = pod_label::Settings {
+            pod: api.api.target().pod.clone(),
+            recheck: cfg.timing.lease_duration,
+            retry: cfg.timing.retry_period,
+            final_timeout: cfg.kubernetes.request_timeout,
+        };
+        tokio::spawn(pod_label::run(
+            api,
+            s,
+            state.clone(),
+            pod_label_problem,
+            metrics.clone(),
+            stop_surfaces.clone(),
+        ))
+    });
     let lease = cfg.timing.lease_duration;
     rest.push(tokio::spawn(notify::run(
         state.clone(),
@@ -356,6 +380,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         election,
         hooks,
         status_file,
+        pod_label,
         registry,
         rest,
         budget,
@@ -421,6 +446,11 @@ impl Running {
                 cut.push("the status file's last write");
             }
         }
+        if let Some(t) = self.pod_label {
+            if timeout_at(deadline - budget.registry, t).await.is_err() {
+                cut.push("the removal of the leader's pod label");
+            }
+        }
         if let Some(t) = self.registry {
             // Wakes the successors, then removes our entry.
             if timeout_at(deadline, t).await.is_err() {
@@ -464,6 +494,7 @@ mod tests {
             election,
             hooks: Some(tokio::spawn(std::future::pending())),
             status_file: None,
+            pod_label: None,
             registry: None,
             rest: Vec::new(),
             state: Election::new(
@@ -477,6 +508,7 @@ mod tests {
                 program: Duration::ZERO,
                 release: Duration::from_secs(2),
                 on_lost: Duration::from_secs(5),
+                pod_label: Duration::ZERO,
                 registry: Duration::ZERO,
                 rest: Duration::from_secs(1),
             },

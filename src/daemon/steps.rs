@@ -16,6 +16,7 @@ use crate::lease::probe::{self, ProbeError};
 use crate::lease::store::{LeaseStore, StoreError};
 use crate::peers::registry;
 use crate::signals::Signal;
+use crate::surfaces::{kube, pod_label};
 
 /// `s3://bucket/key` of the lease, for messages.
 pub fn target(cfg: &Config) -> String {
@@ -129,6 +130,25 @@ fn stop_requested(sig: Option<Signal>) -> bool {
 
 /// Where other copies can reach our HTTP endpoint: the configured address,
 /// else the bound one when it is a specific IP.
+/// The leader's pod label, when `kubernetes.leader_label` is set: where the
+/// API is and who this pod is, resolved once at start so that a missing
+/// piece stops the daemon with a message instead of failing quietly later.
+pub fn pod_label_api(cfg: &Config) -> Result<Option<pod_label::Api>, DaemonError> {
+    let k = &cfg.kubernetes;
+    let (Some(label), Some(selector)) = (&k.leader_label, &k.pod_selector) else {
+        return Ok(None);
+    };
+    let target = kube::Target::resolve(
+        k,
+        |n| std::env::var(n).ok(),
+        || gethostname::gethostname().into_string().ok(),
+    )?;
+    let api = kube::KubeApi::new(k, target)?;
+    info!(pod = %api.target().pod, namespace = %api.target().namespace, api = %api.target().api_url, label = %label,
+        "while leading, this pod carries the label {label}=true");
+    Ok(Some(pod_label::Api::new(api, label, selector)))
+}
+
 pub fn advertise_address(cfg: &Config, listener: Option<&TcpListener>) -> Option<String> {
     let advertise = cfg.advertise_address.clone().or_else(|| {
         listener

@@ -70,6 +70,10 @@ pub struct Ctx {
     pub started: Instant,
     /// Why the status file cannot be written, when one is configured.
     pub status_file_problem: Option<watch::Receiver<Option<String>>>,
+    /// Why the leader's pod label cannot be kept in step, when configured.
+    /// Shown in `/leader`'s `problem`; it does not make the pod not Ready
+    /// (readiness must not block drains, and routing goes by the label).
+    pub pod_label_problem: Option<watch::Receiver<Option<String>>>,
 }
 
 impl Ctx {
@@ -309,7 +313,8 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
         ),
         "/leader" => {
             let mut view = LeaderView::new(&state, now);
-            if let Some(p) = ctx.status_file_problem() {
+            let label = ctx.pod_label_problem.as_ref().and_then(|p| p.borrow().clone());
+            for p in [ctx.status_file_problem(), label].into_iter().flatten() {
                 view.problem = Some(match view.problem {
                     Some(q) => format!("{q}; {p}"),
                     None => p,

@@ -156,6 +156,7 @@ pub struct Metrics {
     wakes: Counter,
     http_shed: Family<ShedLabels, Counter>,
     status_file_errors: Counter,
+    pod_label_errors: Counter,
     /// Log lines dropped because stderr did not keep up; brought up to
     /// [`crate::surfaces::logging::dropped_lines`] at scrape time.
     log_dropped: Counter,
@@ -240,6 +241,12 @@ impl Metrics {
             "Failed writes of the status file (its directory missing or not writable, a full disk); /readyz answers 503 while the last one failed",
             status_file_errors.clone(),
         );
+        let pod_label_errors = Counter::default();
+        registry.register(
+            "pod_label_errors",
+            "Failed Kubernetes API requests of the leader's pod label (kubernetes.leader_label), each retried; /leader's problem says why while they fail",
+            pod_label_errors.clone(),
+        );
         let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -249,6 +256,7 @@ impl Metrics {
         Metrics {
             process,
             status_file_errors,
+            pod_label_errors,
             wakes,
             http_shed,
             log_dropped,
@@ -276,6 +284,10 @@ impl Metrics {
 
     pub fn count_status_file_error(&self) {
         self.status_file_errors.inc();
+    }
+
+    pub fn count_pod_label_error(&self) {
+        self.pod_label_errors.inc();
     }
 
     pub fn count_wake(&self) {

@@ -4,8 +4,10 @@
 
 pub mod conns;
 pub mod http;
+pub mod kube;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod pod_label;
 pub mod status_file;
 pub mod view;

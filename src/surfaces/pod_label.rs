@@ -1,0 +1,205 @@
+//! The leader's pod label (`kubernetes.leader_label`): while this copy
+//! leads, its own pod carries `LABEL=true`, so a Service selecting that
+//! label routes only to the leader while every pod stays Ready (drains and
+//! rolling updates are never blocked by readiness).
+//!
+//! Invariants:
+//! - the label is set only while the published state says this copy leads
+//!   with its deadline ahead ([`State::is_leader`]), checked again right
+//!   before the request that sets it; it is removed when the state stops
+//!   saying so (step-down, lost lease, deadline passed even with S3 out of
+//!   reach), at start (a copy killed while leading left it behind) and on a
+//!   graceful stop;
+//! - a new leader first removes the label from every other pod of the
+//!   election (`pod_selector`), then sets its own, so a crashed or frozen
+//!   leader's pod stops getting traffic when the next one takes over;
+//!   while leading it checks again every `lease_duration` (one list);
+//! - the label is routing, not safety: a copy frozen between its check and
+//!   its request can set it after it lost the lease, until its next
+//!   iteration removes it (or the next check of the leader). Leader-only
+//!   *work* stays guarded by the lease and fenced writes, never by the label;
+//! - failures never touch the election: they are retried every
+//!   `retry_period`, counted (`s3_elector_pod_label_errors_total`), shown
+//!   in `/leader`'s `problem`, and logged once per change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::lease::election::State;
+use crate::surfaces::kube::{KubeApi, KubeError};
+use crate::surfaces::metrics::Metrics;
+
+/// The two requests the label needs: set or remove it on a pod, and list
+/// the pods of the election that carry it.
+pub trait PodLabels: Send + Sync {
+    /// Set the label on `pod` (`true`) or remove it (`false`).
+    fn set(
+        &self,
+        pod: &str,
+        on: bool,
+    ) -> impl std::future::Future<Output = Result<(), KubeError>> + Send;
+    /// The pods of the election that carry the label.
+    fn labeled(&self) -> impl std::future::Future<Output = Result<Vec<String>, KubeError>> + Send;
+}
+
+/// The Kubernetes API as [`PodLabels`].
+pub struct Api {
+    pub api: KubeApi,
+    pub label: String,
+    /// `LABEL=true,<pod_selector>`.
+    pub selector: String,
+}
+
+impl Api {
+    pub fn new(api: KubeApi, label: &str, pod_selector: &str) -> Api {
+        Api {
+            api,
+            label: label.into(),
+            selector: format!("{label}=true,{pod_selector}"),
+        }
+    }
+}
+
+impl PodLabels for Api {
+    async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
+        self.api
+            .set_label(pod, &self.label, on.then_some("true"))
+            .await
+    }
+    async fn labeled(&self) -> Result<Vec<String>, KubeError> {
+        self.api.pods(&self.selector).await
+    }
+}
+
+/// How the task runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// This copy's pod.
+    pub pod: String,
+    /// While leading, check the other pods this often.
+    pub recheck: Duration,
+    /// After a failure, try again this often.
+    pub retry: Duration,
+    /// The last removal on a graceful stop may take this long.
+    pub final_timeout: Duration,
+}
+
+/// Keep the label in step with the state until `shutdown`, then remove it.
+pub async fn run<A: PodLabels>(
+    api: A,
+    s: Settings,
+    mut rx: watch::Receiver<State>,
+    problem: watch::Sender<Option<String>>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    // What the pod's label is known to be; `None` at start and after a
+    // failed request.
+    let mut applied: Option<bool> = None;
+    let mut due = Instant::now();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        let now = Instant::now();
+        let want = state.is_leader(now);
+        let changed = applied != Some(want);
+        if (changed || want) && now >= due {
+            let r = if want {
+                lead(&api, &s, &rx).await
+            } else {
+                api.set(&s.pod, false).await.map(|()| {
+                    if applied == Some(true) {
+                        info!(event = "pod_label_removed", pod = %s.pod, "removed the leader label from this pod");
+                    }
+                    false
+                })
+            };
+            let failed = match r {
+                Ok(on) => {
+                    applied = Some(on);
+                    due = Instant::now() + s.recheck;
+                    None
+                }
+                Err(e) => {
+                    applied = None;
+                    due = Instant::now() + s.retry;
+                    metrics.count_pod_label_error();
+                    Some(format!("the leader's pod label: {e}"))
+                }
+            };
+            report(&problem, failed);
+        } else if changed && applied.is_some() {
+            // A change of role is acted on at once, not at the next check.
+            due = now;
+            continue;
+        }
+        // A leader's label goes when its deadline passes, even if nothing is
+        // published (S3 out of reach).
+        let mut wake = due;
+        if let Some(d) = state.valid_until.filter(|_| want) {
+            wake = wake.min(d);
+        }
+        if !want && applied == Some(false) {
+            wake = now + Duration::from_secs(3600);
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            r = rx.changed() => if r.is_err() { break },
+            _ = tokio::time::sleep_until(wake.max(now + Duration::from_millis(1))) => {}
+        }
+    }
+    if applied != Some(false) {
+        match tokio::time::timeout(s.final_timeout, api.set(&s.pod, false)).await {
+            Ok(Ok(())) => info!(event = "pod_label_removed", pod = %s.pod, "removed the leader label from this pod (stopping)"),
+            Ok(Err(e)) => warn!(event = "pod_label_failing", error = %e, "cannot remove the leader label while stopping; the next leader removes it"),
+            Err(_) => warn!(event = "pod_label_failing", "removing the leader label while stopping took over {:?}; the next leader removes it", s.final_timeout),
+        }
+    }
+}
+
+/// Lead: remove the label from the other pods, then set it on ours if this
+/// copy still leads. `Ok(true)` once ours carries it.
+async fn lead<A: PodLabels>(
+    api: &A,
+    s: &Settings,
+    rx: &watch::Receiver<State>,
+) -> Result<bool, KubeError> {
+    let labeled = api.labeled().await?;
+    for other in labeled.iter().filter(|p| **p != s.pod) {
+        api.set(other, false).await?;
+        info!(event = "pod_label_removed", pod = %other, "removed the leader label from another pod");
+    }
+    if labeled.iter().any(|p| *p == s.pod) {
+        return Ok(true);
+    }
+    // Checked again: the list and removals took time.
+    if !rx.borrow().is_leader(Instant::now()) {
+        return Ok(false);
+    }
+    api.set(&s.pod, true).await?;
+    info!(event = "pod_label_set", pod = %s.pod, "set the leader label on this pod");
+    Ok(true)
+}
+
+/// Publish the problem and log it once per change.
+fn report(problem: &watch::Sender<Option<String>>, failed: Option<String>) {
+    let changed = problem.send_if_modified(|p| {
+        let changed = *p != failed;
+        *p = failed.clone();
+        changed
+    });
+    if changed {
+        match &failed {
+            Some(m) => warn!(event = "pod_label_failing", "{m}; retrying, the election goes on"),
+            None => info!(event = "pod_label_ok", "the leader's pod label is in step again"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

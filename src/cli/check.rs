@@ -57,6 +57,11 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     println!("lease: {}", target(&cfg));
     if a.offline {
         println!("network checks: SKIPPED (--offline): credentials, bucket, permissions and the conformance probe were not checked");
+        if cfg.kubernetes.leader_label.is_some() {
+            println!(
+                "kubernetes: SKIPPED (--offline): the pod and its permissions were not checked"
+            );
+        }
         print_cost(&cfg);
         print_stop_budget(&cfg);
         return 0;
@@ -103,9 +108,43 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
             EXIT_UNAVAILABLE
         }
     };
+    let code = match check_kubernetes(&cfg).await {
+        Ok(()) => code,
+        Err((message, exit)) => {
+            eprintln!("s3-elector: {message}");
+            if code == 0 {
+                exit
+            } else {
+                code
+            }
+        }
+    };
     print_cost(&cfg);
     print_stop_budget(&cfg);
     code
+}
+
+/// With `kubernetes.leader_label`: this pod is known, and the API lets it
+/// list the election's pods and patch its own (a dry run, nothing changes).
+async fn check_kubernetes(cfg: &Config) -> Result<(), (String, i32)> {
+    let api = match crate::daemon::pod_label_api(cfg) {
+        Ok(Some(api)) => api,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err((format!("kubernetes: {e}"), EXIT_CONFIG)),
+    };
+    let t = api.api.target().clone();
+    let unavailable =
+        |e: crate::surfaces::kube::KubeError| (format!("kubernetes: {e}"), EXIT_UNAVAILABLE);
+    api.api.pods(&api.selector).await.map_err(unavailable)?;
+    api.api
+        .try_set_label(&t.pod, &api.label)
+        .await
+        .map_err(unavailable)?;
+    println!(
+        "kubernetes: pod {}/{} at {}; may list the election's pods and patch its own label {}: ok",
+        t.namespace, t.pod, t.api_url, api.label
+    );
+    Ok(())
 }
 
 /// The stop timeout of the shipped systemd unit and of the Helm chart's

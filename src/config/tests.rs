@@ -416,24 +416,61 @@ fn the_leader_label_needs_a_valid_label_and_selector() {
     let base = "election: d\ns3:\n  bucket: leases\n";
     let ok = format!("{base}kubernetes:\n  leader_label: s3-elector/leader\n  pod_selector: \"app.kubernetes.io/instance=billing,tier!=web\"\n");
     let c = Config::from_yaml(&ok, "t").unwrap();
-    assert_eq!(c.kubernetes.leader_label.as_deref(), Some("s3-elector/leader"));
+    assert_eq!(
+        c.kubernetes.leader_label.as_deref(),
+        Some("s3-elector/leader")
+    );
     // Off by default, and the other keys alone need nothing.
     let c = Config::from_yaml(base, "t").unwrap();
     assert_eq!(c.kubernetes.leader_label, None);
     for (k8s, field, says) in [
-        ("leader_label: s3-elector/leader", "kubernetes.pod_selector", "required"),
-        ("leader_label: \"-bad\"\n  pod_selector: a=b", "kubernetes.leader_label", "not a label key"),
-        ("leader_label: \"UPPER.example/x\"\n  pod_selector: a=b", "kubernetes.leader_label", "not a label key"),
-        ("leader_label: x\n  pod_selector: \"a=b,,c\"", "kubernetes.pod_selector", "not a label selector"),
-        ("leader_label: x\n  pod_selector: \"a=b c\"", "kubernetes.pod_selector", "not a label selector"),
-        ("leader_label: x\n  pod_selector: a=b\n  api_url: ftp://x", "kubernetes.api_url", "http"),
-        ("leader_label: x\n  pod_selector: a=b\n  request_timeout: 0s", "kubernetes.request_timeout", "range"),
-        ("leader_label: x\n  pod_selector: a=b\n  pod_name: \"Not_A_Pod\"", "kubernetes.pod_name", "not a pod name"),
+        (
+            "leader_label: s3-elector/leader",
+            "kubernetes.pod_selector",
+            "required",
+        ),
+        (
+            "leader_label: \"-bad\"\n  pod_selector: a=b",
+            "kubernetes.leader_label",
+            "not a label key",
+        ),
+        (
+            "leader_label: \"UPPER.example/x\"\n  pod_selector: a=b",
+            "kubernetes.leader_label",
+            "not a label key",
+        ),
+        (
+            "leader_label: x\n  pod_selector: \"a=b,,c\"",
+            "kubernetes.pod_selector",
+            "not a label selector",
+        ),
+        (
+            "leader_label: x\n  pod_selector: \"a=b c\"",
+            "kubernetes.pod_selector",
+            "not a label selector",
+        ),
+        (
+            "leader_label: x\n  pod_selector: a=b\n  api_url: ftp://x",
+            "kubernetes.api_url",
+            "http",
+        ),
+        (
+            "leader_label: x\n  pod_selector: a=b\n  request_timeout: 0s",
+            "kubernetes.request_timeout",
+            "range",
+        ),
+        (
+            "leader_label: x\n  pod_selector: a=b\n  pod_name: \"Not_A_Pod\"",
+            "kubernetes.pod_name",
+            "not a pod name",
+        ),
     ] {
         let yaml = format!("{base}kubernetes:\n  {k8s}\n");
         let e = Config::from_yaml(&yaml, "t").expect_err(k8s);
         assert!(
-            e.lines().iter().any(|l| l.contains(field) && l.contains(says)),
+            e.lines()
+                .iter()
+                .any(|l| l.contains(field) && l.contains(says)),
             "{k8s}: {:?}",
             e.lines()
         );

@@ -54,7 +54,7 @@ use crate::surfaces::{http, logging, notify, pod_label, status_file};
 use crate::work::supervisor::OnceEvent;
 use crate::work::{hooks, procs, supervisor};
 
-pub use steps::target;
+pub use steps::{pod_label_api, target};
 
 /// The executable that runs the program and hooks under their guard: this
 /// very one, even if replaced on disk since (an upgrade while running).
@@ -110,7 +110,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] SetupError),
     #[error(transparent)]
-    Kube(#[from] crate::surfaces::kube::KubeError),
+    Kube(Box<crate::surfaces::kube::KubeError>),
     #[error("cannot join the election on {target}: {source}")]
     Probe { target: String, source: ProbeError },
     #[error("{0}")]
@@ -203,7 +203,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         config_file: _,
     } = s;
     let listener = steps::bind_http(&cfg).await?;
-    let kube = steps::pod_label_api(&cfg)?;
+    let kube = steps::pod_label_api(&cfg).map_err(DaemonError::Kube)?;
     let metrics = Arc::new(Metrics::new());
     let store = Arc::new(MeteredStore::new(
         S3Store::connect(&cfg.s3).await?,

@@ -133,7 +133,7 @@ fn stop_requested(sig: Option<Signal>) -> bool {
 /// The leader's pod label, when `kubernetes.leader_label` is set: where the
 /// API is and who this pod is, resolved once at start so that a missing
 /// piece stops the daemon with a message instead of failing quietly later.
-pub fn pod_label_api(cfg: &Config) -> Result<Option<pod_label::Api>, DaemonError> {
+pub fn pod_label_api(cfg: &Config) -> Result<Option<pod_label::Api>, Box<kube::KubeError>> {
     let k = &cfg.kubernetes;
     let (Some(label), Some(selector)) = (&k.leader_label, &k.pod_selector) else {
         return Ok(None);
@@ -142,8 +142,9 @@ pub fn pod_label_api(cfg: &Config) -> Result<Option<pod_label::Api>, DaemonError
         k,
         |n| std::env::var(n).ok(),
         || gethostname::gethostname().into_string().ok(),
-    )?;
-    let api = kube::KubeApi::new(k, target)?;
+    )
+    .map_err(Box::new)?;
+    let api = kube::KubeApi::new(k, target).map_err(Box::new)?;
     info!(pod = %api.target().pod, namespace = %api.target().namespace, api = %api.target().api_url, label = %label,
         "while leading, this pod carries the label {label}=true");
     Ok(Some(pod_label::Api::new(api, label, selector)))

@@ -313,7 +313,10 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
         ),
         "/leader" => {
             let mut view = LeaderView::new(&state, now);
-            let label = ctx.pod_label_problem.as_ref().and_then(|p| p.borrow().clone());
+            let label = ctx
+                .pod_label_problem
+                .as_ref()
+                .and_then(|p| p.borrow().clone());
             for p in [ctx.status_file_problem(), label].into_iter().flatten() {
                 view.problem = Some(match view.problem {
                     Some(q) => format!("{q}; {p}"),

@@ -195,13 +195,38 @@ impl KubeApi {
 
     /// Set `key` to `value` on `pod`'s labels (`None` removes it), with a
     /// JSON merge patch.
-    pub async fn set_label(&self, pod: &str, key: &str, value: Option<&str>) -> Result<(), KubeError> {
+    pub async fn set_label(
+        &self,
+        pod: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<(), KubeError> {
+        self.patch_label(pod, key, value, false).await
+    }
+
+    /// What [`Self::set_label`] would do, checked by the API (RBAC, the pod
+    /// exists) without changing anything (`dryRun=All`); for `check`.
+    pub async fn try_set_label(&self, pod: &str, key: &str) -> Result<(), KubeError> {
+        self.patch_label(pod, key, None, true).await
+    }
+
+    async fn patch_label(
+        &self,
+        pod: &str,
+        key: &str,
+        value: Option<&str>,
+        dry_run: bool,
+    ) -> Result<(), KubeError> {
+        let ns = &self.target.namespace;
         let what = match value {
-            Some(v) => format!("setting label {key}={v} on pod {}/{pod}", self.target.namespace),
-            None => format!("removing label {key} from pod {}/{pod}", self.target.namespace),
+            Some(v) => format!("setting label {key}={v} on pod {ns}/{pod}"),
+            None => format!("removing label {key} from pod {ns}/{pod}"),
         };
         let body = serde_json::json!({"metadata": {"labels": {key: value}}});
-        let path = format!("{}/{pod}", self.pods_path());
+        let mut path = format!("{}/{pod}", self.pods_path());
+        if dry_run {
+            path.push_str("?dryRun=All");
+        }
         self.call(&what, Method::PATCH, &path, Some(body.to_string()), "patch")
             .await
             .map(drop)
@@ -255,8 +280,14 @@ impl KubeApi {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.target.api_url))
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", token.trim()))
-            .header(hyper::header::USER_AGENT, concat!("s3-elector/", env!("CARGO_PKG_VERSION")))
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", token.trim()),
+            )
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("s3-elector/", env!("CARGO_PKG_VERSION")),
+            )
             // Only the metadata of listed pods, where the API offers it.
             .header(
                 hyper::header::ACCEPT,
@@ -400,12 +431,19 @@ mod tests {
         k2.pod_name = Some("p".into());
         k2.namespace = Some("n".into());
         let t = Target::resolve(&k2, env(pod_env), || None).unwrap();
-        assert_eq!((t.api_url.as_str(), t.pod.as_str(), t.namespace.as_str()), ("http://127.0.0.1:8001", "p", "n"));
+        assert_eq!(
+            (t.api_url.as_str(), t.pod.as_str(), t.namespace.as_str()),
+            ("http://127.0.0.1:8001", "p", "n")
+        );
         // Each missing part says what to set.
         std::fs::remove_file(d.path().join("namespace")).unwrap();
-        let e = Target::resolve(&k, env(&[]), || None).unwrap_err().to_string();
+        let e = Target::resolve(&k, env(&[]), || None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("kubernetes.api_url"), "{e}");
-        let e = Target::resolve(&k, env(only_api), || None).unwrap_err().to_string();
+        let e = Target::resolve(&k, env(only_api), || None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("POD_NAMESPACE"), "{e}");
         let e = Target::resolve(&k2_without_pod(&k), env(&[("POD_NAMESPACE", "n")]), || None)
             .unwrap_err()
@@ -430,7 +468,10 @@ mod tests {
             pod: "p".into(),
         };
         let e = KubeApi::new(&k, t.clone()).unwrap_err().to_string();
-        assert!(e.contains("ca.crt") && e.contains("service_account_dir"), "{e}");
+        assert!(
+            e.contains("ca.crt") && e.contains("service_account_dir"),
+            "{e}"
+        );
         std::fs::write(d.path().join("ca.crt"), "not a certificate\n").unwrap();
         let e = KubeApi::new(&k, t.clone()).unwrap_err().to_string();
         assert!(e.contains("no certificate"), "{e}");

@@ -174,7 +174,7 @@ async fn lead<A: PodLabels>(
         api.set(other, false).await?;
         info!(event = "pod_label_removed", pod = %other, "removed the leader label from another pod");
     }
-    if labeled.iter().any(|p| *p == s.pod) {
+    if labeled.contains(&s.pod) {
         return Ok(true);
     }
     // Checked again: the list and removals took time.
@@ -195,8 +195,14 @@ fn report(problem: &watch::Sender<Option<String>>, failed: Option<String>) {
     });
     if changed {
         match &failed {
-            Some(m) => warn!(event = "pod_label_failing", "{m}; retrying, the election goes on"),
-            None => info!(event = "pod_label_ok", "the leader's pod label is in step again"),
+            Some(m) => warn!(
+                event = "pod_label_failing",
+                "{m}; retrying, the election goes on"
+            ),
+            None => info!(
+                event = "pod_label_ok",
+                "the leader's pod label is in step again"
+            ),
         }
     }
 }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 
+pub mod kube;
+
 pub const ACCESS_KEY: &str = "test";
 pub const SECRET_KEY: &str = "testtest";
 

@@ -122,7 +122,10 @@ fn leading(valid_for: Duration) -> State {
 
 #[tokio::test(start_paused = true)]
 async fn a_new_leader_clears_the_others_first_then_labels_itself() {
-    let r = start(Pods::with(&["old", "older"]), st(Role::Follower, Some("old"), 2, true));
+    let r = start(
+        Pods::with(&["old", "older"]),
+        st(Role::Follower, Some("old"), 2, true),
+    );
     settle().await;
     // A follower removes its own (a label left by a copy killed while
     // leading), never the others'.
@@ -139,7 +142,10 @@ async fn a_new_leader_clears_the_others_first_then_labels_itself() {
     assert_eq!(*r.pods.most_at_once.lock().unwrap(), 2);
     r.stop.cancel();
     r.task.await.unwrap();
-    assert!(r.pods.now_labeled().is_empty(), "a graceful stop removes it");
+    assert!(
+        r.pods.now_labeled().is_empty(),
+        "a graceful stop removes it"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -161,7 +167,10 @@ async fn the_label_goes_when_the_deadline_passes_without_any_news() {
     assert!(r.pods.requests().is_empty());
     r.stop.cancel();
     r.task.await.unwrap();
-    assert!(r.pods.requests().is_empty(), "known absent: no last request");
+    assert!(
+        r.pods.requests().is_empty(),
+        "known absent: no last request"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -177,7 +186,10 @@ async fn a_leader_checks_again_every_recheck_and_restores_its_label() {
     assert!(r.pods.requests().is_empty(), "not before the recheck");
     tokio::time::sleep(Duration::from_secs(2)).await;
     settle().await;
-    assert_eq!(r.pods.requests(), vec!["list", "set stale false", "set me true"]);
+    assert_eq!(
+        r.pods.requests(),
+        vec!["list", "set stale false", "set me true"]
+    );
     assert_eq!(r.pods.now_labeled(), vec!["me"]);
     // In step: a recheck is one list.
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -244,12 +256,13 @@ async fn failures_are_retried_counted_and_shown_then_cleared() {
     settle().await;
     assert_eq!(r.pods.now_labeled(), vec!["me"]);
     assert_eq!(*r.problem.borrow(), None);
-    let text = r
-        .metrics
-        .render(&r.state.borrow(), crate::surfaces::metrics::Format::Prometheus);
+    let text = r.metrics.render(
+        &r.state.borrow(),
+        crate::surfaces::metrics::Format::Prometheus,
+    );
     assert!(
-        text.lines().any(|l| l.starts_with("s3_elector_pod_label_errors_total ")
-            && !l.ends_with(" 0")),
+        text.lines()
+            .any(|l| l.starts_with("s3_elector_pod_label_errors_total ") && !l.ends_with(" 0")),
         "{text}"
     );
     r.stop.cancel();

@@ -52,12 +52,16 @@ true
 {{/* The sidecar's stop budget in whole seconds, as `s3-elector check`
 prints it for the rendered config: 2 x the request timeout (a request in
 flight, then the release), the onLost hook's timeout + 2 s kill grace + 1 s
-output drain when there is one, 2.5 s for the candidate registry (wake the
+output drain when there is one, the request timeout again to remove the
+leader's pod label with leaderRouting, 2.5 s for the candidate registry (wake the
 successors, remove the entry), 1 s for the rest. */}}
 {{- define "s3-elector.stopBudgetSeconds" -}}
 {{- $b := mulf 2 .Values.election.requestTimeoutSeconds -}}
 {{- with .Values.hooks.onLost -}}
 {{- $b = addf $b (default 30 .timeoutSeconds) 3 -}}
+{{- end -}}
+{{- if .Values.leaderRouting.enabled -}}
+{{- $b = addf $b .Values.election.requestTimeoutSeconds -}}
 {{- end -}}
 {{- $b = addf $b 2.5 1 -}}
 {{- ceil $b -}}
@@ -77,6 +81,17 @@ hand must leave the sidecar its budget. */}}
 {{- else -}}
 {{- $auto -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The pods of this election, as a label selector `k=v,k=v`:
+leaderRouting.podSelector, else the chart's selector labels. */}}
+{{- define "s3-elector.podSelector" -}}
+{{- $labels := .Values.leaderRouting.podSelector | default (include "s3-elector.selectorLabels" . | fromYaml) -}}
+{{- $terms := list -}}
+{{- range $k, $v := $labels -}}
+{{- $terms = append $terms (printf "%s=%s" $k $v) -}}
+{{- end -}}
+{{- join "," $terms -}}
 {{- end -}}
 
 {{/* One hook of the config, from (list "on_lost" {command, timeoutSeconds}). */}}
@@ -111,6 +126,16 @@ http:
   listen: {{ printf "0.0.0.0:%v" .Values.sidecar.port | quote }}
   allow_non_loopback: true
 status_file: /run/s3-elector/status.json
+{{- if .Values.leaderRouting.enabled }}
+{{- if .Values.leaderOnlyReadiness }}
+{{- fail "leaderRouting and leaderOnlyReadiness exclude each other: with leaderRouting every pod stays Ready and the Service selects the leader's label; turn leaderOnlyReadiness off" }}
+{{- end }}
+# The leader labels its own pod (POD_NAME, POD_NAMESPACE: downward API).
+kubernetes:
+  leader_label: {{ .Values.leaderRouting.label | toJson }}
+  pod_selector: {{ include "s3-elector.podSelector" . | toJson }}
+  request_timeout: {{ printf "%vs" .Values.election.requestTimeoutSeconds | quote }}
+{{- end }}
 {{- if or .Values.hooks.onAcquired .Values.hooks.onLost .Values.hooks.onLeaderChanged }}
 hooks:
   {{- with .Values.hooks.onAcquired }}
@@ -136,6 +161,14 @@ env:
     valueFrom:
       fieldRef:
         fieldPath: metadata.name
+  - name: POD_NAME
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.name
+  - name: POD_NAMESPACE
+    valueFrom:
+      fieldRef:
+        fieldPath: metadata.namespace
   - name: S3_ELECTOR_LOG_FORMAT
     value: {{ .Values.sidecar.logFormat | quote }}
   - name: AWS_REGION

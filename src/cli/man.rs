@@ -18,6 +18,13 @@ const AWS_VARS: &[(&str, &str)] = &[
     ("NO_COLOR", "When set and not empty, logs carry no colour even on a terminal (they never do when stderr is not a terminal)."),
 ];
 
+/// Read by `run` and `check` with `kubernetes.leader_label` (the leader's
+/// pod label).
+const KUBE_VARS: &[(&str, &str)] = &[
+    ("POD_NAME, POD_NAMESPACE", "With kubernetes.leader_label: this copy's pod and its namespace (set them from the downward API), unless kubernetes.pod_name / kubernetes.namespace are set; the pod name defaults to the hostname, the namespace to the service account's namespace file."),
+    ("KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT", "With kubernetes.leader_label: the API server (set by Kubernetes in every pod), unless kubernetes.api_url is set."),
+];
+
 /// What `run` sets for the supervised program and the hooks.
 const CHILD_VARS: &[(&str, &str)] = &[
     (
@@ -157,7 +164,9 @@ fn page(name: &str, cmd: clap::Command, see_also: &[&str]) -> String {
     });
     let mut vars: Vec<(String, String)> = flags.collect();
     let extra = if name.is_empty() || name == "run" {
-        [AWS_VARS, CHILD_VARS].concat()
+        [AWS_VARS, KUBE_VARS, CHILD_VARS].concat()
+    } else if name == "check" {
+        [AWS_VARS, KUBE_VARS].concat()
     } else if matches!(name, "completions" | "man") {
         Vec::new()
     } else {
@@ -249,6 +258,8 @@ mod tests {
             "S3_ELECTOR_HTTP_LISTEN",
             "S3_ELECTOR_TERM",
             "AWS_EC2_METADATA_DISABLED",
+            "POD_NAMESPACE",
+            "KUBERNETES_SERVICE_HOST",
             "\\-\\-once",
         ] {
             assert!(run.contains(s), "{s} not in s3-elector-run.1");

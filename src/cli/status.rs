@@ -256,6 +256,7 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         released: true,
         holder_address: None,
         successors: Vec::new(),
+        successor_addresses: Vec::new(),
         reset_by: Some(operator.clone()),
     };
     match store.put_if_match(&key, rec.to_body(), &want).await {

@@ -66,7 +66,9 @@ use std::sync::Arc;
 use tokio::sync::{broadcast, Notify};
 
 use crate::lease::floor::{self, Floor};
-use crate::lease::record::{new_nonce, wall_now, LeaseRecord, RecordError, SCHEMA, VERSION};
+use crate::lease::record::{
+    new_nonce, wall_now, LeaseRecord, RecordError, Successor, SCHEMA, VERSION,
+};
 use crate::lease::store::{LeaseStore, Object, StoreError};
 
 /// Settings of one election, resolved from the config.
@@ -113,7 +115,7 @@ pub fn rank_delay_for(retry_period: Duration) -> Duration {
 pub struct Links {
     /// Candidates to name as successors in written records, best first
     /// (kept current by the candidate registry).
-    pub successors: Option<watch::Receiver<Vec<String>>>,
+    pub successors: Option<watch::Receiver<Vec<Successor>>>,
     /// Each reads `true` while no leader-only work of its kind runs (the
     /// supervised program; hooks started while leading). A release waits
     /// for all of them, for at most `release_wait` in all; if the work
@@ -286,7 +288,7 @@ pub struct Election<S: LeaseStore> {
     release_barriers: Vec<watch::Receiver<bool>>,
     cooloff_until: Option<Instant>,
     /// Candidates to name as successors in written records.
-    successors: Option<watch::Receiver<Vec<String>>>,
+    successors: Option<watch::Receiver<Vec<Successor>>>,
     /// Renewals and releases, for whoever listens.
     events: broadcast::Sender<Event>,
     /// Wake-ups from `POST /wake` (coalesced by `Notify`).
@@ -399,13 +401,13 @@ impl<S: LeaseStore> Election<S> {
         self.wake_tokens.0 = (self.wake_tokens.0 - 1.0).max(0.0);
     }
 
-    fn current_successors(&self) -> Vec<String> {
+    fn current_successors(&self) -> Vec<Successor> {
         let Some(rx) = &self.successors else {
             return Vec::new();
         };
         rx.borrow()
             .iter()
-            .filter(|c| **c != self.cfg.identity)
+            .filter(|c| c.identity != self.cfg.identity)
             .take(MAX_SUCCESSORS)
             .cloned()
             .collect()
@@ -1000,7 +1002,7 @@ impl<S: LeaseStore> Election<S> {
             Some(p) => p.transitions + 1,
             None => self.max_transitions.map_or(0, |t| t + 1),
         };
-        let rec = LeaseRecord {
+        let mut rec = LeaseRecord {
             schema: SCHEMA.into(),
             version: VERSION,
             election: self.cfg.election.clone(),
@@ -1013,9 +1015,11 @@ impl<S: LeaseStore> Election<S> {
             nonce: new_nonce(),
             released: false,
             holder_address: self.cfg.advertise_address.clone(),
-            successors: self.current_successors(),
+            successors: Vec::new(),
+            successor_addresses: Vec::new(),
             reset_by: None,
         };
+        rec.set_successors(&self.current_successors());
         self.remember_nonce(&rec.nonce);
         let body = rec.to_body();
         let sent = if create { reserve_sent } else { Instant::now() };
@@ -1226,7 +1230,7 @@ impl<S: LeaseStore> Election<S> {
         let mut rec = h.record.clone();
         rec.renewed_at = wall_now();
         rec.nonce = new_nonce();
-        rec.successors = self.current_successors();
+        rec.set_successors(&self.current_successors());
         self.remember_nonce(&rec.nonce);
         let sent = Instant::now();
         let started = Instant::now();
@@ -1366,7 +1370,7 @@ impl<S: LeaseStore> Election<S> {
         rec.released = true;
         rec.renewed_at = wall_now();
         rec.nonce = new_nonce();
-        rec.successors = self.current_successors();
+        rec.set_successors(&self.current_successors());
         self.remember_nonce(&rec.nonce);
         match self
             .store

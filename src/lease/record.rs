@@ -55,6 +55,13 @@ pub struct LeaseRecord {
     /// later). Never needed for safety; older builds ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub successors: Vec<String>,
+    /// Where each named successor can be reached (`host:port`, empty when
+    /// unknown), in the order of `successors`. Copies not named watch one
+    /// of them over HTTP and read the lease less often (see
+    /// `peers::watch`). A hint, never needed for safety; older builds
+    /// ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub successor_addresses: Vec<String>,
     /// Set only by `s3-elector reset`: who replaced an unusable object
     /// (`user@identity`). An operator's action, not a holder: the record is
     /// released, and `holder` is the last holder the old object named (or
@@ -100,7 +107,30 @@ impl RecordError {
     }
 }
 
+/// A candidate the holder names as a successor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Successor {
+    pub identity: String,
+    /// Its HTTP endpoint (`host:port`), when it advertises one.
+    pub address: Option<String>,
+}
+
 impl LeaseRecord {
+    /// Name `list` as the successors (at most [`MAX_SUCCESSORS`] are
+    /// given), with their addresses when any is known.
+    ///
+    /// [`MAX_SUCCESSORS`]: crate::lease::election::MAX_SUCCESSORS
+    pub fn set_successors(&mut self, list: &[Successor]) {
+        self.successors = list.iter().map(|s| s.identity.clone()).collect();
+        self.successor_addresses = if list.iter().any(|s| s.address.is_some()) {
+            list.iter()
+                .map(|s| s.address.clone().unwrap_or_default())
+                .collect()
+        } else {
+            Vec::new()
+        };
+    }
+
     /// Parse a body read from the store.
     pub fn parse(body: &[u8]) -> Result<LeaseRecord, RecordError> {
         if body.len() > MAX_RECORD_BYTES {
@@ -196,6 +226,7 @@ mod tests {
             released: false,
             holder_address: None,
             successors: Vec::new(),
+            successor_addresses: Vec::new(),
             reset_by: None,
         }
     }

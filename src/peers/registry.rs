@@ -43,7 +43,7 @@ use tracing::{debug, info, warn};
 use hyper::Method;
 
 use crate::lease::election::{Event, Role, State, MAX_SUCCESSORS};
-use crate::lease::record::wall_now;
+use crate::lease::record::{wall_now, Successor};
 use crate::lease::store::{LeaseStore, StoreError};
 use crate::peers::client::request;
 
@@ -252,7 +252,7 @@ pub async fn run<S: LeaseStore>(
     store: S,
     cfg: Settings,
     state: watch::Receiver<State>,
-    successors: watch::Sender<Vec<String>>,
+    successors: watch::Sender<Vec<Successor>>,
     events: broadcast::Receiver<Event>,
     woken: Arc<Notify>,
     shutdown: CancellationToken,
@@ -387,7 +387,7 @@ async fn keep<S: LeaseStore>(
     store: &S,
     cfg: &Settings,
     mut state: watch::Receiver<State>,
-    successors: watch::Sender<Vec<String>>,
+    successors: watch::Sender<Vec<Successor>>,
     peers: Peers,
     woken: Arc<Notify>,
     shutdown: CancellationToken,
@@ -478,16 +478,20 @@ async fn keep<S: LeaseStore>(
                     live.push(e);
                 }
             }
-            let names: Vec<String> = live
+            let names: Vec<Successor> = live
                 .iter()
-                .map(|e| e.identity.clone())
+                .map(|e| Successor {
+                    identity: e.identity.clone(),
+                    address: Some(e.address.clone()),
+                })
                 .take(MAX_SUCCESSORS)
                 .collect();
             peers.set(live);
             // Logged after they are in use: the next record names them.
             let old = successors.send_replace(names.clone());
             if old != names {
-                info!(successors = ?names, candidates = listed.len(), "successors checked");
+                let ids: Vec<&str> = names.iter().map(|s| s.identity.as_str()).collect();
+                info!(successors = ?ids, candidates = listed.len(), "successors checked");
             }
         }
         // Timers only for work this copy has: its entry (when it advertises

@@ -117,6 +117,7 @@ fn foreign_holder(store: &MemoryStore, holder: &str, term: u64) -> String {
         released: false,
         holder_address: Some("10.0.0.9:4040".into()),
         successors: Vec::new(),
+        successor_addresses: Vec::new(),
         reset_by: None,
     };
     store.put_raw(KEY, &r.to_body())
@@ -718,7 +719,15 @@ async fn an_unnamed_copy_waits_behind_every_named_successor_after_expiry() {
 #[tokio::test(start_paused = true)]
 async fn links_feed_records_and_events_report_renewals_and_releases() {
     let store = MemoryStore::new();
-    let (succ_tx, succ_rx) = watch::channel(vec!["a".to_string(), "x".into(), "y".into()]);
+    let succ = |id: &str, addr: Option<&str>| Successor {
+        identity: id.into(),
+        address: addr.map(Into::into),
+    };
+    let (succ_tx, succ_rx) = watch::channel(vec![
+        succ("a", Some("10.0.0.1:4040")),
+        succ("x", Some("10.0.0.2:4040")),
+        succ("y", None),
+    ]);
     let mut a = spawn(
         store.clone(),
         cfg("a"),
@@ -731,12 +740,21 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
     settle().await;
     assert!(rx.borrow().is_leader(Instant::now()));
     assert_eq!(record(&store).successors, vec!["x", "y"]);
-    succ_tx.send_replace(vec!["y".into()]);
+    assert_eq!(
+        record(&store).successor_addresses,
+        vec!["10.0.0.2:4040", ""],
+        "addresses in the successors' order, empty when unknown"
+    );
+    succ_tx.send_replace(vec![succ("y", None)]);
     sleep(RETRY + Duration::from_millis(10)).await;
     assert_eq!(
         record(&store).successors,
         vec!["y"],
         "renewals name the current successors"
+    );
+    assert!(
+        record(&store).successor_addresses.is_empty(),
+        "no addresses: the field is left out"
     );
     match a.events.try_recv() {
         Ok(Event::Renewed { term, .. }) => assert_eq!(term, 1),

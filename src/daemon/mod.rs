@@ -227,12 +227,14 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     if cfg.hooks.any() {
         release_barriers.push(hooks_idle);
     }
+    let (watched_tx, watched) = watch::channel(None);
     let election = Election::new(
         store.clone(),
         steps::election_config(&cfg, &identity, advertise.clone()),
         Links {
             successors: cfg.registry.enabled.then_some(successors),
             release_barriers,
+            watched: cfg.registry.enabled.then_some(watched),
         },
     );
     let state = election.subscribe();
@@ -368,6 +370,17 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         ))
     });
 
+    // Far followers watch a named successor instead of reading the lease
+    // at the renewal rate.
+    if cfg.registry.enabled {
+        rest.push(tokio::spawn(crate::peers::watch::run(
+            state.clone(),
+            watched_tx,
+            election.waker(),
+            cfg.timing.retry_period,
+            stop_surfaces.clone(),
+        )));
+    }
     let budget = StopBudget::of(&cfg, program.is_some());
     info!(budget = %budget.describe(), "a graceful stop takes at most {}", humantime::format_duration(budget.total()));
     let election = tokio::spawn(election.run(stop_election.clone()));

@@ -178,6 +178,10 @@ pub fn election_config(cfg: &Config, identity: &str, advertise: Option<String>) 
         step_down_cooloff: cfg.timing.step_down_cooloff,
         release_wait: cfg.child_kill_grace() + Duration::from_secs(1),
         rank_delay: rank_delay_for(cfg.timing.retry_period),
+        // Copies not named as successors watch one that is, over HTTP, and
+        // read the lease once a lease (peers::watch); only with the registry,
+        // which names successors and their addresses.
+        far_poll: cfg.registry.enabled.then_some(cfg.timing.lease_duration),
     }
 }
 

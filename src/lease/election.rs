@@ -93,6 +93,10 @@ pub struct ElectionConfig {
     /// How much later than the first-named successor the n-th one may take
     /// an expired or released lease (n × this). See [`rank_delay_for`].
     pub rank_delay: Duration,
+    /// Far followers (see "Far followers" in the module docs) read the lease
+    /// this often instead of every `retry_period`; `None`: every follower
+    /// reads at the renewal rate.
+    pub far_poll: Option<Duration>,
 }
 
 /// Wake-up reads that may happen back to back before the rate limit.
@@ -121,6 +125,11 @@ pub struct Links {
     /// for all of them, for at most `release_wait` in all; if the work
     /// does not stop in time, the lease is left to expire instead.
     pub release_barriers: Vec<watch::Receiver<bool>>,
+    /// The successor (address) a far follower watches, while that
+    /// successor answers and agrees with what this copy last read (kept by
+    /// `peers::watch`). A far follower reads slowly only while this names
+    /// the successor it publishes in [`State::watch`].
+    pub watched: Option<watch::Receiver<Option<String>>>,
 }
 
 /// Facts the election reports as they happen, besides its [`State`]: for
@@ -191,6 +200,9 @@ pub struct State {
     /// releases, or sits out a step-down cool-off. A leader checks this
     /// (through `GET /leader`) before naming a copy as its successor.
     pub candidate: bool,
+    /// A far follower: the address of the named successor it watches
+    /// instead of reading the lease at the renewal rate.
+    pub watch: Option<String>,
 }
 
 impl State {
@@ -210,6 +222,7 @@ impl State {
             problem: None,
             ready: false,
             candidate: true,
+            watch: None,
         }
     }
 
@@ -289,6 +302,8 @@ pub struct Election<S: LeaseStore> {
     cooloff_until: Option<Instant>,
     /// Candidates to name as successors in written records.
     successors: Option<watch::Receiver<Vec<Successor>>>,
+    /// The successor confirmed by `peers::watch` (see [`Links::watched`]).
+    watched: Option<watch::Receiver<Option<String>>>,
     /// Renewals and releases, for whoever listens.
     events: broadcast::Sender<Event>,
     /// Wake-ups from `POST /wake` (coalesced by `Notify`).
@@ -355,6 +370,7 @@ impl<S: LeaseStore> Election<S> {
             release_barriers: links.release_barriers,
             cooloff_until: None,
             successors: links.successors,
+            watched: links.watched,
             events,
             wake: Arc::new(Notify::new()),
             wake_due: None,
@@ -420,6 +436,51 @@ impl<S: LeaseStore> Election<S> {
             .iter()
             .position(|c| *c == self.cfg.identity)
             .unwrap_or(r.successors.len()) as u32
+    }
+
+    /// The named successor this copy should watch, when it is a far
+    /// follower: the observed record is held by another copy and names
+    /// successors with addresses, and this copy is not among them. One of
+    /// the addresses, chosen by this copy's identity, so that the far
+    /// followers spread over the successors.
+    fn watch_target(&self) -> Option<String> {
+        self.cfg.far_poll?;
+        let obs = self.observed.as_ref()?;
+        let Seen::Record(r) = &obs.seen else {
+            return None;
+        };
+        if r.released || self.wrote(&r.nonce) || (self.rank(r) as usize) < r.successors.len() {
+            return None;
+        }
+        let addresses: Vec<&String> = r
+            .successor_addresses
+            .iter()
+            .take(r.successors.len())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if addresses.is_empty() {
+            return None;
+        }
+        // FNV-1a: the same choice on every run and every build.
+        let h = self
+            .cfg
+            .identity
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        Some(addresses[(h % addresses.len() as u64) as usize].clone())
+    }
+
+    /// Is this copy a far follower right now: it has a successor to watch,
+    /// and that successor answered and agreed at the last check?
+    fn far(&self) -> bool {
+        let Some(target) = self.watch_target() else {
+            return false;
+        };
+        self.watched
+            .as_ref()
+            .is_some_and(|w| w.borrow().as_deref() == Some(target.as_str()))
     }
 
     /// The guard after an early read, and how much earlier each aimed read
@@ -521,6 +582,7 @@ impl<S: LeaseStore> Election<S> {
         let now = Instant::now();
         let last = self.last_read.unwrap_or(now);
         let poll = match self.phase {
+            _ if self.far() => last + self.far_pause(),
             Some(Phase {
                 retry_at: Some(t), ..
             }) => t,
@@ -559,6 +621,16 @@ impl<S: LeaseStore> Election<S> {
             d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
         }
         d
+    }
+
+    /// A far follower's wait between reads: `far_poll` with the same
+    /// jitter, never shorter than the plain pause.
+    fn far_pause(&self) -> Duration {
+        let mut d = self.cfg.far_poll.unwrap_or(self.cfg.retry_period);
+        if self.cfg.jitter {
+            d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
+        }
+        d.max(self.pause(Kind::Read))
     }
 
     /// Count a store answer to a kind of request for the throttling backoff.
@@ -773,7 +845,8 @@ impl<S: LeaseStore> Election<S> {
         let period = self.cfg.retry_period;
         let guard = self.guard();
         let creep = guard / 5;
-        if !live_other {
+        if !live_other || self.far() {
+            // A far follower does not chase the renewals.
             self.phase = None;
             return;
         }
@@ -917,7 +990,9 @@ impl<S: LeaseStore> Election<S> {
         });
         let until = self.takeover_time();
         let candidate = self.cooloff_until.is_none_or(|c| now >= c);
+        let watch = self.watch_target();
         self.tx.send_modify(|s| {
+            s.watch = watch;
             s.role = Role::Follower;
             s.leader = leader;
             s.leader_address = addr;
@@ -1130,6 +1205,7 @@ impl<S: LeaseStore> Election<S> {
             s.problem = None;
             s.ready = true;
             s.candidate = true;
+            s.watch = None;
         });
         // Logged after publishing: whoever reads "acquired" in the log finds
         // the leader state on every surface already.

@@ -1,9 +1,11 @@
 //! Talking to the other copies over their HTTP endpoints: the candidate
-//! registry and wake-ups for a fast hand-over, and the client the one-shot
-//! commands use to reach the local daemon.
+//! registry and wake-ups for a fast hand-over, far followers watching a
+//! named successor, and the client the one-shot commands use to reach the
+//! local daemon.
 //!
 //! Nothing here is needed for safety: a peer can only make a copy read the
-//! lease sooner, never write it sooner.
+//! lease sooner (or, for a far follower, later), never write it sooner.
 
 pub mod client;
 pub mod registry;
+pub mod watch;

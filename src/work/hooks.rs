@@ -510,6 +510,7 @@ pub(crate) mod tests {
             problem: None,
             ready: true,
             candidate: true,
+            watch: None,
         }
     }
 

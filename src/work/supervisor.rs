@@ -306,6 +306,7 @@ pub(crate) mod tests {
             step_down_cooloff: Duration::from_secs(10),
             release_wait: Duration::from_millis(1900),
             rank_delay: Duration::from_millis(50),
+            far_poll: None,
         }
     }
 
@@ -342,6 +343,7 @@ pub(crate) mod tests {
             Links {
                 successors: None,
                 release_barriers: vec![idle.clone()],
+                watched: None,
             },
         );
         let (cmds, rx, stop) = (a.command_sender(), a.subscribe(), CancellationToken::new());

@@ -30,6 +30,7 @@ fn cfg(id: &str) -> ElectionConfig {
         step_down_cooloff: Duration::from_secs(10),
         release_wait: Duration::from_secs(1),
         rank_delay: Duration::from_millis(200),
+        far_poll: None,
     }
 }
 
@@ -734,6 +735,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
         Links {
             successors: Some(succ_rx),
             release_barriers: Vec::new(),
+            watched: None,
         },
     );
     let (rx, commands) = (a.rx.clone(), a.commands.clone());
@@ -793,6 +795,7 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
             Links {
                 successors: None,
                 release_barriers: vec![idle_rx],
+                watched: None,
             },
         );
         settle().await;
@@ -1560,4 +1563,187 @@ async fn a_wake_up_does_not_hasten_a_retry_after_a_failed_write() {
     sleep(Duration::from_millis(300)).await;
     assert_eq!(puts(&store), first, "a wake-up brought a retry forward");
     b.shutdown().await;
+}
+
+/// Another copy "old" holding the lease and renewing it every retry period
+/// until `stop`, naming `successors` with addresses (`<name>:4040`).
+fn renewing_with_successors(
+    store: &MemoryStore,
+    successors: &[&str],
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let write = {
+        let store = store.clone();
+        let names: Vec<String> = successors.iter().map(|s| s.to_string()).collect();
+        move || {
+            foreign_holder(&store, "old", 5);
+            let mut r = record(&store);
+            r.successors = names.clone();
+            r.successor_addresses = names.iter().map(|n| format!("{n}:4040")).collect();
+            r.nonce = new_nonce();
+            store.put_raw(KEY, &r.to_body());
+        }
+    };
+    write();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = sleep(RETRY) => write(),
+            }
+        }
+    })
+}
+
+fn far_cfg(id: &str) -> ElectionConfig {
+    ElectionConfig {
+        far_poll: Some(LEASE),
+        ..cfg(id)
+    }
+}
+
+fn with_watched(rx: watch::Receiver<Option<String>>) -> Links {
+    Links {
+        watched: Some(rx),
+        ..Links::default()
+    }
+}
+
+/// A copy the holder does not name watches a named successor; while that
+/// successor is confirmed it reads once a lease, not once a retry period,
+/// and a named successor keeps the renewal rate.
+#[tokio::test(start_paused = true)]
+async fn a_far_follower_reads_once_a_lease_while_its_successor_is_confirmed() {
+    let store = MemoryStore::new();
+    let stop = CancellationToken::new();
+    let holder = renewing_with_successors(&store, &["s1", "s2"], stop.clone());
+    let (confirm, confirmed) = watch::channel(None);
+    let mut far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
+    settle().await;
+    let target = far.state().watch.expect("a successor to watch");
+    assert!(target == "s1:4040" || target == "s2:4040", "{target}");
+    // Not confirmed yet: it reads at the renewal rate.
+    let before = gets(&store);
+    sleep(RETRY * 5).await;
+    assert!(gets(&store) - before >= 4, "{}", gets(&store) - before);
+    // Confirmed: one read per lease.
+    confirm.send_replace(Some(target.clone()));
+    sleep(RETRY).await;
+    let before = gets(&store);
+    sleep(LEASE * 4).await;
+    let n = gets(&store) - before;
+    assert!((3..=5).contains(&n), "{n} reads in 4 leases");
+    // A confirmation of another successor counts for nothing.
+    confirm.send_replace(Some("elsewhere:4040".into()));
+    sleep(LEASE).await;
+    let before = gets(&store);
+    sleep(RETRY * 5).await;
+    assert!(gets(&store) - before >= 4);
+    // A named successor is never far.
+    let (_c2, confirmed2) = watch::channel(Some("s2:4040".to_string()));
+    let mut s1 = spawn(store.clone(), far_cfg("s1"), with_watched(confirmed2));
+    settle().await;
+    until_state(&mut s1.rx, "s1 follows", |s| s.role == Role::Follower).await;
+    assert_eq!(s1.state().watch, None, "a named successor watches nobody");
+    until_state(&mut far.rx, "far follows", |s| s.role == Role::Follower).await;
+    stop.cancel();
+    holder.await.unwrap();
+    for n in [far, s1] {
+        n.shutdown().await;
+    }
+}
+
+/// Without addresses in the record, or without `far_poll`, nobody is far.
+#[tokio::test(start_paused = true)]
+async fn without_addresses_or_far_poll_every_follower_reads_at_the_renewal_rate() {
+    let store = MemoryStore::new();
+    other_record(&store, "old", false, &["s1"]);
+    let (_c, confirmed) = watch::channel(Some("s1:4040".to_string()));
+    let a = spawn(store.clone(), far_cfg("a"), with_watched(confirmed));
+    let (_c, confirmed) = watch::channel(Some("s1:4040".to_string()));
+    let b = spawn(store.clone(), cfg("b"), with_watched(confirmed));
+    settle().await;
+    assert_eq!(a.state().watch, None, "no addresses in the record");
+    assert_eq!(b.state().watch, None, "far_poll off");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The bound in docs/design.md ("Far followers"): the holder and every
+/// named successor die at once; the far follower learns it from its watch
+/// (the confirmation is withdrawn and it is woken), reads at once, and
+/// takes over one lease (plus its rank delay) after that read: never
+/// sooner than a lease after the last renewal, and within lease + the time
+/// its watch took + the rank delay.
+#[tokio::test(start_paused = true)]
+async fn a_far_follower_takes_over_within_the_bound_when_all_successors_die() {
+    let store = MemoryStore::new();
+    let stop = CancellationToken::new();
+    let holder = renewing_with_successors(&store, &["s1", "s2"], stop.clone());
+    let (confirm, confirmed) = watch::channel(None);
+    let mut far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
+    settle().await;
+    let target = far.state().watch.expect("a successor to watch");
+    confirm.send_replace(Some(target));
+    // Long into far mode: its last read may be up to a lease old.
+    sleep(LEASE * 3 + Duration::from_millis(777)).await;
+    // The holder and the successors die; the last renewal is now.
+    stop.cancel();
+    holder.await.unwrap();
+    let died = Instant::now();
+    // The watch notices within its check interval + timeout.
+    let noticed =
+        crate::peers::watch::check_interval(RETRY) + crate::peers::watch::check_timeout(RETRY);
+    sleep(noticed).await;
+    confirm.send_replace(None);
+    far.wake.notify_one();
+    until_state(&mut far.rx, "the far follower leads", |s| {
+        s.is_leader(Instant::now())
+    })
+    .await;
+    let took = Instant::now() - died;
+    // Rank: not named among two successors, so 2 rank delays.
+    let bound = LEASE + noticed + Duration::from_millis(400) + Duration::from_millis(50);
+    assert!(
+        took >= LEASE,
+        "took over {took:?} after the last renewal: too soon"
+    );
+    assert!(
+        took <= bound,
+        "took over {took:?} after the last renewal; bound {bound:?}"
+    );
+    far.shutdown().await;
+}
+
+/// A far follower with a stale view re-reads before it writes: the lease
+/// moved on while it read slowly, and a write on its old version would be
+/// refused.
+#[tokio::test(start_paused = true)]
+async fn a_far_follower_rereads_before_writing() {
+    let store = MemoryStore::new();
+    let stop = CancellationToken::new();
+    let holder = renewing_with_successors(&store, &["s1"], stop.clone());
+    let (confirm, confirmed) = watch::channel(None);
+    let far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
+    settle().await;
+    confirm.send_replace(far.state().watch);
+    sleep(LEASE * 2 + Duration::from_millis(300)).await;
+    // The confirmation stays although the holder died: the far follower
+    // still takes over, a lease after it first saw the last version.
+    stop.cancel();
+    holder.await.unwrap();
+    let mut rx = far.rx.clone();
+    until_state(&mut rx, "far leads", |s| s.is_leader(Instant::now())).await;
+    let refused = store
+        .requests()
+        .iter()
+        .filter(|o| **o == Op::PutIfMatch)
+        .count();
+    assert_eq!(
+        refused,
+        1,
+        "one write, on the current version: {:?}",
+        store.requests()
+    );
+    far.shutdown().await;
 }

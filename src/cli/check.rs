@@ -135,14 +135,23 @@ async fn check_kubernetes(cfg: &Config) -> Result<(), (String, i32)> {
     let t = api.api.target().clone();
     let unavailable =
         |e: crate::surfaces::kube::KubeError| (format!("kubernetes: {e}"), EXIT_UNAVAILABLE);
-    api.api.pods(&api.selector).await.map_err(unavailable)?;
+    let pods = api.api.pods(&api.pod_selector).await.map_err(unavailable)?;
+    if !pods.contains(&t.pod) {
+        return Err((
+            format!(
+                "kubernetes: this pod {}/{} does not match `kubernetes.pod_selector` {} ({} pods do); a leader that cannot see its own pod keeps relabeling itself and never clears the others: make the selector match this election's pods",
+                t.namespace, t.pod, api.pod_selector, pods.len()
+            ),
+            EXIT_CONFIG,
+        ));
+    }
     api.api
         .try_set_label(&t.pod, &api.label)
         .await
         .map_err(unavailable)?;
     println!(
-        "kubernetes: pod {}/{} at {}; may list the election's pods and patch its own label {}: ok",
-        t.namespace, t.pod, t.api_url, api.label
+        "kubernetes: pod {}/{} at {}, one of {} pods matching {}; may list them and patch its own label {}: ok",
+        t.namespace, t.pod, t.api_url, pods.len(), api.pod_selector, api.label
     );
     Ok(())
 }

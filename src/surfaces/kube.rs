@@ -55,6 +55,13 @@ pub enum KubeError {
     Answer { what: String, message: String },
 }
 
+impl KubeError {
+    /// The API answered 404: the pod (or namespace) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, KubeError::Status { status: 404, .. })
+    }
+}
+
 /// Where the API is and who this pod is, resolved from the config, the
 /// environment and the service account directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -232,7 +239,7 @@ impl KubeApi {
             .map(drop)
     }
 
-    /// The names of the pods matching `selector`, with their labels.
+    /// The names of the pods matching `selector`.
     pub async fn pods(&self, selector: &str) -> Result<Vec<String>, KubeError> {
         let what = format!(
             "listing pods {selector} in namespace {}",
@@ -249,10 +256,15 @@ impl KubeApi {
         };
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| answer(e.to_string()))?;
-        let items = v
-            .get("items")
-            .and_then(|i| i.as_array())
-            .ok_or_else(|| answer("no `items` list".into()))?;
+        // An empty metadata list comes as `"items": null` (or without
+        // `items`, on some distributions).
+        let items = match v.get("items") {
+            None | Some(serde_json::Value::Null) if v.get("kind").is_some() => {
+                return Ok(Vec::new())
+            }
+            Some(serde_json::Value::Array(a)) => a,
+            _ => return Err(answer("no `items` list".into())),
+        };
         items
             .iter()
             .map(|i| {
@@ -277,6 +289,14 @@ impl KubeApi {
             path: self.token.clone(),
             source,
         })?;
+        // A list asks for the pods' metadata only, where the API offers it.
+        // Anything else asks for plain JSON: the API would apply a patch
+        // and then answer 406, unable to turn one pod into a list.
+        let accept = if method == Method::GET {
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+        } else {
+            "application/json"
+        };
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.target.api_url))
@@ -288,11 +308,7 @@ impl KubeApi {
                 hyper::header::USER_AGENT,
                 concat!("s3-elector/", env!("CARGO_PKG_VERSION")),
             )
-            // Only the metadata of listed pods, where the API offers it.
-            .header(
-                hyper::header::ACCEPT,
-                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
-            );
+            .header(hyper::header::ACCEPT, accept);
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/merge-patch+json");
         }

@@ -18,8 +18,9 @@
 //!   its request can set it after it lost the lease, until its next
 //!   iteration removes it (or the next check of the leader). Leader-only
 //!   *work* stays guarded by the lease and fenced writes, never by the label;
-//! - failures never touch the election: they are retried every
-//!   `retry_period`, counted (`s3_elector_pod_label_errors_total`), shown
+//! - failures never touch the election: they are retried after
+//!   `retry_period`, doubling up to `lease_duration` while they go on,
+//!   counted (`s3_elector_pod_label_errors_total`), shown
 //!   in `/leader`'s `problem`, and logged once per change.
 
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Api {
     pub label: String,
     /// `LABEL=true,<pod_selector>`.
     pub selector: String,
+    /// The election's pods.
+    pub pod_selector: String,
 }
 
 impl Api {
@@ -61,6 +64,7 @@ impl Api {
             api,
             label: label.into(),
             selector: format!("{label}=true,{pod_selector}"),
+            pod_selector: pod_selector.into(),
         }
     }
 }
@@ -83,7 +87,8 @@ pub struct Settings {
     pub pod: String,
     /// While leading, check the other pods this often.
     pub recheck: Duration,
-    /// After a failure, try again this often.
+    /// After a failure, try again after this, doubling with each failure in
+    /// a row (with jitter) up to `recheck`.
     pub retry: Duration,
     /// The last removal on a graceful stop may take this long.
     pub final_timeout: Duration,
@@ -102,31 +107,46 @@ pub async fn run<A: PodLabels>(
     // failed request.
     let mut applied: Option<bool> = None;
     let mut due = Instant::now();
+    let mut failures: u32 = 0;
     loop {
         let state = rx.borrow_and_update().clone();
         let now = Instant::now();
         let want = state.is_leader(now);
         let changed = applied != Some(want);
         if (changed || want) && now >= due {
-            let r = if want {
-                lead(&api, &s, &rx).await
-            } else {
-                api.set(&s.pod, false).await.map(|()| {
-                    if applied == Some(true) {
-                        info!(event = "pod_label_removed", pod = %s.pod, "removed the leader label from this pod");
-                    }
-                    false
-                })
+            let step = async {
+                if want {
+                    lead(&api, &s, &rx).await
+                } else {
+                    api.set(&s.pod, false).await.map(|()| {
+                        if applied == Some(true) {
+                            info!(event = "pod_label_removed", pod = %s.pod, "removed the leader label from this pod");
+                        }
+                        false
+                    })
+                }
+            };
+            // A stop does not wait for a takeover's requests: its own
+            // removal below has the stop budget's time.
+            let r = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    applied = None;
+                    break;
+                }
+                r = step => r,
             };
             let failed = match r {
                 Ok(on) => {
                     applied = Some(on);
+                    failures = 0;
                     due = Instant::now() + s.recheck;
                     None
                 }
                 Err(e) => {
                     applied = None;
-                    due = Instant::now() + s.retry;
+                    due = Instant::now() + backoff(&s, failures);
+                    failures = failures.saturating_add(1);
                     metrics.count_pod_label_error();
                     Some(format!("the leader's pod label: {e}"))
                 }
@@ -162,23 +182,45 @@ pub async fn run<A: PodLabels>(
     }
 }
 
-/// Lead: remove the label from the other pods, then set it on ours if this
-/// copy still leads. `Ok(true)` once ours carries it.
+/// The wait after `failures` failures in a row: `retry` doubled each time,
+/// up to `recheck`, less up to a fifth at random (so that the pods of a
+/// fleet refused at once do not retry in step).
+fn backoff(s: &Settings, failures: u32) -> Duration {
+    let d = s
+        .retry
+        .saturating_mul(1 << failures.min(16))
+        .min(s.recheck.max(s.retry));
+    d.mul_f64(1.0 - rand::random::<f64>() * 0.2)
+}
+
+/// Lead: remove the label from the other pods, then set it on ours, each
+/// step only while this copy still leads (a copy that lost the lease during
+/// a slow list must not strip the new leader's label). `Ok(true)` once ours
+/// carries it.
 async fn lead<A: PodLabels>(
     api: &A,
     s: &Settings,
     rx: &watch::Receiver<State>,
 ) -> Result<bool, KubeError> {
+    let leads = || rx.borrow().is_leader(Instant::now());
     let labeled = api.labeled().await?;
     for other in labeled.iter().filter(|p| **p != s.pod) {
-        api.set(other, false).await?;
-        info!(event = "pod_label_removed", pod = %other, "removed the leader label from another pod");
+        if !leads() {
+            return Ok(false);
+        }
+        match api.set(other, false).await {
+            Ok(()) => {
+                info!(event = "pod_label_removed", pod = %other, "removed the leader label from another pod")
+            }
+            // Deleted since the list (a rollout): nothing to remove.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
     }
     if labeled.contains(&s.pod) {
         return Ok(true);
     }
-    // Checked again: the list and removals took time.
-    if !rx.borrow().is_leader(Instant::now()) {
+    if !leads() {
         return Ok(false);
     }
     api.set(&s.pod, true).await?;

@@ -290,6 +290,15 @@ async fn handle(req: Request<Incoming>, st: &Mutex<ApiState>) -> Response<Full<B
     if auth != Some(&format!("Bearer {TOKEN}")) {
         return status(401, "Unauthorized");
     }
+    // As the API server: a metadata-only list where the client asks for it
+    // (with `"items": null` when nothing matches), and a 406 for a request
+    // that asks for a list form but is not a list (after a patch was
+    // already applied, so the request is both done and failed).
+    let metadata = parts
+        .headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
     let prefix = format!("/api/v1/namespaces/{NAMESPACE}/pods");
     let path = parts.uri.path();
     let Some(rest) = path.strip_prefix(&prefix) else {

@@ -127,6 +127,14 @@ http:
   allow_non_loopback: true
 status_file: /run/s3-elector/status.json
 {{- if .Values.leaderRouting.enabled }}
+{{- if not .Values.standalone }}
+{{- if not .Values.leaderRouting.podSelector }}
+{{- fail "leaderRouting with standalone: false needs leaderRouting.podSelector: the labels of your own pods (the chart's own labels are not on them)" }}
+{{- end }}
+{{- if .Values.serviceAccount.create }}
+{{- fail "leaderRouting with standalone: false needs serviceAccount.create: false and serviceAccount.name: your pods' ServiceAccount (this chart then creates none, and the Role must be bound to yours)" }}
+{{- end }}
+{{- end }}
 {{- if .Values.leaderOnlyReadiness }}
 {{- fail "leaderRouting and leaderOnlyReadiness exclude each other: with leaderRouting every pod stays Ready and the Service selects the leader's label; turn leaderOnlyReadiness off" }}
 {{- end }}

@@ -234,25 +234,41 @@ async fn a_copy_that_stopped_leading_meanwhile_does_not_label_itself() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn failures_are_retried_counted_and_shown_then_cleared() {
-    let r = start(Pods::with(&[]), st(Role::Follower, Some("x"), 2, true));
+async fn failures_back_off_are_counted_and_shown_then_cleared() {
+    let r = start(Pods::with(&[]), leading(Duration::from_secs(1000)));
     r.pods.fail(true);
-    settle().await;
-    r.state.send(leading(Duration::from_secs(100))).unwrap();
+    let t0 = Instant::now();
     settle().await;
     let p = r.problem.borrow().clone().expect("a problem is shown");
     assert!(p.contains("pod label") && p.contains("403"), "{p}");
-    let before = r.pods.requests().len();
-    // Retried every retry period, not in a loop.
-    tokio::time::sleep(Duration::from_millis(1_900)).await;
-    settle().await;
-    assert!(r.pods.requests().is_empty());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    settle().await;
-    assert_eq!(r.pods.requests(), vec!["list"]);
-    assert!(before >= 1);
+    // Each attempt is one list (refused); the waits between attempts double
+    // from the retry period (2 s, less up to a fifth) up to the recheck
+    // (15 s), never in a loop.
+    let mut at = vec![Duration::ZERO];
+    r.pods.requests();
+    for _ in 0..600 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        settle().await;
+        let n = r.pods.requests().len();
+        assert!(n <= 1, "{n} requests in 100 ms");
+        if n == 1 {
+            at.push(Instant::now() - t0);
+        }
+    }
+    let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    assert!(gaps.len() >= 5, "{gaps:?}");
+    assert!((1.5..=2.2).contains(&gaps[0]), "{gaps:?}");
+    assert!((3.1..=4.2).contains(&gaps[1]), "{gaps:?}");
+    assert!((6.3..=8.2).contains(&gaps[2]), "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g <= 15.2), "{gaps:?}");
+    assert!(
+        gaps[gaps.len() - 1] >= 11.9,
+        "capped at the recheck: {gaps:?}"
+    );
+    // Recovered: the next attempt succeeds, the problem goes, and the
+    // count stays.
     r.pods.fail(false);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(16)).await;
     settle().await;
     assert_eq!(r.pods.now_labeled(), vec!["me"]);
     assert_eq!(*r.problem.borrow(), None);
@@ -260,13 +276,142 @@ async fn failures_are_retried_counted_and_shown_then_cleared() {
         &r.state.borrow(),
         crate::surfaces::metrics::Format::Prometheus,
     );
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("s3_elector_pod_label_errors_total ") && !l.ends_with(" 0")),
-        "{text}"
-    );
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix("s3_elector_pod_label_errors_total "))
+        .expect("the counter");
+    assert_eq!(count.parse::<usize>().unwrap(), at.len(), "{text}");
+    // After a success the next failure waits the retry period again.
+    r.state
+        .send(st(Role::Follower, Some("next"), 4, true))
+        .unwrap();
+    settle().await;
+    assert!(r.pods.now_labeled().is_empty());
     r.stop.cancel();
     r.task.await.unwrap();
+}
+
+/// A pod deleted between the list and the removal (a rollout) is not a
+/// failure; the new leader labels itself at once.
+#[tokio::test(start_paused = true)]
+async fn a_pod_gone_since_the_list_does_not_hold_up_the_takeover() {
+    struct Gone(Arc<Pods>);
+    impl PodLabels for Gone {
+        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
+            if pod == "deleted" {
+                return Err(KubeError::Status {
+                    what: "removing".into(),
+                    status: 404,
+                    detail: String::new(),
+                    hint: String::new(),
+                });
+            }
+            self.0.set(pod, on).await
+        }
+        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
+            let mut l = self.0.labeled().await?;
+            l.push("deleted".into());
+            Ok(l)
+        }
+    }
+    let pods = Pods::with(&["old"]);
+    let (_state, rx) = watch::channel(leading(Duration::from_secs(100)));
+    let (problem_tx, problem) = watch::channel(None);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(
+        Gone(pods.clone()),
+        settings(),
+        rx,
+        problem_tx,
+        Arc::new(Metrics::new()),
+        stop.clone(),
+    ));
+    settle().await;
+    assert_eq!(pods.now_labeled(), vec!["me"]);
+    assert_eq!(*problem.borrow(), None);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// A copy that loses the lease while its list is in flight removes nobody's
+/// label: the new leader's label stays.
+#[tokio::test(start_paused = true)]
+async fn a_copy_that_lost_the_lease_during_its_list_removes_nothing() {
+    struct SlowList(Arc<Pods>);
+    impl PodLabels for SlowList {
+        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
+            self.0.set(pod, on).await
+        }
+        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
+            // The answer reflects the API when it is sent, late.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            self.0.labeled().await
+        }
+    }
+    let pods = Pods::with(&[]);
+    let (state, rx) = watch::channel(leading(Duration::from_secs(2)));
+    let (problem_tx, _problem) = watch::channel(None);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(
+        SlowList(pods.clone()),
+        settings(),
+        rx,
+        problem_tx,
+        Arc::new(Metrics::new()),
+        stop.clone(),
+    ));
+    settle().await;
+    // "next" takes over and labels itself while the list is on its way.
+    pods.labeled.lock().unwrap().insert("next".into());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pods.requests.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    settle().await;
+    assert_eq!(pods.now_labeled(), vec!["next"]);
+    assert!(
+        !pods.requests().iter().any(|r| r == "set next false"),
+        "removed the new leader's label"
+    );
+    drop(state);
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// A stop during a slow takeover does not wait for it; the last removal
+/// runs within its own timeout.
+#[tokio::test(start_paused = true)]
+async fn a_stop_does_not_wait_for_a_slow_takeover() {
+    struct Stuck(Arc<Pods>);
+    impl PodLabels for Stuck {
+        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
+            self.0.set(pod, on).await
+        }
+        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
+            std::future::pending().await
+        }
+    }
+    let pods = Pods::with(&[]);
+    let (_state, rx) = watch::channel(leading(Duration::from_secs(100)));
+    let (problem_tx, _problem) = watch::channel(None);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(
+        Stuck(pods.clone()),
+        settings(),
+        rx,
+        problem_tx,
+        Arc::new(Metrics::new()),
+        stop.clone(),
+    ));
+    settle().await;
+    let t0 = Instant::now();
+    stop.cancel();
+    task.await.unwrap();
+    assert!(Instant::now() - t0 < Duration::from_millis(10));
+    assert_eq!(
+        pods.requests(),
+        vec!["set me false"],
+        "the last removal ran"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -321,10 +321,22 @@ async fn handle(req: Request<Incoming>, st: &Mutex<ApiState>) -> Response<Full<B
                 .filter(|(_, l)| matches(l, &selector))
                 .map(|(n, l)| serde_json::json!({"metadata": {"name": n, "namespace": NAMESPACE, "labels": l}}))
                 .collect();
-            answer(
-                200,
-                serde_json::json!({"kind": "PodList", "apiVersion": "v1", "items": items}),
-            )
+            if metadata {
+                let items = if items.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    items.into()
+                };
+                answer(
+                    200,
+                    serde_json::json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "items": items}),
+                )
+            } else {
+                answer(
+                    200,
+                    serde_json::json!({"kind": "PodList", "apiVersion": "v1", "items": items}),
+                )
+            }
         }
         ("PATCH", name) if name.starts_with('/') => {
             let name = &name[1..];
@@ -377,6 +389,12 @@ async fn handle(req: Request<Incoming>, st: &Mutex<ApiState>) -> Response<Full<B
                     .filter(|l| watch.iter().all(|(k, v)| l.get(k) == Some(v)))
                     .count();
                 st.matched.push(n);
+            }
+            if metadata {
+                return status(
+                    406,
+                    "you requested PartialObjectMetadataList, but the requested object is not a list",
+                );
             }
             let l = st.pods[name].clone();
             answer(

@@ -159,6 +159,23 @@ fn only_the_leaders_pod_carries_the_label_through_stop_freeze_and_crash() {
         "the label moved off the crashed leader's pod",
     );
 
+    // Every running copy kept its label in step without a single refused
+    // or failed request.
+    for (i, d) in ds.iter().enumerate() {
+        if i == l3 {
+            continue;
+        }
+        let v = d.view().expect("answers");
+        assert!(v["problem"].is_null(), "{}: {v}", d.id);
+        let (_, metrics) = http(d.http_port, "GET", "/metrics");
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l == "s3_elector_pod_label_errors_total 0"),
+            "{}: {metrics}",
+            d.id
+        );
+    }
     assert_eq!(
         api.most(),
         1,
@@ -205,10 +222,43 @@ fn a_failing_api_is_shown_and_recovered_from_over_tls() {
         "label-tls",
         &format!("{TIMING}{}", kube_config(&api)),
     );
+    // `check` asks the API whether this pod may list and patch (a dry run),
+    // and whether the selector matches it; nothing carries the label yet
+    // (an empty list).
+    let (code, out, err) = run_cmd(&cfg, &["check"], &[("POD_NAME", "solo")]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("kubernetes: pod prod/solo") && out.contains(": ok"),
+        "{out}"
+    );
+    assert_eq!(api.state.lock().unwrap().dry_runs, 1);
+    assert!(
+        api.state.lock().unwrap().changes.is_empty(),
+        "check changed a label"
+    );
+    api.state.lock().unwrap().fail_with = Some(403);
+    let (code, out, err) = run_cmd(&cfg, &["check"], &[("POD_NAME", "solo")]);
+    assert_eq!(code, 69, "{out}{err}");
+    assert!(err.contains("403") && err.contains("Role"), "{err}");
+    api.state.lock().unwrap().fail_with = None;
+    // A pod the selector does not match: its leader could never see itself.
+    let (code, _, err) = run_cmd(&cfg, &["check"], &[("POD_NAME", "ghost")]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("ghost") && err.contains("does not match `kubernetes.pod_selector`"),
+        "{err}"
+    );
+
     let mut d = Daemon::start_with("solo", &cfg, &[("POD_NAME", "solo")]);
     until(Duration::from_secs(30), "leading", || d.says_leader());
     // Over TLS, trusting only the service account's CA.
     wait_labeled(&api, &["solo"], "the leader's pod labeled over TLS");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        d.events().iter().all(|e| e.event() != "pod_label_failing"),
+        "a request failed: {:?}",
+        d.log_text()
+    );
 
     // The API refuses (RBAC removed): shown in /leader, counted, retried;
     // the election goes on and the pod stays Ready.

@@ -361,6 +361,9 @@ async fn handle(req: Request<Incoming>, st: &Mutex<ApiState>) -> Response<Full<B
             }
             if parts.uri.query() == Some("dryRun=All") {
                 st.dry_runs += 1;
+                if metadata {
+                    return status(406, "you requested PartialObjectMetadataList, but the requested object is not a list");
+                }
                 let l = st.pods[name].clone();
                 return answer(
                     200,

@@ -270,6 +270,18 @@ mod tests {
                 "{code} not in run's exit status"
             );
         }
+        let check = &pages
+            .iter()
+            .find(|(f, _)| f == "s3-elector-check.1")
+            .unwrap()
+            .1;
+        assert!(check.contains("POD_NAMESPACE"), "{check}");
+        let status = &pages
+            .iter()
+            .find(|(f, _)| f == "s3-elector-status.1")
+            .unwrap()
+            .1;
+        assert!(!status.contains("POD_NAMESPACE"), "{status}");
         let leader = &pages
             .iter()
             .find(|(f, _)| f == "s3-elector-is-leader.1")

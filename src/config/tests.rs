@@ -475,6 +475,40 @@ fn the_leader_label_needs_a_valid_label_and_selector() {
             e.lines()
         );
     }
+    for ns in ["Prod", &"n".repeat(64)] {
+        let yaml = format!(
+            "{base}kubernetes:\n  leader_label: x\n  pod_selector: a=b\n  namespace: \"{ns}\"\n"
+        );
+        let e = Config::from_yaml(&yaml, "t").expect_err(ns);
+        assert!(
+            e.lines().iter().any(|l| l.contains("kubernetes.namespace")),
+            "{ns}: {:?}",
+            e.lines()
+        );
+    }
+    let yaml = format!(
+        "{base}kubernetes:\n  leader_label: x\n  pod_selector: a=b\n  namespace: \"{}\"\n",
+        "n".repeat(63)
+    );
+    Config::from_yaml(&yaml, "t").expect("a 63-character namespace");
+    // Defaults that fit a pod; typos in the section are named with their path.
+    let c = Config::from_yaml(base, "t").unwrap();
+    assert_eq!(
+        c.kubernetes.service_account_dir,
+        std::path::Path::new("/var/run/secrets/kubernetes.io/serviceaccount")
+    );
+    assert_eq!(
+        c.kubernetes.request_timeout,
+        std::time::Duration::from_secs(3)
+    );
+    let e = Config::from_yaml(&format!("{base}kubernetes:\n  leader_lable: x\n"), "t").unwrap_err();
+    assert!(
+        e.lines()
+            .iter()
+            .any(|l| l.contains("kubernetes.leader_lable") && l.contains("leader_label")),
+        "{:?}",
+        e.lines()
+    );
     let long = "a".repeat(64);
     let yaml = format!("{base}kubernetes:\n  leader_label: {long}\n  pod_selector: a=b\n");
     assert!(Config::from_yaml(&yaml, "t").is_err());

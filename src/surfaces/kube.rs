@@ -364,7 +364,7 @@ impl KubeApi {
         match status.as_u16() {
             401 => "the service account token was refused; check that it is mounted and current".into(),
             403 => format!(
-                "the pod's service account may not {verb} pods in namespace {}: grant get, list and patch on pods with a Role and RoleBinding (the chart's `leaderRouting.enabled` creates them)",
+                "the pod's service account may not {verb} pods in namespace {}: grant list and patch on pods with a Role and RoleBinding (the chart's `leaderRouting.enabled` creates them)",
                 t.namespace
             ),
             404 => format!(

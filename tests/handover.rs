@@ -464,3 +464,127 @@ fn a_copy_nobody_can_wake_keeps_no_busy_timer() {
     );
     check_daemons([&a, &b], &[], 1);
 }
+
+/// S3 GETs this copy has made (its own counter, read from /metrics).
+fn gets(d: &Daemon) -> u64 {
+    let (_, m) = http(d.http_port, "GET", "/metrics");
+    m.lines()
+        .filter(|l| l.starts_with("s3_elector_s3_requests_total{operation=\"get\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// Far followers: with ten copies the leader names eight successors; the
+/// tenth copy watches one of them over HTTP and reads the lease about once
+/// a lease instead of every retry period. When the leader and all eight
+/// successors die at once, its watch notices, it reads at once, and it
+/// takes over by the usual rule (a full lease of the same version on its
+/// own clock), with no overlap.
+#[test]
+fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
+    let sw = Seaweed::start();
+    sw.bucket("far");
+    let cfg = sw.config(
+        sw.dir.path(),
+        "far",
+        "far",
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n",
+    );
+    let ids = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+    let mut ds: Vec<Daemon> = ids.iter().map(|id| Daemon::start(id, &cfg)).collect();
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    let l = wait_single_leader(&refs, Duration::from_secs(60));
+    wait_successors(&sw, "far", &ds[l], 8, Duration::from_secs(60));
+    // Reads over 6 s: a far follower (one with a successor to watch) about
+    // one per lease (3 s), a named successor at least one per retry period
+    // (500 ms). A check that times out on a busy machine can reshuffle who
+    // is named, so a window in which the far follower changed is measured
+    // again.
+    let watching = |d: &Daemon| {
+        d.view()
+            .and_then(|v| v["watching"].as_str().map(String::from))
+    };
+    let mut far = None;
+    for _ in 0..5 {
+        let mut f = None;
+        until(Duration::from_secs(30), "a far follower", || {
+            f = (0..ds.len()).find(|i| watching(&ds[*i]).is_some());
+            f.is_some()
+        });
+        let f = f.unwrap();
+        let near = (0..ds.len())
+            .find(|i| *i != l && *i != f && watching(&ds[*i]).is_none())
+            .expect("a named successor");
+        let target = watching(&ds[f]);
+        std::thread::sleep(Duration::from_secs(1));
+        let (f0, n0) = (gets(&ds[f]), gets(&ds[near]));
+        std::thread::sleep(Duration::from_secs(6));
+        let (f1, n1) = (gets(&ds[f]), gets(&ds[near]));
+        eprintln!(
+            "GETs in 6 s: far follower {}, named successor {}",
+            f1 - f0,
+            n1 - n0
+        );
+        assert!(
+            n1 - n0 >= 8,
+            "the named successor read {} times in 6 s",
+            n1 - n0
+        );
+        if watching(&ds[f]) == target && f1 - f0 <= 4 {
+            far = Some(f);
+            break;
+        }
+    }
+    let far = far.expect("no far follower read at most 4 times in 6 s in 5 windows");
+
+    // The leader and every named successor die at once.
+    let doomed: Vec<usize> = (0..ds.len()).filter(|i| *i != far).collect();
+    let killed = SystemTime::now();
+    for i in &doomed {
+        ds[*i].signal("KILL");
+    }
+    let mut killed_at = vec![None; ds.len()];
+    for i in &doomed {
+        ds[*i].kill();
+        killed_at[*i] = Some(killed);
+    }
+    let end = Instant::now() + Duration::from_secs(30);
+    let at = loop {
+        if let Some(t) = acquired_after(&ds[far], killed) {
+            break t;
+        }
+        assert!(
+            Instant::now() < end,
+            "the far follower never took over:\n{}",
+            ds[far].log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = at.duration_since(killed).unwrap_or_default();
+    eprintln!("the far follower took over {took:?} after the kill");
+    // Its watch told it: it read at once instead of waiting for its slow poll.
+    let noticed = ds[far].events().iter().any(|e| {
+        e.at >= killed
+            && e.at <= at
+            && e.json.get("message").and_then(|m| m.as_str())
+                == Some("the watched successor is gone or has news; reading the lease now")
+    });
+    assert!(
+        noticed,
+        "no watch notice before the takeover:\n{}",
+        ds[far].log_text()
+    );
+    // Never sooner than a lease after the kill (rule 2), and well within
+    // lease + its slow poll on a busy machine.
+    assert!(
+        took >= Duration::from_secs(3),
+        "took over {took:?} after the kill"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "took over {took:?} after the kill"
+    );
+    check_daemons(&ds, &killed_at, 2);
+    ds[far].signal("TERM");
+    ds[far].wait_exit(Duration::from_secs(10));
+}

@@ -32,7 +32,7 @@ use hyper::Method;
 use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::lease::election::State;
 use crate::peers::client::{request, Answer};
@@ -103,7 +103,13 @@ pub async fn run(
             };
             let before = confirmed.send_replace(verdict.clone());
             if before.is_some() && verdict.is_none() {
-                debug!(successor = ?target, "the watched successor is gone or has news; reading the lease now");
+                match &target {
+                    // Once per change of leader or loss of a successor, like
+                    // a follower's "observed lease".
+                    Some(t) => info!(event = "watch_lost", successor = %t,
+                        "the watched successor is gone or has news; reading the lease now"),
+                    None => debug!("no successor to watch any more; reading the lease now"),
+                }
                 wake.notify_one();
             }
         }

@@ -10,8 +10,10 @@
 //! `valid_until` (the same moment on this machine's wall clock, RFC 3339:
 //! a status file whose `valid_until` has passed was left by a daemon that
 //! died or froze), `ready`, `problem`, `candidate` (competes for the lease
-//! now: false while stopping or in a step-down cool-off). `leader_address`
-//! is null whenever `leader` is.
+//! now: false while stopping or in a step-down cool-off), `watching` (a far
+//! follower: the named successor it watches over HTTP instead of reading
+//! the lease at the renewal rate; left out otherwise). `leader_address` is
+//! null whenever `leader` is.
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -36,6 +38,8 @@ pub struct LeaderView {
     pub ready: bool,
     pub problem: Option<String>,
     pub candidate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watching: Option<String>,
 }
 
 impl LeaderView {
@@ -73,6 +77,7 @@ impl LeaderView {
             ready: s.ready,
             problem: s.problem.clone(),
             candidate: s.candidate,
+            watching: s.watch.clone(),
         }
     }
 }

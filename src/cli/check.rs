@@ -187,7 +187,7 @@ fn print_cost(cfg: &Config) {
             list_interval: cfg.registry.list_interval,
             refresh: cfg.registry.refresh,
         });
-    let cost = Cost::new(t.retry_period, registry);
+    let cost = Cost::new(t.retry_period, t.lease_duration, registry);
     println!(
         "requests: leader {:.0} PUT/hour and {:.0} LIST/hour, each follower {:.0} GET/hour and {:.0} PUT/hour (retry_period {}{})",
         cost.leader_puts_per_hour,
@@ -203,6 +203,14 @@ fn print_cost(cfg: &Config) {
         cost.follower_usd_month,
         cost.total_usd_month(3)
     );
+    if registry.is_some() {
+        println!(
+            "beyond 9 copies: each copy the leader does not name as a successor reads {:.0} GET/hour (${:.2}/month); 100 copies ${:.2}/month",
+            cost.far_gets_per_hour,
+            cost.far_usd_month,
+            cost.total_usd_month(100)
+        );
+    }
 }
 
 /// Can the daemon create files next to `path` (the status file is written

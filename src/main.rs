@@ -4,6 +4,12 @@
 use clap::Parser;
 
 fn main() {
-    let cli = s3_elector::cli::Cli::parse();
+    let cli = match s3_elector::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(s3_elector::cli::usage_exit_code(&e, std::env::args()));
+        }
+    };
     std::process::exit(s3_elector::cli::main(cli));
 }

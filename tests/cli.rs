@@ -311,3 +311,35 @@ fn the_man_pages_render() {
         .unwrap();
     assert!(String::from_utf8_lossy(&main.stdout).contains(".TH s3-elector 1"));
 }
+
+/// A command line clap refuses exits 64 like any other bad command line
+/// (clap's own code is 2); `is-leader` exits 255, which systemd's
+/// `ExecCondition=` takes as a failure rather than "skip the job"; help
+/// and version exit 0.
+#[test]
+fn usage_errors_exit_64_and_is_leader_255() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&["run", "--no-such-flag"]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("--no-such-flag"), "{err}");
+    let (code, _, err) = run(&["no-such-command"]);
+    assert_eq!(code, Some(64), "{err}");
+    let (code, _, err) = run(&["is-leader", "--no-such-flag"]);
+    assert_eq!(code, Some(255), "{err}");
+    let (code, out, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("Usage"), "{out}");
+    let (code, out, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+}

@@ -83,7 +83,7 @@ fn exit_status(command: &str) -> &'static [(&'static str, &'static str)] {
         "is-leader" => &[
             ("0", "This copy leads, with more than retry_period of its lease left."),
             ("1", "It does not."),
-            ("255", "Its daemon cannot be asked (not running, bad config): systemd's ExecCondition= then skips the job and marks it failed."),
+            ("255", "Its daemon cannot be asked (not running, bad config), or the command line is wrong: systemd's ExecCondition= then skips the job and marks it failed."),
         ],
         "fenced" => &[
             ("0", "Written, removed, or read."),

@@ -296,6 +296,21 @@ pub struct ResetArgs {
 }
 
 /// Run a command; returns the process exit code.
+/// The exit code for a command line clap refused: 0 for `--help` and
+/// `--version` (printed to stdout), else 64 like any other bad command line
+/// (clap's own would be 2), and for `is-leader` 255: under systemd's
+/// `ExecCondition=` any code from 1 to 254 means "skip the job quietly", so
+/// a mistyped condition would skip it forever without a failure.
+pub fn usage_exit_code(e: &clap::Error, args: impl IntoIterator<Item = String>) -> i32 {
+    if !e.use_stderr() {
+        return 0;
+    }
+    if args.into_iter().skip(1).any(|a| a == "is-leader") {
+        return 255;
+    }
+    crate::config::EXIT_CONFIG
+}
+
 pub fn main(cli: Cli) -> i32 {
     if let Command::Guard(g) = &cli.command {
         // No logging, no runtime: a small process that only watches.

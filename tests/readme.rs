@@ -150,10 +150,27 @@ fn the_ec2_user_data_example_writes_a_config_that_checks() {
         content.contains("identity_from: ec2-instance-id"),
         "{content}"
     );
+    // The listen address comes from instance metadata, before the config
+    // is installed; here the line runs with a loopback address.
+    let printf = script
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("printf 'http:"))
+        .expect("the listen address is appended");
+    assert!(at("latest/meta-data/local-ipv4") < at("printf 'http:"));
+    assert!(at("printf 'http:") < at("install -m 0640"));
     let sw = Seaweed::start();
     sw.bucket("fleet");
     let cfg = sw.dir.path().join("s3-elector.yaml");
     std::fs::write(&cfg, content).unwrap();
+    let appended = printf.replace("/run/s3-elector-cloud-init.yaml", &cfg.display().to_string());
+    let ok = std::process::Command::new("bash")
+        .args(["-c", &format!("IP=127.0.0.1; {appended}")])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let written = std::fs::read_to_string(&cfg).unwrap();
+    assert!(written.contains("listen: \"127.0.0.1:4040\""), "{written}");
     let (code, out, err) = run_cmd(
         &cfg,
         &[
@@ -169,4 +186,5 @@ fn the_ec2_user_data_example_writes_a_config_that_checks() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("conformance probe: passed"), "{out}");
+    assert!(!out.contains("is not a loopback address"), "{out}");
 }

@@ -480,6 +480,11 @@ fn gets(d: &Daemon) -> u64 {
 /// successors die at once, its watch notices, it reads at once, and it
 /// takes over by the usual rule (a full lease of the same version on its
 /// own clock), with no overlap.
+///
+/// The lease is long here (10 s, so a far follower reads every 10-12 s)
+/// and the retry period short (500 ms, so the watch checks every 125 ms):
+/// a takeover within lease + 2.5 s cannot come from a slow poll alone,
+/// except when the kill happens to fall just after one.
 #[test]
 fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
     let sw = Seaweed::start();
@@ -488,7 +493,7 @@ fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
         sw.dir.path(),
         "far",
         "far",
-        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n",
+        "timing:\n  lease_duration: 10s\n  renew_deadline: 6s\n  retry_period: 500ms\n",
     );
     let ids = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
     let mut ds: Vec<Daemon> = ids.iter().map(|id| Daemon::start(id, &cfg)).collect();
@@ -496,7 +501,7 @@ fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
     let l = wait_single_leader(&refs, Duration::from_secs(60));
     wait_successors(&sw, "far", &ds[l], 8, Duration::from_secs(60));
     // Reads over 6 s: a far follower (one with a successor to watch) about
-    // one per lease (3 s), a named successor at least one per retry period
+    // one per lease (10 s), a named successor at least one per retry period
     // (500 ms). A check that times out on a busy machine can reshuffle who
     // is named, so a window in which the far follower changed is measured
     // again.
@@ -512,9 +517,14 @@ fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
             f.is_some()
         });
         let f = f.unwrap();
-        let near = (0..ds.len())
-            .find(|i| *i != l && *i != f && watching(&ds[*i]).is_none())
-            .expect("a named successor");
+        // A copy named a moment ago may still read slowly until its next
+        // read shows it named: wait for one that follows at the full rate.
+        let mut near = None;
+        until(Duration::from_secs(30), "a named successor", || {
+            near = (0..ds.len()).find(|i| *i != l && *i != f && watching(&ds[*i]).is_none());
+            near.is_some()
+        });
+        let near = near.unwrap();
         let target = watching(&ds[f]);
         std::thread::sleep(Duration::from_secs(1));
         let (f0, n0) = (gets(&ds[f]), gets(&ds[near]));
@@ -525,17 +535,17 @@ fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
             f1 - f0,
             n1 - n0
         );
-        assert!(
-            n1 - n0 >= 8,
-            "the named successor read {} times in 6 s",
-            n1 - n0
-        );
-        if watching(&ds[f]) == target && f1 - f0 <= 4 {
+        // Roles can change during a window (who is named is settling):
+        // only a window in which neither changed counts.
+        let kept = watching(&ds[f]) == target && watching(&ds[near]).is_none();
+        if kept && f1 - f0 <= 2 && n1 - n0 >= 8 {
             far = Some(f);
             break;
         }
     }
-    let far = far.expect("no far follower read at most 4 times in 6 s in 5 windows");
+    let far = far.expect(
+        "in 5 windows, no far follower read at most twice in 6 s beside a named successor reading at least 8 times",
+    );
 
     // The leader and every named successor die at once.
     let doomed: Vec<usize> = (0..ds.len()).filter(|i| *i != far).collect();
@@ -574,14 +584,15 @@ fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
         "no watch notice before the takeover:\n{}",
         ds[far].log_text()
     );
-    // Never sooner than a lease after the kill (rule 2), and well within
-    // lease + its slow poll on a busy machine.
+    // Never sooner than a lease after the kill (rule 2); within the bound
+    // (lease + 125 ms + 125 ms + 8 rank delays of 50 ms = 10.65 s) with
+    // room for a busy machine, well short of lease + a slow poll (22 s).
     assert!(
-        took >= Duration::from_secs(3),
+        took >= Duration::from_secs(10),
         "took over {took:?} after the kill"
     );
     assert!(
-        took < Duration::from_secs(15),
+        took < Duration::from_millis(12_500),
         "took over {took:?} after the kill"
     );
     check_daemons(&ds, &killed_at, 2);

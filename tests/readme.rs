@@ -163,7 +163,10 @@ fn the_ec2_user_data_example_writes_a_config_that_checks() {
     sw.bucket("fleet");
     let cfg = sw.dir.path().join("s3-elector.yaml");
     std::fs::write(&cfg, content).unwrap();
-    let appended = printf.replace("/run/s3-elector-cloud-init.yaml", &cfg.display().to_string());
+    let appended = printf.replace(
+        "/run/s3-elector-cloud-init.yaml",
+        &cfg.display().to_string(),
+    );
     let ok = std::process::Command::new("bash")
         .args(["-c", &format!("IP=127.0.0.1; {appended}")])
         .status()

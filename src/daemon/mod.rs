@@ -377,7 +377,11 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             state.clone(),
             watched_tx,
             election.waker(),
-            cfg.timing.retry_period,
+            crate::peers::watch::Settings {
+                election: cfg.election.clone(),
+                retry_period: cfg.timing.retry_period,
+                lease_duration: cfg.timing.lease_duration,
+            },
             stop_surfaces.clone(),
         )));
     }

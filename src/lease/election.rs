@@ -129,7 +129,7 @@ pub struct Links {
     /// successor answers and agrees with what this copy last read (kept by
     /// `peers::watch`). A far follower reads slowly only while this names
     /// the successor it publishes in [`State::watch`].
-    pub watched: Option<watch::Receiver<Option<String>>>,
+    pub watched: Option<watch::Receiver<Option<Successor>>>,
 }
 
 /// Facts the election reports as they happen, besides its [`State`]: for
@@ -200,9 +200,9 @@ pub struct State {
     /// releases, or sits out a step-down cool-off. A leader checks this
     /// (through `GET /leader`) before naming a copy as its successor.
     pub candidate: bool,
-    /// A far follower: the address of the named successor it watches
+    /// A far follower: the named successor it watches (with its address)
     /// instead of reading the lease at the renewal rate.
-    pub watch: Option<String>,
+    pub watch: Option<Successor>,
 }
 
 impl State {
@@ -303,7 +303,7 @@ pub struct Election<S: LeaseStore> {
     /// Candidates to name as successors in written records.
     successors: Option<watch::Receiver<Vec<Successor>>>,
     /// The successor confirmed by `peers::watch` (see [`Links::watched`]).
-    watched: Option<watch::Receiver<Option<String>>>,
+    watched: Option<watch::Receiver<Option<Successor>>>,
     /// Renewals and releases, for whoever listens.
     events: broadcast::Sender<Event>,
     /// Wake-ups from `POST /wake` (coalesced by `Notify`).
@@ -317,6 +317,9 @@ pub struct Election<S: LeaseStore> {
     phase: Option<Phase>,
     /// When the last read was sent.
     last_read: Option<Instant>,
+    /// When the last read that got an answer was sent: a failed read tells
+    /// nothing, so a copy due to re-read before writing reads again.
+    last_good_read: Option<Instant>,
     /// After a failed write attempt: no new attempt before this (rule 10).
     write_not_before: Option<Instant>,
     /// Throttled answers in a row, to reads and to writes (a store may
@@ -377,6 +380,7 @@ impl<S: LeaseStore> Election<S> {
             wake_tokens: (WAKE_BURST, Instant::now()),
             phase: None,
             last_read: None,
+            last_good_read: None,
             write_not_before: None,
             throttled: Throttled::default(),
             floor: Floor::Unknown,
@@ -443,7 +447,7 @@ impl<S: LeaseStore> Election<S> {
     /// successors with addresses, and this copy is not among them. One of
     /// the addresses, chosen by this copy's identity, so that the far
     /// followers spread over the successors.
-    fn watch_target(&self) -> Option<String> {
+    fn watch_target(&self) -> Option<Successor> {
         self.cfg.far_poll?;
         let obs = self.observed.as_ref()?;
         let Seen::Record(r) = &obs.seen else {
@@ -452,11 +456,15 @@ impl<S: LeaseStore> Election<S> {
         if r.released || self.wrote(&r.nonce) || (self.rank(r) as usize) < r.successors.len() {
             return None;
         }
-        let addresses: Vec<&String> = r
-            .successor_addresses
+        let addresses: Vec<Successor> = r
+            .successors
             .iter()
-            .take(r.successors.len())
-            .filter(|a| !a.is_empty())
+            .zip(&r.successor_addresses)
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(identity, address)| Successor {
+                identity: identity.clone(),
+                address: Some(address.clone()),
+            })
             .collect();
         if addresses.is_empty() {
             return None;
@@ -480,7 +488,7 @@ impl<S: LeaseStore> Election<S> {
         };
         self.watched
             .as_ref()
-            .is_some_and(|w| w.borrow().as_deref() == Some(target.as_str()))
+            .is_some_and(|w| w.borrow().as_ref() == Some(&target))
     }
 
     /// The guard after an early read, and how much earlier each aimed read
@@ -735,6 +743,7 @@ impl<S: LeaseStore> Election<S> {
             self.note_answer(Kind::Read, r.as_ref().err());
             match r {
                 Ok(obj) => {
+                    self.last_good_read = Some(sent);
                     self.progress();
                     let changed = self.observe(obj);
                     self.plan_reads(previous, sent, changed, aimed);
@@ -819,7 +828,7 @@ impl<S: LeaseStore> Election<S> {
         match &obs.seen {
             Seen::Record(r) if !self.wrote(&r.nonce) && self.rank(r) > 0 => self
                 .acquire_at()
-                .is_some_and(|t| self.last_read.is_none_or(|l| l < t)),
+                .is_some_and(|t| self.last_good_read.is_none_or(|l| l < t)),
             _ => false,
         }
     }
@@ -1122,8 +1131,13 @@ impl<S: LeaseStore> Election<S> {
                         "acquire attempt failed; reading back to settle it");
                 }
                 // Read back: learn the winner, or find that our write landed.
-                self.last_read = Some(Instant::now());
-                match self.store.get(&self.cfg.key).await {
+                let sent = Instant::now();
+                self.last_read = Some(sent);
+                let back = self.store.get(&self.cfg.key).await;
+                if back.is_ok() {
+                    self.last_good_read = Some(sent);
+                }
+                match back {
                     Ok(Some(obj)) => {
                         self.progress();
                         if let Ok(r) = LeaseRecord::parse(&obj.body) {

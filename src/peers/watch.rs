@@ -3,24 +3,36 @@
 //! renewal rate, so that the S3 requests of a fleet grow with the number of
 //! successors (at most [`MAX_SUCCESSORS`]), not with the number of copies.
 //!
-//! The election publishes which successor to watch ([`State::watch`]); this
-//! task asks it `GET /leader` every `every` (a quarter of `retry_period`,
-//! at most 500 ms apart) and publishes the address back while the successor
-//! answers, is ready and a candidate, and names the same leader and term
-//! this copy last read. Only then does the election read slowly (once per
-//! `far_poll`). Anything else (no answer, an error, a stopping successor,
-//! news of another leader or term) withdraws the confirmation and wakes the
-//! election, which reads at once and then at the renewal rate again.
+//! The election publishes which successor to watch ([`State::watch`]: its
+//! identity and address); this task asks it `GET /leader` every
+//! [`check_interval`] (a quarter of `retry_period`, at most 500 ms apart)
+//! and publishes it back while the answer shows a healthy named successor
+//! that sees what this copy saw ([`judge`]). Only then does the election
+//! read slowly (once per `far_poll`). Anything else withdraws the
+//! confirmation and wakes the election, which reads at once and then at the
+//! renewal rate again.
 //!
 //! Invariants:
 //! - a hint only: the confirmation makes the election read *later*, never
 //!   write sooner, and the wake-up causes at most one (rate-limited) read;
 //!   the lease rules decide every write;
-//! - the confirmation names the successor it is about, so a confirmation of
-//!   a successor the election no longer watches counts for nothing;
+//! - the confirmation names the successor it is about (identity and
+//!   address), so a confirmation of a successor the election no longer
+//!   watches counts for nothing, and an address that reaches another copy
+//!   (a loopback address advertised on another host) never confirms;
+//! - a successor confirms only while it reads at the renewal rate itself
+//!   (not far), reports no problem, and its view of the holder is fresh (the
+//!   takeover it expects is at least `lease − 2 × retry_period` away): a
+//!   holder that misses two renewals withdraws the confirmation even while
+//!   the successor lives;
 //! - when the successors and the holder die together, the far follower
-//!   learns it within `every` + the request timeout, and reads the lease at
-//!   once (the bound is argued in docs/design.md, "Far followers").
+//!   learns it within [`check_interval`] + [`check_timeout`] and reads the
+//!   lease at once (the bound is argued in docs/design.md, "Far
+//!   followers");
+//! - a successor that failed a check is confirmed again only after it has
+//!   answered well for a hold time (one `retry_period`, doubling with each
+//!   loss in a row, at most a lease), so a slow successor cannot make its
+//!   far followers flip between slow and fast reads.
 //!
 //! [`MAX_SUCCESSORS`]: crate::lease::election::MAX_SUCCESSORS
 //! [`State::watch`]: crate::lease::election::State::watch
@@ -35,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::lease::election::State;
+use crate::lease::record::Successor;
 use crate::peers::client::{request, Answer};
 
 /// How often a far follower asks its successor, for a `retry_period`.
@@ -47,69 +60,221 @@ pub fn check_timeout(retry_period: Duration) -> Duration {
     (retry_period / 4).clamp(Duration::from_millis(50), Duration::from_millis(500))
 }
 
-/// Does the successor's `GET /leader` answer confirm what this copy knows:
-/// it is ready, competing, and names `leader` and `term`?
-pub fn agrees(answer: &Answer, leader: Option<&str>, term: u64) -> bool {
+/// What one check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A healthy named successor that sees what this copy saw.
+    Agrees,
+    /// The successor is healthy but sees another leader or term: this copy
+    /// is behind (a hand-over happened). Read; no hold.
+    News,
+    /// No answer, another copy answered, or an unhealthy or far successor.
+    Bad,
+}
+
+/// What this copy knows, to compare the successor's answer with.
+#[derive(Debug, Clone)]
+pub struct Known<'a> {
+    pub election: &'a str,
+    pub leader: Option<&'a str>,
+    pub term: u64,
+    /// The successor's expected takeover must be at least this far away.
+    pub min_valid: Duration,
+}
+
+/// Judge the successor's `GET /leader` answer.
+pub fn judge(answer: &Answer, successor: &Successor, k: &Known) -> Verdict {
     if !answer.is_success() {
-        return false;
+        return Verdict::Bad;
     }
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(&answer.body) else {
-        return false;
+        return Verdict::Bad;
     };
-    v["ready"] == true
+    let healthy = v["identity"].as_str() == Some(successor.identity.as_str())
+        && v["election"].as_str() == Some(k.election)
+        && v["ready"] == true
         && v["candidate"] == true
         && v["is_leader"] == false
-        && v["term"].as_u64() == Some(term)
-        && leader.is_some_and(|l| v["leader"].as_str() == Some(l))
+        && v["problem"].is_null()
+        && v["watching"].is_null();
+    if !healthy {
+        return Verdict::Bad;
+    }
+    let same = v["term"].as_u64() == Some(k.term)
+        && k.leader.is_some_and(|l| v["leader"].as_str() == Some(l));
+    if !same {
+        return Verdict::News;
+    }
+    let fresh = v["view_valid_for_seconds"]
+        .as_f64()
+        .is_some_and(|s| s >= k.min_valid.as_secs_f64());
+    if fresh {
+        Verdict::Agrees
+    } else {
+        Verdict::Bad
+    }
+}
+
+/// The confirmation's state between checks (pure; [`run`] does the I/O).
+#[derive(Debug)]
+pub struct Confirmer {
+    retry: Duration,
+    lease: Duration,
+    target: Option<Successor>,
+    confirmed: bool,
+    /// Since when the target has answered well without a break.
+    good_since: Option<Instant>,
+    /// Good answers needed before a confirmation, after a loss.
+    hold: Duration,
+    /// Confirmed since, to forget the hold after a lease of good answers.
+    confirmed_since: Option<Instant>,
+    /// The target whose loss was logged at INFO (once per target).
+    logged: Option<Successor>,
+}
+
+/// What to do after a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The confirmation to publish.
+    pub confirmed: Option<Successor>,
+    /// Wake the election: a confirmation was withdrawn.
+    pub wake: bool,
+}
+
+impl Confirmer {
+    pub fn new(retry: Duration, lease: Duration) -> Confirmer {
+        Confirmer {
+            retry,
+            lease,
+            target: None,
+            confirmed: false,
+            good_since: None,
+            hold: Duration::ZERO,
+            confirmed_since: None,
+            logged: None,
+        }
+    }
+
+    /// A new target (or none): nothing is confirmed for it yet.
+    pub fn retarget(&mut self, target: Option<Successor>) {
+        if target != self.target {
+            self.target = target;
+            self.confirmed = false;
+            self.good_since = None;
+            self.confirmed_since = None;
+            self.hold = Duration::ZERO;
+        }
+    }
+
+    pub fn target(&self) -> Option<&Successor> {
+        self.target.as_ref()
+    }
+
+    /// Take in a check of the current target at `now`.
+    pub fn checked(&mut self, now: Instant, v: Verdict) -> Step {
+        let was = self.confirmed;
+        match v {
+            Verdict::Agrees => {
+                let since = *self.good_since.get_or_insert(now);
+                if !self.confirmed && now.saturating_duration_since(since) >= self.hold {
+                    self.confirmed = true;
+                    self.confirmed_since = Some(now);
+                }
+                if self
+                    .confirmed_since
+                    .is_some_and(|c| now.saturating_duration_since(c) >= self.lease)
+                {
+                    self.hold = Duration::ZERO;
+                }
+            }
+            Verdict::News => {
+                // The successor is fine; this copy is behind. Read, then
+                // confirm again at once.
+                self.confirmed = false;
+                self.confirmed_since = None;
+            }
+            Verdict::Bad => {
+                if was {
+                    self.hold = (self.hold * 2).clamp(self.retry, self.lease.max(self.retry));
+                }
+                self.confirmed = false;
+                self.good_since = None;
+                self.confirmed_since = None;
+            }
+        }
+        let lost = was && !self.confirmed;
+        if lost {
+            let t = self.target.clone();
+            if t != self.logged {
+                info!(
+                    event = "watch_lost",
+                    successor = t.as_ref().map_or("", |s| s.identity.as_str()),
+                    "the watched successor is gone or has news; reading the lease now"
+                );
+                self.logged = t;
+            } else {
+                debug!(successor = ?t, "the watched successor is gone or has news again; reading the lease now");
+            }
+        }
+        Step {
+            confirmed: self.confirmed.then(|| self.target.clone()).flatten(),
+            wake: lost,
+        }
+    }
+}
+
+/// How the watch runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub election: String,
+    pub retry_period: Duration,
+    pub lease_duration: Duration,
 }
 
 /// Keep `confirmed` current until `shutdown`; wake the election when a
 /// confirmation is withdrawn.
 pub async fn run(
     mut state: watch::Receiver<State>,
-    confirmed: watch::Sender<Option<String>>,
+    confirmed: watch::Sender<Option<Successor>>,
     wake: Arc<Notify>,
-    retry_period: Duration,
+    s: Settings,
     shutdown: CancellationToken,
 ) {
-    let every = check_interval(retry_period);
-    let within = check_timeout(retry_period);
-    let mut watching: Option<String> = None;
+    let every = check_interval(s.retry_period);
+    let within = check_timeout(s.retry_period);
+    let min_valid = s.lease_duration.saturating_sub(s.retry_period * 2);
+    let mut c = Confirmer::new(s.retry_period, s.lease_duration);
     let mut next = Instant::now();
     loop {
         let (target, leader, term) = {
-            let s = state.borrow_and_update();
-            (s.watch.clone(), s.leader.clone(), s.term)
+            let st = state.borrow_and_update();
+            (st.watch.clone(), st.leader.clone(), st.term)
         };
-        if target != watching {
+        if target.as_ref() != c.target() {
             // A new successor to watch (or none): check it at once.
-            watching = target.clone();
+            c.retarget(target.clone());
+            confirmed.send_replace(None);
             next = Instant::now();
         }
-        if Instant::now() >= next {
+        if let (Some(t), true) = (&target, Instant::now() >= next) {
             next = Instant::now() + every;
-            let verdict = match &target {
-                None => None,
-                Some(addr) => {
-                    let ok = match request(addr, Method::GET, "/leader", within).await {
-                        Ok(a) => agrees(&a, leader.as_deref(), term),
-                        Err(e) => {
-                            debug!(successor = %addr, error = %e, "the watched successor does not answer");
-                            false
-                        }
-                    };
-                    ok.then(|| addr.clone())
+            let address = t.address.as_deref().unwrap_or_default();
+            let known = Known {
+                election: &s.election,
+                leader: leader.as_deref(),
+                term,
+                min_valid,
+            };
+            let verdict = match request(address, Method::GET, "/leader", within).await {
+                Ok(a) => judge(&a, t, &known),
+                Err(e) => {
+                    debug!(successor = %t.identity, address, error = %e, "the watched successor does not answer");
+                    Verdict::Bad
                 }
             };
-            let before = confirmed.send_replace(verdict.clone());
-            if before.is_some() && verdict.is_none() {
-                match &target {
-                    // Once per change of leader or loss of a successor, like
-                    // a follower's "observed lease".
-                    Some(t) => info!(event = "watch_lost", successor = %t,
-                        "the watched successor is gone or has news; reading the lease now"),
-                    None => debug!("no successor to watch any more; reading the lease now"),
-                }
+            let step = c.checked(Instant::now(), verdict);
+            confirmed.send_replace(step.confirmed);
+            if step.wake {
                 wake.notify_one();
             }
         }
@@ -117,60 +282,10 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             r = state.changed() => if r.is_err() { break },
-            _ = sleep_until(next), if watching.is_some() => {}
+            _ = sleep_until(next), if c.target().is_some() => {}
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hyper::body::Bytes;
-
-    fn answer(status: u16, body: serde_json::Value) -> Answer {
-        Answer {
-            status,
-            body: Bytes::from(body.to_string()),
-        }
-    }
-
-    #[test]
-    fn a_successor_confirms_only_what_this_copy_knows() {
-        let ok = serde_json::json!({"ready": true, "candidate": true, "is_leader": false, "leader": "L", "term": 7});
-        assert!(agrees(&answer(200, ok.clone()), Some("L"), 7));
-        // News: another leader or term (a hand-over happened).
-        assert!(!agrees(&answer(200, ok.clone()), Some("L"), 6));
-        assert!(!agrees(&answer(200, ok.clone()), Some("M"), 7));
-        assert!(!agrees(&answer(200, ok.clone()), None, 7));
-        // A successor that leads, is stopping, or has not read the lease.
-        for (k, v) in [("is_leader", true), ("candidate", false), ("ready", false)] {
-            let mut b = ok.clone();
-            b[k] = serde_json::Value::Bool(v);
-            assert!(!agrees(&answer(200, b), Some("L"), 7), "{k}: {v}");
-        }
-        assert!(!agrees(&answer(503, ok.clone()), Some("L"), 7));
-        assert!(!agrees(
-            &Answer {
-                status: 200,
-                body: Bytes::from_static(b"not json")
-            },
-            Some("L"),
-            7
-        ));
-    }
-
-    #[test]
-    fn checks_come_often_enough_for_the_failover_bound() {
-        let r = Duration::from_secs(2);
-        assert_eq!(check_interval(r), Duration::from_millis(500));
-        assert_eq!(check_timeout(r), Duration::from_millis(500));
-        let r = Duration::from_millis(500);
-        assert_eq!(check_interval(r), Duration::from_millis(125));
-        assert_eq!(check_timeout(r), Duration::from_millis(125));
-        // Together under one retry period, from 200 ms up.
-        for ms in [200, 500, 1000, 2000, 10_000] {
-            let r = Duration::from_millis(ms);
-            assert!(check_interval(r) + check_timeout(r) <= r, "{ms}");
-        }
-    }
-}
+mod tests;

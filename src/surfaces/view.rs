@@ -77,7 +77,7 @@ impl LeaderView {
             ready: s.ready,
             problem: s.problem.clone(),
             candidate: s.candidate,
-            watching: s.watch.clone(),
+            watching: s.watch.as_ref().map(|w| w.identity.clone()),
         }
     }
 }

@@ -1602,7 +1602,7 @@ fn far_cfg(id: &str) -> ElectionConfig {
     }
 }
 
-fn with_watched(rx: watch::Receiver<Option<String>>) -> Links {
+fn with_watched(rx: watch::Receiver<Option<Successor>>) -> Links {
     Links {
         watched: Some(rx),
         ..Links::default()
@@ -1621,7 +1621,12 @@ async fn a_far_follower_reads_once_a_lease_while_its_successor_is_confirmed() {
     let mut far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
     settle().await;
     let target = far.state().watch.expect("a successor to watch");
-    assert!(target == "s1:4040" || target == "s2:4040", "{target}");
+    let addr = target.address.clone().unwrap();
+    assert!(
+        addr == format!("{}:4040", target.identity)
+            && ["s1", "s2"].contains(&target.identity.as_str()),
+        "{target:?}"
+    );
     // Not confirmed yet: it reads at the renewal rate.
     let before = gets(&store);
     sleep(RETRY * 5).await;
@@ -1634,13 +1639,16 @@ async fn a_far_follower_reads_once_a_lease_while_its_successor_is_confirmed() {
     let n = gets(&store) - before;
     assert!((3..=5).contains(&n), "{n} reads in 4 leases");
     // A confirmation of another successor counts for nothing.
-    confirm.send_replace(Some("elsewhere:4040".into()));
+    confirm.send_replace(Some(Successor {
+        identity: "other".into(),
+        ..target.clone()
+    }));
     sleep(LEASE).await;
     let before = gets(&store);
     sleep(RETRY * 5).await;
     assert!(gets(&store) - before >= 4);
     // A named successor is never far.
-    let (_c2, confirmed2) = watch::channel(Some("s2:4040".to_string()));
+    let (_c2, confirmed2) = watch::channel(Some(target.clone()));
     let mut s1 = spawn(store.clone(), far_cfg("s1"), with_watched(confirmed2));
     settle().await;
     until_state(&mut s1.rx, "s1 follows", |s| s.role == Role::Follower).await;
@@ -1658,9 +1666,13 @@ async fn a_far_follower_reads_once_a_lease_while_its_successor_is_confirmed() {
 async fn without_addresses_or_far_poll_every_follower_reads_at_the_renewal_rate() {
     let store = MemoryStore::new();
     other_record(&store, "old", false, &["s1"]);
-    let (_c, confirmed) = watch::channel(Some("s1:4040".to_string()));
+    let s1 = Successor {
+        identity: "s1".into(),
+        address: Some("s1:4040".into()),
+    };
+    let (_c, confirmed) = watch::channel(Some(s1.clone()));
     let a = spawn(store.clone(), far_cfg("a"), with_watched(confirmed));
-    let (_c, confirmed) = watch::channel(Some("s1:4040".to_string()));
+    let (_c, confirmed) = watch::channel(Some(s1));
     let b = spawn(store.clone(), cfg("b"), with_watched(confirmed));
     settle().await;
     assert_eq!(a.state().watch, None, "no addresses in the record");
@@ -1677,41 +1689,76 @@ async fn without_addresses_or_far_poll_every_follower_reads_at_the_renewal_rate(
 /// its watch took + the rank delay.
 #[tokio::test(start_paused = true)]
 async fn a_far_follower_takes_over_within_the_bound_when_all_successors_die() {
+    // The death falls at different moments of the far follower's slow
+    // reads: right after one, and up to a lease later.
+    for offset_ms in [777, 3_000, 6_000, 9_000, 12_000, 14_500] {
+        let store = MemoryStore::new();
+        let stop = CancellationToken::new();
+        let holder = renewing_with_successors(&store, &["s1", "s2"], stop.clone());
+        let (confirm, confirmed) = watch::channel(None);
+        let mut far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
+        settle().await;
+        let target = far.state().watch.expect("a successor to watch");
+        confirm.send_replace(Some(target));
+        sleep(LEASE * 3 + Duration::from_millis(offset_ms)).await;
+        // The holder and the successors die; the last renewal is now.
+        stop.cancel();
+        holder.await.unwrap();
+        let died = Instant::now();
+        // The watch notices within its check interval + timeout.
+        let noticed =
+            crate::peers::watch::check_interval(RETRY) + crate::peers::watch::check_timeout(RETRY);
+        sleep(noticed).await;
+        confirm.send_replace(None);
+        far.wake.notify_one();
+        until_state(&mut far.rx, "the far follower leads", |s| {
+            s.is_leader(Instant::now())
+        })
+        .await;
+        let took = Instant::now() - died;
+        // Rank: not named among two successors, so 2 rank delays.
+        let bound = LEASE + noticed + Duration::from_millis(400) + Duration::from_millis(50);
+        assert!(
+            took >= LEASE,
+            "{offset_ms}: took over {took:?} after the last renewal: too soon"
+        );
+        assert!(
+            took <= bound,
+            "{offset_ms}: took over {took:?} after the last renewal; bound {bound:?}"
+        );
+        far.shutdown().await;
+    }
+}
+
+/// A failed read is no read: a far follower whose re-read before writing
+/// fails reads again instead of writing on the version it saw a lease ago
+/// (the holder is alive; the write would only be refused).
+#[tokio::test(start_paused = true)]
+async fn a_failed_read_does_not_make_a_far_follower_write_on_an_old_version() {
     let store = MemoryStore::new();
     let stop = CancellationToken::new();
-    let holder = renewing_with_successors(&store, &["s1", "s2"], stop.clone());
+    let holder = renewing_with_successors(&store, &["s1"], stop.clone());
     let (confirm, confirmed) = watch::channel(None);
-    let mut far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
+    let far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
     settle().await;
-    let target = far.state().watch.expect("a successor to watch");
-    confirm.send_replace(Some(target));
-    // Long into far mode: its last read may be up to a lease old.
-    sleep(LEASE * 3 + Duration::from_millis(777)).await;
-    // The holder and the successors die; the last renewal is now.
+    confirm.send_replace(far.state().watch);
+    sleep(LEASE * 2).await;
+    for _ in 0..3 {
+        store.inject(
+            Op::Get,
+            Fault::FailBefore(StoreError::Transient("503".into())),
+        );
+    }
+    sleep(LEASE * 4).await;
+    let writes = store
+        .requests()
+        .iter()
+        .filter(|o| matches!(o, Op::PutIfMatch | Op::PutIfAbsent))
+        .count();
+    assert_eq!(writes, 0, "{:?}", store.requests());
+    assert!(!far.leads());
     stop.cancel();
     holder.await.unwrap();
-    let died = Instant::now();
-    // The watch notices within its check interval + timeout.
-    let noticed =
-        crate::peers::watch::check_interval(RETRY) + crate::peers::watch::check_timeout(RETRY);
-    sleep(noticed).await;
-    confirm.send_replace(None);
-    far.wake.notify_one();
-    until_state(&mut far.rx, "the far follower leads", |s| {
-        s.is_leader(Instant::now())
-    })
-    .await;
-    let took = Instant::now() - died;
-    // Rank: not named among two successors, so 2 rank delays.
-    let bound = LEASE + noticed + Duration::from_millis(400) + Duration::from_millis(50);
-    assert!(
-        took >= LEASE,
-        "took over {took:?} after the last renewal: too soon"
-    );
-    assert!(
-        took <= bound,
-        "took over {took:?} after the last renewal; bound {bound:?}"
-    );
     far.shutdown().await;
 }
 

@@ -1794,3 +1794,85 @@ async fn a_far_follower_rereads_before_writing() {
     );
     far.shutdown().await;
 }
+
+/// Nobody watches when the record is released (everyone reads now), and
+/// far followers spread over the successors by their identities.
+#[tokio::test(start_paused = true)]
+async fn far_followers_spread_over_the_successors_and_nobody_watches_a_released_record() {
+    let store = MemoryStore::new();
+    let names: Vec<String> = (0..8).map(|i| format!("s{i}")).collect();
+    let write = |released: bool| {
+        foreign_holder(&store, "old", 5);
+        let mut r = record(&store);
+        r.released = released;
+        r.successors = names.clone();
+        r.successor_addresses = names.iter().map(|n| format!("{n}:4040")).collect();
+        r.nonce = new_nonce();
+        store.put_raw(KEY, &r.to_body());
+    };
+    write(false);
+    let mut chosen = std::collections::HashMap::new();
+    let mut nodes = Vec::new();
+    for i in 0..48 {
+        let n = spawn(
+            store.clone(),
+            far_cfg(&format!("far-{i}")),
+            Links::default(),
+        );
+        nodes.push(n);
+    }
+    settle().await;
+    for n in &nodes {
+        let w = n.state().watch.expect("a successor to watch");
+        assert_eq!(
+            w.address.as_deref(),
+            Some(format!("{}:4040", w.identity).as_str())
+        );
+        *chosen.entry(w.identity).or_insert(0) += 1;
+    }
+    // 48 copies over 8 successors: each watched by some, none by most.
+    assert_eq!(chosen.len(), 8, "{chosen:?}");
+    assert!(chosen.values().all(|n| (2..=12).contains(n)), "{chosen:?}");
+    // The same choice every time (a stable hash of the identity).
+    let again = spawn(store.clone(), far_cfg("far-0"), Links::default());
+    settle().await;
+    assert_eq!(again.state().watch, nodes[0].state().watch);
+    nodes.push(again);
+    // Released: every copy reads now; nobody watches.
+    write(true);
+    for n in &nodes {
+        n.wake.notify_one();
+    }
+    sleep(RETRY * 2).await;
+    for n in &nodes {
+        let s = n.state();
+        assert!(s.watch.is_none() || s.role == Role::Leader, "{:?}", s.watch);
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// A far follower's slow reads are spread like the plain ones: a lease
+/// apart times 1.0 to 1.2.
+#[tokio::test(start_paused = true)]
+async fn far_reads_are_a_lease_apart_with_jitter() {
+    let store = MemoryStore::new();
+    let stop = CancellationToken::new();
+    let holder = renewing_with_successors(&store, &["s1"], stop.clone());
+    let (confirm, confirmed) = watch::channel(None);
+    let mut c = far_cfg("far");
+    c.jitter = true;
+    let far = spawn(store.clone(), c, with_watched(confirmed));
+    settle().await;
+    confirm.send_replace(far.state().watch);
+    sleep(LEASE * 2).await;
+    let before = gets(&store);
+    sleep(LEASE * 12).await;
+    let n = gets(&store) - before;
+    // 12 leases at 1.0-1.2 leases apart: 10 to 12 reads (±1 at the edges).
+    assert!((9..=13).contains(&n), "{n} reads in 12 leases");
+    stop.cancel();
+    holder.await.unwrap();
+    far.shutdown().await;
+}

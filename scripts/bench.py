@@ -825,7 +825,8 @@ def report(res, roles, still, scale, etcd_res, early, rolling):
     P(f"\nRelease binary (stripped): {size / 1024 / 1024:.1f} MiB.\n")
 
     if scale:
-        P(f"## Scale (3s/1s/0.5s, one election, {SCALE_TRIALS} trials each)\n")
+        P(f"## Scale (3s/1s/0.5s, one election, {SCALE_TRIALS_SMALL} trials each up to 10 candidates, "
+          f"{SCALE_TRIALS} above)\n")
         P("| candidates | crash failover median / max (s) | graceful hand-over median / p99 / max (ms) | "
           "leader + all named successors killed: median / max (s) | "
           "requests per hour, all copies (GET / PUT / LIST) | per follower GET/h | cost per month at these timings |")

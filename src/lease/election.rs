@@ -631,14 +631,16 @@ impl<S: LeaseStore> Election<S> {
         d
     }
 
-    /// A far follower's wait between reads: `far_poll` with the same
-    /// jitter, never shorter than the plain pause.
+    /// A far follower's wait between reads: `far_poll`, never shorter than
+    /// the plain pause. With `far_poll` = `lease_duration` its reads in fact
+    /// come at its takeover times (first sight + lease + rank delays), each
+    /// the re-read before writing that finds the next version: a lease and
+    /// a little apart, spread by when each copy first read.
     fn far_pause(&self) -> Duration {
-        let mut d = self.cfg.far_poll.unwrap_or(self.cfg.retry_period);
-        if self.cfg.jitter {
-            d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
-        }
-        d.max(self.pause(Kind::Read))
+        self.cfg
+            .far_poll
+            .unwrap_or(self.cfg.retry_period)
+            .max(self.pause(Kind::Read))
     }
 
     /// Count a store answer to a kind of request for the throttling backoff.

@@ -60,6 +60,13 @@ pub fn check_timeout(retry_period: Duration) -> Duration {
     (retry_period / 4).clamp(Duration::from_millis(50), Duration::from_millis(500))
 }
 
+/// How far away a successor's expected takeover must be for its view of
+/// the holder to count as fresh: `lease − 2 × retry_period` (the holder
+/// missed fewer than two renewals).
+pub fn min_valid(lease: Duration, retry_period: Duration) -> Duration {
+    lease.saturating_sub(retry_period * 2)
+}
+
 /// What one check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -242,7 +249,7 @@ pub async fn run(
 ) {
     let every = check_interval(s.retry_period);
     let within = check_timeout(s.retry_period);
-    let min_valid = s.lease_duration.saturating_sub(s.retry_period * 2);
+    let min_valid = min_valid(s.lease_duration, s.retry_period);
     let mut c = Confirmer::new(s.retry_period, s.lease_duration);
     let mut next = Instant::now();
     loop {

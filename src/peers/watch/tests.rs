@@ -100,6 +100,14 @@ fn checks_come_often_enough_for_the_failover_bound() {
         check_timeout(Duration::from_millis(40)),
         Duration::from_millis(50)
     );
+    assert_eq!(
+        min_valid(Duration::from_secs(15), Duration::from_secs(2)),
+        Duration::from_secs(11)
+    );
+    assert_eq!(
+        min_valid(Duration::from_secs(1), Duration::from_secs(2)),
+        Duration::ZERO
+    );
     // Together within half a retry period, from 200 ms up.
     for ms in [200, 500, 1000, 2000, 10_000] {
         let r = Duration::from_millis(ms);
@@ -182,6 +190,8 @@ async fn a_withdrawal_wakes_the_election_once_and_a_flaky_successor_is_held_off(
 /// connections and never answering while `silent`.
 struct Peer {
     address: String,
+    /// Requests answered.
+    answered: Arc<std::sync::atomic::AtomicUsize>,
     body: Arc<std::sync::Mutex<serde_json::Value>>,
     silent: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -193,13 +203,14 @@ async fn peer(body: serde_json::Value) -> Peer {
     let address = listener.local_addr().unwrap().to_string();
     let body = Arc::new(std::sync::Mutex::new(body));
     let silent = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (b, q) = (body.clone(), silent.clone());
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (b, q, n) = (body.clone(), silent.clone(), answered.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let (b, q) = (b.clone(), q.clone());
+            let (b, q, n) = (b.clone(), q.clone(), n.clone());
             tokio::spawn(async move {
                 if q.load(std::sync::atomic::Ordering::SeqCst) {
                     // SIGSTOPped: the kernel accepts, nobody answers.
@@ -208,6 +219,7 @@ async fn peer(body: serde_json::Value) -> Peer {
                     return;
                 }
                 let svc = hyper::service::service_fn(move |_req| {
+                    n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let body = b.lock().unwrap().to_string();
                     async move {
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(
@@ -223,6 +235,7 @@ async fn peer(body: serde_json::Value) -> Peer {
     });
     Peer {
         address,
+        answered,
         body,
         silent,
     }
@@ -274,6 +287,11 @@ async fn the_watch_confirms_withdraws_on_a_frozen_successor_and_retargets_at_onc
         stop.clone(),
     ));
     until_confirmed(&mut confirmed, Some(&s1)).await;
+    // One check per interval (50 ms), not a busy loop.
+    let before = p.answered.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let checks = p.answered.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!((5..=25).contains(&checks), "{checks} checks in 1 s");
     // Frozen: the next check times out; withdrawn and woken within the
     // interval (50 ms) + the timeout (50 ms), with room for a busy machine.
     p.silent.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -427,3 +427,49 @@ async fn a_step_down_removes_the_label_at_once() {
     r.stop.cancel();
     r.task.await.unwrap();
 }
+
+/// A removal refused for another reason than "gone" is a failure: the
+/// takeover stops there (this pod is not labeled while another still is),
+/// is shown, and is retried.
+#[tokio::test(start_paused = true)]
+async fn a_refused_removal_of_another_pods_label_holds_the_takeover() {
+    struct Refuses(Arc<Pods>);
+    impl PodLabels for Refuses {
+        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
+            if pod == "old" {
+                return Err(KubeError::Status {
+                    what: "removing".into(),
+                    status: 500,
+                    detail: String::new(),
+                    hint: "retrying".into(),
+                });
+            }
+            self.0.set(pod, on).await
+        }
+        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
+            self.0.labeled().await
+        }
+    }
+    let pods = Pods::with(&["old"]);
+    let (_state, rx) = watch::channel(leading(Duration::from_secs(100)));
+    let (problem_tx, problem) = watch::channel(None);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(
+        Refuses(pods.clone()),
+        settings(),
+        rx,
+        problem_tx,
+        Arc::new(Metrics::new()),
+        stop.clone(),
+    ));
+    settle().await;
+    assert_eq!(
+        pods.now_labeled(),
+        vec!["old"],
+        "not labeled beside the old one"
+    );
+    let p = problem.borrow().clone().expect("shown");
+    assert!(p.contains("500"), "{p}");
+    stop.cancel();
+    task.await.unwrap();
+}

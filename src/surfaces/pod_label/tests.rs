@@ -86,12 +86,18 @@ struct Running {
 }
 
 fn start(pods: Arc<Pods>, first: State) -> Running {
+    start_with(pods.clone(), pods, first)
+}
+
+/// The task with any [`PodLabels`] (a wrapper of `pods` that delays or
+/// refuses some requests).
+fn start_with<A: PodLabels + 'static>(api: A, pods: Arc<Pods>, first: State) -> Running {
     let (state, rx) = watch::channel(first);
     let (problem_tx, problem) = watch::channel(None);
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     let task = tokio::spawn(run(
-        pods.clone(),
+        api,
         settings(),
         rx,
         problem_tx,
@@ -214,23 +220,17 @@ async fn a_copy_that_stopped_leading_meanwhile_does_not_label_itself() {
         }
     }
     let pods = Pods::with(&[]);
-    let (state, rx) = watch::channel(leading(Duration::from_secs(1)));
-    let (problem_tx, _problem) = watch::channel(None);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(
+    let r = start_with(
         Slow(pods.clone()),
-        settings(),
-        rx,
-        problem_tx,
-        Arc::new(Metrics::new()),
-        stop.clone(),
-    ));
+        pods.clone(),
+        leading(Duration::from_secs(1)),
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     settle().await;
     assert!(pods.now_labeled().is_empty());
     assert!(!pods.requests().contains(&"set me true".to_string()));
-    drop(state);
-    task.await.unwrap();
+    drop(r.state);
+    r.task.await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -315,22 +315,16 @@ async fn a_pod_gone_since_the_list_does_not_hold_up_the_takeover() {
         }
     }
     let pods = Pods::with(&["old"]);
-    let (_state, rx) = watch::channel(leading(Duration::from_secs(100)));
-    let (problem_tx, problem) = watch::channel(None);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(
+    let r = start_with(
         Gone(pods.clone()),
-        settings(),
-        rx,
-        problem_tx,
-        Arc::new(Metrics::new()),
-        stop.clone(),
-    ));
+        pods.clone(),
+        leading(Duration::from_secs(100)),
+    );
     settle().await;
     assert_eq!(pods.now_labeled(), vec!["me"]);
-    assert_eq!(*problem.borrow(), None);
-    stop.cancel();
-    task.await.unwrap();
+    assert_eq!(*r.problem.borrow(), None);
+    r.stop.cancel();
+    r.task.await.unwrap();
 }
 
 /// A copy that loses the lease while its list is in flight removes nobody's
@@ -349,17 +343,11 @@ async fn a_copy_that_lost_the_lease_during_its_list_removes_nothing() {
         }
     }
     let pods = Pods::with(&[]);
-    let (state, rx) = watch::channel(leading(Duration::from_secs(2)));
-    let (problem_tx, _problem) = watch::channel(None);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(
+    let r = start_with(
         SlowList(pods.clone()),
-        settings(),
-        rx,
-        problem_tx,
-        Arc::new(Metrics::new()),
-        stop.clone(),
-    ));
+        pods.clone(),
+        leading(Duration::from_secs(2)),
+    );
     settle().await;
     // "next" takes over and labels itself while the list is on its way.
     pods.labeled.lock().unwrap().insert("next".into());
@@ -372,9 +360,9 @@ async fn a_copy_that_lost_the_lease_during_its_list_removes_nothing() {
         !pods.requests().iter().any(|r| r == "set next false"),
         "removed the new leader's label"
     );
-    drop(state);
-    stop.cancel();
-    task.await.unwrap();
+    drop(r.state);
+    r.stop.cancel();
+    r.task.await.unwrap();
 }
 
 /// A stop during a slow takeover does not wait for it; the last removal
@@ -391,21 +379,15 @@ async fn a_stop_does_not_wait_for_a_slow_takeover() {
         }
     }
     let pods = Pods::with(&[]);
-    let (_state, rx) = watch::channel(leading(Duration::from_secs(100)));
-    let (problem_tx, _problem) = watch::channel(None);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(
+    let r = start_with(
         Stuck(pods.clone()),
-        settings(),
-        rx,
-        problem_tx,
-        Arc::new(Metrics::new()),
-        stop.clone(),
-    ));
+        pods.clone(),
+        leading(Duration::from_secs(100)),
+    );
     settle().await;
     let t0 = Instant::now();
-    stop.cancel();
-    task.await.unwrap();
+    r.stop.cancel();
+    r.task.await.unwrap();
     assert!(Instant::now() - t0 < Duration::from_millis(10));
     assert_eq!(
         pods.requests(),
@@ -451,25 +433,19 @@ async fn a_refused_removal_of_another_pods_label_holds_the_takeover() {
         }
     }
     let pods = Pods::with(&["old"]);
-    let (_state, rx) = watch::channel(leading(Duration::from_secs(100)));
-    let (problem_tx, problem) = watch::channel(None);
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run(
+    let r = start_with(
         Refuses(pods.clone()),
-        settings(),
-        rx,
-        problem_tx,
-        Arc::new(Metrics::new()),
-        stop.clone(),
-    ));
+        pods.clone(),
+        leading(Duration::from_secs(100)),
+    );
     settle().await;
     assert_eq!(
         pods.now_labeled(),
         vec!["old"],
         "not labeled beside the old one"
     );
-    let p = problem.borrow().clone().expect("shown");
+    let p = r.problem.borrow().clone().expect("shown");
     assert!(p.contains("500"), "{p}");
-    stop.cancel();
-    task.await.unwrap();
+    r.stop.cancel();
+    r.task.await.unwrap();
 }

@@ -113,7 +113,10 @@ pub async fn run<A: PodLabels>(
         let now = Instant::now();
         let want = state.is_leader(now);
         let changed = applied != Some(want);
-        if (changed || want) && now >= due {
+        // Due: a change of role known for sure is acted on at once; after a
+        // failure, at the retry; a leader's check, at the recheck.
+        let act = now >= due || (changed && applied.is_some());
+        if (changed || want) && act {
             let step = async {
                 if want {
                     lead(&api, &s, &rx).await
@@ -152,25 +155,21 @@ pub async fn run<A: PodLabels>(
                 }
             };
             report(&problem, failed);
-        } else if changed && applied.is_some() {
-            // A change of role is acted on at once, not at the next check.
-            due = now;
             continue;
         }
-        // A leader's label goes when its deadline passes, even if nothing is
-        // published (S3 out of reach).
-        let mut wake = due;
-        if let Some(d) = state.valid_until.filter(|_| want) {
-            wake = wake.min(d);
-        }
-        if !want && applied == Some(false) {
-            wake = now + Duration::from_secs(3600);
-        }
+        // Timers: a retry or a leader's recheck (none for a follower whose
+        // label is known absent), and a leader's deadline, at which its
+        // label goes even if nothing is published (S3 out of reach).
+        let deadline = state.valid_until.filter(|_| want);
+        let wake = [(changed || want).then_some(due), deadline]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             r = rx.changed() => if r.is_err() { break },
-            _ = tokio::time::sleep_until(wake.max(now + Duration::from_millis(1))) => {}
+            _ = sleep_until_some(wake.map(|w| w.max(now + Duration::from_millis(1)))) => {}
         }
     }
     if applied != Some(false) {
@@ -179,6 +178,14 @@ pub async fn run<A: PodLabels>(
             Ok(Err(e)) => warn!(event = "pod_label_failing", error = %e, "cannot remove the leader label while stopping; the next leader removes it"),
             Err(_) => warn!(event = "pod_label_failing", "removing the leader label while stopping took over {:?}; the next leader removes it", s.final_timeout),
         }
+    }
+}
+
+/// Sleep until `at`, or forever when there is nothing to wait for.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

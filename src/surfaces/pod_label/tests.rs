@@ -7,13 +7,22 @@ use super::*;
 use crate::lease::election::Role;
 use crate::work::hooks::tests::st;
 
-/// Pods and their label; counts the most pods labeled at once; can fail.
+/// Pods and their label; counts the most pods labeled at once; can fail
+/// every request, answer some pods' patches with a status, list a pod that
+/// no longer exists, and answer lists late or never.
 #[derive(Default)]
 struct Pods {
     labeled: Mutex<BTreeSet<String>>,
     most_at_once: Mutex<usize>,
     requests: Mutex<Vec<String>>,
     failing: std::sync::atomic::AtomicBool,
+    /// Pods whose patch is answered with this status.
+    refused: Mutex<Vec<(String, u16)>>,
+    /// Listed with the label, though deleted (their patch answers 404).
+    phantom: Mutex<Option<String>>,
+    /// A list answers this late, reflecting the pods when it answers;
+    /// `Duration::MAX`: never.
+    list_delay: Mutex<Duration>,
 }
 
 impl Pods {
@@ -37,20 +46,31 @@ impl Pods {
     fn check(&self, what: String) -> Result<(), KubeError> {
         self.requests.lock().unwrap().push(what.clone());
         if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(KubeError::Status {
-                what,
-                status: 403,
-                detail: String::new(),
-                hint: "grant patch".into(),
-            });
+            return Err(status(what, 403));
         }
         Ok(())
+    }
+}
+
+fn status(what: String, status: u16) -> KubeError {
+    KubeError::Status {
+        what,
+        status,
+        detail: String::new(),
+        hint: "retrying".into(),
     }
 }
 
 impl PodLabels for Arc<Pods> {
     async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
         self.check(format!("set {pod} {on}"))?;
+        if self.phantom.lock().unwrap().as_deref() == Some(pod) {
+            return Err(status(format!("set {pod}"), 404));
+        }
+        let refused = self.refused.lock().unwrap().clone();
+        if let Some((_, code)) = refused.iter().find(|(p, _)| p == pod) {
+            return Err(status(format!("set {pod}"), *code));
+        }
         let mut l = self.labeled.lock().unwrap();
         if on {
             l.insert(pod.into());
@@ -62,8 +82,15 @@ impl PodLabels for Arc<Pods> {
         Ok(())
     }
     async fn labeled(&self) -> Result<Vec<String>, KubeError> {
+        let delay = *self.list_delay.lock().unwrap();
+        if delay == Duration::MAX {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(delay).await;
         self.check("list".into())?;
-        Ok(self.now_labeled())
+        let mut l = self.now_labeled();
+        l.extend(self.phantom.lock().unwrap().clone());
+        Ok(l)
     }
 }
 
@@ -86,18 +113,12 @@ struct Running {
 }
 
 fn start(pods: Arc<Pods>, first: State) -> Running {
-    start_with(pods.clone(), pods, first)
-}
-
-/// The task with any [`PodLabels`] (a wrapper of `pods` that delays or
-/// refuses some requests).
-fn start_with<A: PodLabels + 'static>(api: A, pods: Arc<Pods>, first: State) -> Running {
     let (state, rx) = watch::channel(first);
     let (problem_tx, problem) = watch::channel(None);
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     let task = tokio::spawn(run(
-        api,
+        pods.clone(),
         settings(),
         rx,
         problem_tx,
@@ -209,22 +230,9 @@ async fn a_leader_checks_again_every_recheck_and_restores_its_label() {
 async fn a_copy_that_stopped_leading_meanwhile_does_not_label_itself() {
     // The state says leading when the task looks, but the deadline is
     // already behind by the time the list has answered.
-    struct Slow(Arc<Pods>);
-    impl PodLabels for Slow {
-        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
-            self.0.set(pod, on).await
-        }
-        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            self.0.labeled().await
-        }
-    }
     let pods = Pods::with(&[]);
-    let r = start_with(
-        Slow(pods.clone()),
-        pods.clone(),
-        leading(Duration::from_secs(1)),
-    );
+    *pods.list_delay.lock().unwrap() = Duration::from_secs(2);
+    let r = start(pods.clone(), leading(Duration::from_secs(1)));
     tokio::time::sleep(Duration::from_secs(5)).await;
     settle().await;
     assert!(pods.now_labeled().is_empty());
@@ -295,31 +303,9 @@ async fn failures_back_off_are_counted_and_shown_then_cleared() {
 /// failure; the new leader labels itself at once.
 #[tokio::test(start_paused = true)]
 async fn a_pod_gone_since_the_list_does_not_hold_up_the_takeover() {
-    struct Gone(Arc<Pods>);
-    impl PodLabels for Gone {
-        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
-            if pod == "deleted" {
-                return Err(KubeError::Status {
-                    what: "removing".into(),
-                    status: 404,
-                    detail: String::new(),
-                    hint: String::new(),
-                });
-            }
-            self.0.set(pod, on).await
-        }
-        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
-            let mut l = self.0.labeled().await?;
-            l.push("deleted".into());
-            Ok(l)
-        }
-    }
     let pods = Pods::with(&["old"]);
-    let r = start_with(
-        Gone(pods.clone()),
-        pods.clone(),
-        leading(Duration::from_secs(100)),
-    );
+    *pods.phantom.lock().unwrap() = Some("deleted".into());
+    let r = start(pods.clone(), leading(Duration::from_secs(100)));
     settle().await;
     assert_eq!(pods.now_labeled(), vec!["me"]);
     assert_eq!(*r.problem.borrow(), None);
@@ -331,23 +317,9 @@ async fn a_pod_gone_since_the_list_does_not_hold_up_the_takeover() {
 /// label: the new leader's label stays.
 #[tokio::test(start_paused = true)]
 async fn a_copy_that_lost_the_lease_during_its_list_removes_nothing() {
-    struct SlowList(Arc<Pods>);
-    impl PodLabels for SlowList {
-        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
-            self.0.set(pod, on).await
-        }
-        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
-            // The answer reflects the API when it is sent, late.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            self.0.labeled().await
-        }
-    }
     let pods = Pods::with(&[]);
-    let r = start_with(
-        SlowList(pods.clone()),
-        pods.clone(),
-        leading(Duration::from_secs(2)),
-    );
+    *pods.list_delay.lock().unwrap() = Duration::from_secs(3);
+    let r = start(pods.clone(), leading(Duration::from_secs(2)));
     settle().await;
     // "next" takes over and labels itself while the list is on its way.
     pods.labeled.lock().unwrap().insert("next".into());
@@ -369,21 +341,9 @@ async fn a_copy_that_lost_the_lease_during_its_list_removes_nothing() {
 /// runs within its own timeout.
 #[tokio::test(start_paused = true)]
 async fn a_stop_does_not_wait_for_a_slow_takeover() {
-    struct Stuck(Arc<Pods>);
-    impl PodLabels for Stuck {
-        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
-            self.0.set(pod, on).await
-        }
-        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
-            std::future::pending().await
-        }
-    }
     let pods = Pods::with(&[]);
-    let r = start_with(
-        Stuck(pods.clone()),
-        pods.clone(),
-        leading(Duration::from_secs(100)),
-    );
+    *pods.list_delay.lock().unwrap() = Duration::MAX;
+    let r = start(pods.clone(), leading(Duration::from_secs(100)));
     settle().await;
     let t0 = Instant::now();
     r.stop.cancel();
@@ -415,29 +375,9 @@ async fn a_step_down_removes_the_label_at_once() {
 /// is shown, and is retried.
 #[tokio::test(start_paused = true)]
 async fn a_refused_removal_of_another_pods_label_holds_the_takeover() {
-    struct Refuses(Arc<Pods>);
-    impl PodLabels for Refuses {
-        async fn set(&self, pod: &str, on: bool) -> Result<(), KubeError> {
-            if pod == "old" {
-                return Err(KubeError::Status {
-                    what: "removing".into(),
-                    status: 500,
-                    detail: String::new(),
-                    hint: "retrying".into(),
-                });
-            }
-            self.0.set(pod, on).await
-        }
-        async fn labeled(&self) -> Result<Vec<String>, KubeError> {
-            self.0.labeled().await
-        }
-    }
     let pods = Pods::with(&["old"]);
-    let r = start_with(
-        Refuses(pods.clone()),
-        pods.clone(),
-        leading(Duration::from_secs(100)),
-    );
+    pods.refused.lock().unwrap().push(("old".into(), 500));
+    let r = start(pods.clone(), leading(Duration::from_secs(100)));
     settle().await;
     assert_eq!(
         pods.now_labeled(),

@@ -1602,6 +1602,26 @@ fn far_cfg(id: &str) -> ElectionConfig {
     }
 }
 
+/// A far follower "far" beside a holder that renews naming `successors`,
+/// its watch confirmed: the holder's task (ends with `stop`), the
+/// confirmation (to withdraw it) and the node.
+async fn confirmed_far_follower(
+    store: &MemoryStore,
+    successors: &[&str],
+    stop: &CancellationToken,
+) -> (
+    tokio::task::JoinHandle<()>,
+    watch::Sender<Option<Successor>>,
+    Node,
+) {
+    let holder = renewing_with_successors(store, successors, stop.clone());
+    let (confirm, confirmed) = watch::channel(None);
+    let far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
+    settle().await;
+    confirm.send_replace(Some(far.state().watch.expect("a successor to watch")));
+    (holder, confirm, far)
+}
+
 fn with_watched(rx: watch::Receiver<Option<Successor>>) -> Links {
     Links {
         watched: Some(rx),
@@ -1694,12 +1714,7 @@ async fn a_far_follower_takes_over_within_the_bound_when_all_successors_die() {
     for offset_ms in [777, 3_000, 6_000, 9_000, 12_000, 14_500] {
         let store = MemoryStore::new();
         let stop = CancellationToken::new();
-        let holder = renewing_with_successors(&store, &["s1", "s2"], stop.clone());
-        let (confirm, confirmed) = watch::channel(None);
-        let mut far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
-        settle().await;
-        let target = far.state().watch.expect("a successor to watch");
-        confirm.send_replace(Some(target));
+        let (holder, confirm, mut far) = confirmed_far_follower(&store, &["s1", "s2"], &stop).await;
         sleep(LEASE * 3 + Duration::from_millis(offset_ms)).await;
         // The holder and the successors die; the last renewal is now.
         stop.cancel();
@@ -1737,11 +1752,7 @@ async fn a_far_follower_takes_over_within_the_bound_when_all_successors_die() {
 async fn a_failed_read_does_not_make_a_far_follower_write_on_an_old_version() {
     let store = MemoryStore::new();
     let stop = CancellationToken::new();
-    let holder = renewing_with_successors(&store, &["s1"], stop.clone());
-    let (confirm, confirmed) = watch::channel(None);
-    let far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
-    settle().await;
-    confirm.send_replace(far.state().watch);
+    let (holder, _confirm, far) = confirmed_far_follower(&store, &["s1"], &stop).await;
     sleep(LEASE * 2).await;
     for _ in 0..3 {
         store.inject(
@@ -1769,11 +1780,7 @@ async fn a_failed_read_does_not_make_a_far_follower_write_on_an_old_version() {
 async fn a_far_follower_rereads_before_writing() {
     let store = MemoryStore::new();
     let stop = CancellationToken::new();
-    let holder = renewing_with_successors(&store, &["s1"], stop.clone());
-    let (confirm, confirmed) = watch::channel(None);
-    let far = spawn(store.clone(), far_cfg("far"), with_watched(confirmed));
-    settle().await;
-    confirm.send_replace(far.state().watch);
+    let (holder, _confirm, far) = confirmed_far_follower(&store, &["s1"], &stop).await;
     sleep(LEASE * 2 + Duration::from_millis(300)).await;
     // The confirmation stays although the holder died: the far follower
     // still takes over, a lease after it first saw the last version.
@@ -1861,13 +1868,7 @@ async fn far_followers_spread_over_the_successors_and_nobody_watches_a_released_
 async fn far_reads_are_a_lease_and_a_rank_delay_apart() {
     let store = MemoryStore::new();
     let stop = CancellationToken::new();
-    let holder = renewing_with_successors(&store, &["s1"], stop.clone());
-    let (confirm, confirmed) = watch::channel(None);
-    let mut c = far_cfg("far");
-    c.jitter = true;
-    let far = spawn(store.clone(), c, with_watched(confirmed));
-    settle().await;
-    confirm.send_replace(far.state().watch);
+    let (holder, _confirm, far) = confirmed_far_follower(&store, &["s1"], &stop).await;
     sleep(LEASE * 2).await;
     let before = gets(&store);
     sleep(LEASE * 12).await;

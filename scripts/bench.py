@@ -58,11 +58,13 @@ class Proxy:
 
     def __init__(self, upstream):
         self.up = upstream.replace("http://", "").split(":")
-        self.counts = multiprocessing.Array("q", len(self.KINDS))
+        ctx = multiprocessing.get_context("fork")
+        self.counts = ctx.Array("q", len(self.KINDS))
         self.sock = socket.socket(); self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0)); self.sock.listen(512)
         self.port = self.sock.getsockname()[1]
-        self.proc = multiprocessing.get_context("fork").Process(target=self._serve, daemon=True)
+        self.parent = os.getpid()
+        self.proc = ctx.Process(target=self._serve, daemon=True)
         self.proc.start()
         self.sock.close()
 
@@ -74,8 +76,13 @@ class Proxy:
             return {k: v for k, v in zip(self.KINDS, self.counts[:]) if v}
 
     def _serve(self):
-        # Die with the bench, however it ends.
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        # Die with the bench, however it ends (and if it ended before the
+        # request took effect, now).
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL) != 0:  # PR_SET_PDEATHSIG
+            raise SystemExit(f"proxy: prctl failed: {os.strerror(ctypes.get_errno())}")
+        if os.getppid() != self.parent:
+            os._exit(0)
         self._accept()
 
     def _accept(self):
@@ -240,7 +247,9 @@ def rss_parts_kib(pid, binary):
         for line in f:
             head = line.split()
             if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
-                path = head[5] if len(head) > 5 else None
+                # The path is the sixth field and may contain spaces.
+                fields = line.rstrip("\n").split(None, 5)
+                path = fields[5].removesuffix(" (deleted)") if len(fields) > 5 else None
             elif head[0] == "Rss:":
                 rss = int(head[1])
             elif head[0] == "Anonymous:":
@@ -413,7 +422,8 @@ def rolling_restart(n):
     replacement is ready. The worst order for leaderless time: the next copy
     replaced is always the leader while an old copy leads, and replacements'
     identities sort after the old copies', so the first-named successor of
-    each stopped leader is another old copy and the lease moves n times.
+    each stopped leader is another old copy while one is left, and the
+    lease moves n times.
     Leaderless time per step: from the stopped leader's release to the next
     `acquired` (0 when the stopped copy did not lead)."""
     cfg = config("rolling", "3s", "1s", "500ms", request_timeout="800ms")
@@ -433,14 +443,15 @@ def rolling_restart(n):
                 raise SystemExit(f"replacement {new.ident} never became ready")
             time.sleep(0.01)
         copies.append(new)
-        led = old.leads()
         t = time.time()
         old.stop()
         copies.remove(old)
-        gap = 0.0
+        # It led if it released the lease as it stopped (its own log says
+        # so; a health check could miss it on a busy machine).
+        old.scan()
+        rel = next((r for r in old.released if r >= t), None)
+        led, gap = rel is not None, 0.0
         if led:
-            old.scan()
-            rel = next((r for r in old.released if r >= t), t)
             _, gap = wait_acquired(copies, rel)
         steps.append((led, gap))
         log(f"  rolling step {i + 1}/{n}: stopped {old.ident}{' (leader)' if led else ''}, leaderless {gap * 1000:.0f} ms")
@@ -917,7 +928,7 @@ def report(res, roles, still, scale, etcd_res, early, rolling):
         P(f"## Rolling restart ({len(rolling)} copies, 3s/1s/0.5s)\n")
         P("Each copy's replacement is started; the copy is stopped (SIGTERM) as soon as the replacement "
           "is ready. In the worst order: while an old copy leads, it is the next one replaced, and the "
-          "replacements' identities sort after the old copies', so every stopped leader hands over to "
+          "replacements' identities sort after the old copies', so every stopped leader but the last hands over to "
           "another old copy (the lease moves once per step). Leaderless time per step: from the stopped "
           "leader's release to the next `acquired`.\n")
         P("| step | stopped copy led | leaderless (ms) |")

@@ -260,10 +260,10 @@ def rss_parts_kib(pid, binary):
     return parts
 
 
-def rss_kib(pid, field="VmRSS"):
+def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(field + ":"):
+            if line.startswith("VmRSS:"):
                 return int(line.split()[1])
 
 
@@ -660,8 +660,6 @@ def main():
             "own_gets": m["gets"] - own[i]["gets"],
             "periods": dt / 2.0,
             "rss_mib": c.rss_kib() / 1024,
-            "anon_mib": rss_kib(c.p.pid, "RssAnon") / 1024,
-            "file_mib": rss_kib(c.p.pid, "RssFile") / 1024,
             "parts_mib": {k: v / 1024 for k, v in rss_parts_kib(c.p.pid, BIN).items()},
             "cpu_pct": (c.cpu_ticks() - ticks[i]) / hz / dt * 100,
         }

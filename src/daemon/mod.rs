@@ -235,6 +235,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             successors: cfg.registry.enabled.then_some(successors),
             release_barriers,
             watched: cfg.registry.enabled.then_some(watched),
+            ..Links::default()
         },
     );
     let state = election.subscribe();

@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -65,9 +65,14 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, Notify};
 
+use rand::distr::{Distribution, StandardUniform};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::lease::clock::Clock;
 use crate::lease::floor::{self, Floor};
 use crate::lease::record::{
-    new_nonce, wall_now, LeaseRecord, RecordError, Successor, SCHEMA, VERSION,
+    nonce_from, wall_now, LeaseRecord, RecordError, Successor, SCHEMA, VERSION,
 };
 use crate::lease::store::{LeaseStore, Object, StoreError};
 
@@ -130,6 +135,12 @@ pub struct Links {
     /// `peers::watch`). A far follower reads slowly only while this names
     /// the successor it publishes in [`State::watch`].
     pub watched: Option<watch::Receiver<Option<Successor>>>,
+    /// The clock the election reads and sleeps on: tokio's unless the
+    /// simulation gives each copy one of its own rate.
+    pub clock: Clock,
+    /// Seed of the election's random choices (poll jitter, write nonces);
+    /// `None`: seeded from the OS. The simulation seeds every copy.
+    pub seed: Option<u64>,
 }
 
 /// Facts the election reports as they happen, besides its [`State`]: for
@@ -329,6 +340,10 @@ pub struct Election<S: LeaseStore> {
     floor: Floor,
     /// Cancelled when the daemon stops: no acquisition starts after that.
     stopping: CancellationToken,
+    /// Every reading of time and every sleep (see [`crate::lease::clock`]).
+    clock: Clock,
+    /// Every random choice: poll jitter and write nonces.
+    rng: std::sync::Mutex<StdRng>,
 }
 
 /// Throttled answers in a row, by kind of request.
@@ -377,7 +392,7 @@ impl<S: LeaseStore> Election<S> {
             events,
             wake: Arc::new(Notify::new()),
             wake_due: None,
-            wake_tokens: (WAKE_BURST, Instant::now()),
+            wake_tokens: (WAKE_BURST, links.clock.now()),
             phase: None,
             last_read: None,
             last_good_read: None,
@@ -385,7 +400,25 @@ impl<S: LeaseStore> Election<S> {
             throttled: Throttled::default(),
             floor: Floor::Unknown,
             stopping: CancellationToken::new(),
+            clock: links.clock,
+            rng: std::sync::Mutex::new(match links.seed {
+                Some(s) => StdRng::seed_from_u64(s),
+                None => StdRng::from_os_rng(),
+            }),
         }
+    }
+
+    /// A value from this copy's random stream.
+    fn random<T>(&self) -> T
+    where
+        StandardUniform: Distribution<T>,
+    {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner()).random()
+    }
+
+    /// A fresh write nonce from this copy's random stream.
+    fn nonce(&self) -> String {
+        nonce_from(&mut *self.rng.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// A handle that wakes this copy: it reads the lease once, soon (rate
@@ -565,17 +598,17 @@ impl<S: LeaseStore> Election<S> {
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
                 _ = self.wake.notified() => {
-                    let due = self.wake_slot(Instant::now());
+                    let due = self.wake_slot(self.clock.now());
                     self.wake_due = Some(self.wake_due.map_or(due, |d| d.min(due)));
-                    debug!(in_ms = due.saturating_duration_since(Instant::now()).as_millis() as u64,
+                    debug!(in_ms = due.saturating_duration_since(self.clock.now()).as_millis() as u64,
                         "wake-up received; reading the lease");
                 }
-                _ = sleep_until(at) => {
+                _ = self.clock.sleep_until(at) => {
                     // The read about to happen serves any owed wake-up; only
                     // a read that comes *because* of one uses a token.
                     if let Some(d) = self.wake_due.take() {
-                        if d <= Instant::now() {
-                            self.take_wake_token(Instant::now());
+                        if d <= self.clock.now() {
+                            self.take_wake_token(self.clock.now());
                         }
                     }
                     return;
@@ -587,7 +620,7 @@ impl<S: LeaseStore> Election<S> {
     /// When a follower should next act: the next planned read, or the
     /// moment the observed lease may be taken, whichever is first.
     fn next_wake(&self) -> Instant {
-        let now = Instant::now();
+        let now = self.clock.now();
         let last = self.last_read.unwrap_or(now);
         let poll = match self.phase {
             _ if self.far() => last + self.far_pause(),
@@ -626,7 +659,7 @@ impl<S: LeaseStore> Election<S> {
                 .min((self.cfg.lease_duration / 2).max(period))
         };
         if self.cfg.jitter {
-            d = d.mul_f64(1.0 + rand::random::<f64>() * 0.2);
+            d = d.mul_f64(1.0 + self.random::<f64>() * 0.2);
         }
         d
     }
@@ -730,14 +763,14 @@ impl<S: LeaseStore> Election<S> {
 
     fn progress(&self) {
         self.tx
-            .send_modify(|s| s.last_progress = Some(Instant::now()));
+            .send_modify(|s| s.last_progress = Some(self.clock.now()));
     }
 
     /// One follower step: read (unless the observed lease has just run out),
     /// and try to acquire when the rules allow it.
     async fn follower_tick(&mut self) -> Option<Held> {
-        if self.may_acquire(Instant::now()).is_none() || self.recheck_before_writing() {
-            let sent = Instant::now();
+        if self.may_acquire(self.clock.now()).is_none() || self.recheck_before_writing() {
+            let sent = self.clock.now();
             let aimed = self.phase.is_some_and(|p| sent >= self.aim(&p));
             let previous = self.last_read;
             self.last_read = Some(sent);
@@ -762,7 +795,7 @@ impl<S: LeaseStore> Election<S> {
                 }
             }
         }
-        let (etag, prev) = self.may_acquire(Instant::now())?;
+        let (etag, prev) = self.may_acquire(self.clock.now())?;
         self.try_acquire(etag, prev).await
     }
 
@@ -795,7 +828,7 @@ impl<S: LeaseStore> Election<S> {
             .as_mut()
             .filter(|o| matches!(o.seen, Seen::Absent))
         {
-            o.first_seen = Instant::now();
+            o.first_seen = self.clock.now();
         }
     }
 
@@ -914,7 +947,7 @@ impl<S: LeaseStore> Election<S> {
     /// Take in a read result: track when this version was first seen and
     /// publish what it says. Returns whether the version is new.
     fn observe(&mut self, obj: Option<Object>) -> bool {
-        let now = Instant::now();
+        let now = self.clock.now();
         let (etag, seen) = match obj {
             None => (String::new(), Seen::Absent),
             Some(o) => match o.record() {
@@ -1041,7 +1074,7 @@ impl<S: LeaseStore> Election<S> {
         // Rule 5: reserve the term before writing a record with it. A create
         // counts its validity from the reservation (a copy paused between the
         // two cannot lead later than a copy watching the key absent expects).
-        let reserve_sent = Instant::now();
+        let reserve_sent = self.clock.now();
         let (store, cfg, known) = (&self.store, &self.cfg, &mut self.floor);
         let (key, election, id) = (&cfg.floor_key, &cfg.election, &cfg.identity);
         let reserved = if create {
@@ -1066,14 +1099,14 @@ impl<S: LeaseStore> Election<S> {
                 info!(key = %self.cfg.key, floor = ?self.floor.term(),
                     "the term floor moved while the lease key was absent; waiting a full lease again before creating it");
                 if let Some(o) = self.observed.as_mut() {
-                    o.first_seen = Instant::now();
+                    o.first_seen = self.clock.now();
                 }
                 return None;
             }
             Err(e) => {
                 self.progress();
                 let pause = self.pause(Kind::Write);
-                self.write_not_before = Some(Instant::now() + pause);
+                self.write_not_before = Some(self.clock.now() + pause);
                 warn!(key = %self.cfg.floor_key, error = %e, retry_in_ms = pause.as_millis() as u64,
                     "cannot reserve a term on the term floor; not acquiring this time");
                 return None;
@@ -1098,7 +1131,7 @@ impl<S: LeaseStore> Election<S> {
             acquired_at: now_wall.clone(),
             renewed_at: now_wall,
             transitions,
-            nonce: new_nonce(),
+            nonce: self.nonce(),
             released: false,
             holder_address: self.cfg.advertise_address.clone(),
             successors: Vec::new(),
@@ -1108,7 +1141,11 @@ impl<S: LeaseStore> Election<S> {
         rec.set_successors(&self.current_successors());
         self.remember_nonce(&rec.nonce);
         let body = rec.to_body();
-        let sent = if create { reserve_sent } else { Instant::now() };
+        let sent = if create {
+            reserve_sent
+        } else {
+            self.clock.now()
+        };
         let res = match &etag {
             None => self.store.put_if_absent(&self.cfg.key, body).await,
             Some(e) => self.store.put_if_match(&self.cfg.key, body, e).await,
@@ -1124,7 +1161,7 @@ impl<S: LeaseStore> Election<S> {
                 // Rule 10: whatever the read-back shows, no new attempt
                 // before a pause (longer while the store throttles).
                 let pause = self.pause(Kind::Write);
-                self.write_not_before = Some(Instant::now() + pause);
+                self.write_not_before = Some(self.clock.now() + pause);
                 if e == StoreError::PreconditionFailed {
                     self.progress();
                     debug!(term, "lost the race to acquire");
@@ -1133,7 +1170,7 @@ impl<S: LeaseStore> Election<S> {
                         "acquire attempt failed; reading back to settle it");
                 }
                 // Read back: learn the winner, or find that our write landed.
-                let sent = Instant::now();
+                let sent = self.clock.now();
                 self.last_read = Some(sent);
                 let back = self.store.get(&self.cfg.key).await;
                 if back.is_ok() {
@@ -1185,7 +1222,7 @@ impl<S: LeaseStore> Election<S> {
                 size: body.len() as u64,
                 body,
             }));
-            self.write_not_before = Some(Instant::now() + self.pause(Kind::Write));
+            self.write_not_before = Some(self.clock.now() + self.pause(Kind::Write));
             return None;
         }
         self.write_not_before = None;
@@ -1207,7 +1244,7 @@ impl<S: LeaseStore> Election<S> {
         let from = prev.map_or("none", |p| p.holder.as_str()).to_string();
         // valid_ms: how long this leadership lasts without a renewal, from now.
         let valid_ms = deadline
-            .saturating_duration_since(Instant::now())
+            .saturating_duration_since(self.clock.now())
             .as_millis() as u64;
         self.tx.send_modify(|s| {
             s.role = Role::Leader;
@@ -1256,7 +1293,7 @@ impl<S: LeaseStore> Election<S> {
     /// Hold the lease: renew every `retry_period` until it is lost, the
     /// deadline passes, or shutdown.
     async fn lead(&mut self, mut h: Held, shutdown: &CancellationToken) -> LeadEnd {
-        let mut last_attempt = Instant::now();
+        let mut last_attempt = self.clock.now();
         loop {
             if shutdown.is_cancelled() {
                 self.release(&h).await;
@@ -1266,7 +1303,7 @@ impl<S: LeaseStore> Election<S> {
             tokio::select! {
                 // The deadline wins over everything: never lead past it.
                 biased;
-                _ = sleep_until(h.deadline) => {
+                _ = self.clock.sleep_until(h.deadline) => {
                     self.step_down(&h, "renew deadline passed without a successful renewal");
                     return LeadEnd::Lost;
                 }
@@ -1283,20 +1320,20 @@ impl<S: LeaseStore> Election<S> {
                     }
                     info!(reason, "stepping down on request");
                     self.release(&h).await;
-                    let until = Instant::now() + self.cfg.step_down_cooloff;
+                    let until = self.clock.now() + self.cfg.step_down_cooloff;
                     self.cooloff_until = Some(until);
                     self.observed = None;
                     return LeadEnd::Lost;
                 }
                 // A leader has nothing to learn from a wake-up.
                 _ = self.wake.notified() => continue,
-                _ = sleep_until(next) => {}
+                _ = self.clock.sleep_until(next) => {}
             }
-            last_attempt = Instant::now();
+            last_attempt = self.clock.now();
             let deadline = h.deadline;
             let outcome = tokio::select! {
                 biased;
-                _ = sleep_until(deadline) => None,
+                _ = self.clock.sleep_until(deadline) => None,
                 o = self.renew_once(&mut h) => Some(o),
             };
             match outcome {
@@ -1321,11 +1358,11 @@ impl<S: LeaseStore> Election<S> {
         }
         let mut rec = h.record.clone();
         rec.renewed_at = wall_now();
-        rec.nonce = new_nonce();
+        rec.nonce = self.nonce();
         rec.set_successors(&self.current_successors());
         self.remember_nonce(&rec.nonce);
-        let sent = Instant::now();
-        let started = Instant::now();
+        let sent = self.clock.now();
+        let started = self.clock.now();
         match self
             .store
             .put_if_match(&self.cfg.key, rec.to_body(), &h.etag)
@@ -1334,7 +1371,7 @@ impl<S: LeaseStore> Election<S> {
             Ok(etag) => {
                 self.progress();
                 self.renewed(h, rec, etag, sent);
-                let latency = started.elapsed();
+                let latency = self.clock.now() - started;
                 // Nobody listening is fine: the event is only for metrics.
                 let _ = self.events.send(Event::Renewed {
                     term: h.record.term,
@@ -1346,7 +1383,7 @@ impl<S: LeaseStore> Election<S> {
                     latency_ms = latency.as_millis() as u64,
                     valid_ms = h
                         .deadline
-                        .saturating_duration_since(Instant::now())
+                        .saturating_duration_since(self.clock.now())
                         .as_millis() as u64,
                     "renewed lease"
                 );
@@ -1388,7 +1425,7 @@ impl<S: LeaseStore> Election<S> {
                             term = h.record.term,
                             valid_ms = h
                                 .deadline
-                                .saturating_duration_since(Instant::now())
+                                .saturating_duration_since(self.clock.now())
                                 .as_millis() as u64,
                             "renewed lease (settled)"
                         );
@@ -1448,9 +1485,11 @@ impl<S: LeaseStore> Election<S> {
             "no longer leader; releasing the lease"
         );
         let wait = self.cfg.release_wait;
-        let until = Instant::now() + wait;
+        let until = self.clock.now() + wait;
         for b in &mut self.release_barriers {
-            if tokio::time::timeout_at(until, b.wait_for(|idle| *idle))
+            if self
+                .clock
+                .timeout_at(until, b.wait_for(|idle| *idle))
                 .await
                 .is_err()
             {
@@ -1461,7 +1500,7 @@ impl<S: LeaseStore> Election<S> {
         let mut rec = h.record.clone();
         rec.released = true;
         rec.renewed_at = wall_now();
-        rec.nonce = new_nonce();
+        rec.nonce = self.nonce();
         rec.set_successors(&self.current_successors());
         self.remember_nonce(&rec.nonce);
         match self

@@ -7,6 +7,7 @@
 //! [`store::LeaseStore::put_if_match`]). The `reset` command is the one
 //! exception, an operator's conditional replacement of an unusable object.
 
+pub mod clock;
 pub mod election;
 pub mod floor;
 pub mod probe;

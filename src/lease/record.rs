@@ -188,7 +188,13 @@ impl LeaseRecord {
 
 /// A fresh random write id: 128 bits, hex.
 pub fn new_nonce() -> String {
-    let n: u128 = rand::random();
+    nonce_from(&mut rand::rng())
+}
+
+/// A write nonce drawn from `rng` (the election's own, seeded in the
+/// simulation so that a run replays exactly).
+pub fn nonce_from(rng: &mut impl rand::Rng) -> String {
+    let n: u128 = rng.random();
     format!("{n:032x}")
 }
 

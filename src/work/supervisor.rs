@@ -344,6 +344,7 @@ pub(crate) mod tests {
                 successors: None,
                 release_barriers: vec![idle.clone()],
                 watched: None,
+                ..Links::default()
             },
         );
         let (cmds, rx, stop) = (a.command_sender(), a.subscribe(), CancellationToken::new());

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::lease::record::new_nonce;
 use tokio::sync::watch;
-use tokio::time::{advance, sleep, Instant};
+use tokio::time::{advance, sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -736,6 +737,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
             successors: Some(succ_rx),
             release_barriers: Vec::new(),
             watched: None,
+            ..Links::default()
         },
     );
     let (rx, commands) = (a.rx.clone(), a.commands.clone());
@@ -796,6 +798,7 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
                 successors: None,
                 release_barriers: vec![idle_rx],
                 watched: None,
+                ..Links::default()
             },
         );
         settle().await;

@@ -12,4 +12,6 @@ pub mod election;
 pub mod floor;
 pub mod probe;
 pub mod record;
+#[cfg(test)]
+pub mod sim;
 pub mod store;

@@ -271,6 +271,10 @@ struct Observation {
     seen: Seen,
     /// When this version was first seen (monotonic, after the read returned).
     first_seen: Instant,
+    /// An absent key that needs a lease of watching: the send time of the
+    /// first read, sent a full lease after `first_seen`, that still found
+    /// it absent. The lease of waiting counts from here (rule 5).
+    confirmed: Option<Instant>,
     /// A live record was seen before the key went missing.
     absent_after_record: bool,
 }
@@ -716,13 +720,40 @@ impl<S: LeaseStore> Election<S> {
             Seen::Record(r) if self.wrote(&r.nonce) => Some(obs.first_seen),
             Seen::Record(r) if r.released => Some(obs.first_seen + delay(r)),
             Seen::Record(r) => {
-                Some(obs.first_seen + self.cfg.lease_duration.max(r.lease_duration()) + delay(r))
+                let mut wait = self.cfg.lease_duration.max(r.lease_duration());
+                if defects::half_lease() {
+                    wait /= 2;
+                }
+                Some(obs.first_seen + wait + delay(r))
             }
-            Seen::Absent if self.absence_needs_a_lease(obs) => {
-                Some(obs.first_seen + self.cfg.lease_duration)
-            }
+            // Unconfirmed: the confirming read comes a lease after
+            // `first_seen` at the earliest, the write a lease after it.
+            Seen::Absent if self.absence_needs_a_lease(obs) => Some(match obs.confirmed {
+                Some(c) => c + self.cfg.lease_duration,
+                None => obs.first_seen + self.cfg.lease_duration * 2,
+            }),
             Seen::Absent => Some(obs.first_seen),
             Seen::Unusable(_) => None,
+        }
+    }
+
+    /// A read sent at `sent` found the key still absent. If that key needs
+    /// a lease of watching and the read went out a full lease after the
+    /// watch began, the lease of waiting counts from this read (rule 5): a
+    /// record whose term was reserved before the watch began may have been
+    /// created, renewed and deleted again between two reads (or while every
+    /// read failed), and its holder's validity, renewed while it existed,
+    /// ends within a renew deadline of this read, not of the watch's start.
+    fn confirm_absence(&mut self, sent: Instant) {
+        let lease = self.cfg.lease_duration;
+        let needs = self
+            .observed
+            .as_ref()
+            .is_some_and(|o| matches!(o.seen, Seen::Absent) && self.absence_needs_a_lease(o));
+        if let Some(o) = self.observed.as_mut().filter(|_| needs) {
+            if o.confirmed.is_none() && sent >= o.first_seen + lease {
+                o.confirmed = Some(sent);
+            }
         }
     }
 
@@ -756,6 +787,7 @@ impl<S: LeaseStore> Election<S> {
         }
         match &obs.seen {
             Seen::Unusable(_) => None,
+            Seen::Absent if obs.confirmed.is_none() && self.absence_needs_a_lease(obs) => None,
             Seen::Absent => Some((None, None)),
             Seen::Record(r) => Some((Some(obs.etag.clone()), Some(r.clone()))),
         }
@@ -781,6 +813,9 @@ impl<S: LeaseStore> Election<S> {
                     self.last_good_read = Some(sent);
                     self.progress();
                     let changed = self.observe(obj);
+                    if !changed {
+                        self.confirm_absence(sent);
+                    }
                     self.plan_reads(previous, sent, changed, aimed);
                     if changed {
                         self.refresh_floor().await;
@@ -829,6 +864,7 @@ impl<S: LeaseStore> Election<S> {
             .filter(|o| matches!(o.seen, Seen::Absent))
         {
             o.first_seen = self.clock.now();
+            o.confirmed = None;
         }
     }
 
@@ -1030,6 +1066,7 @@ impl<S: LeaseStore> Election<S> {
             etag,
             seen,
             first_seen: now,
+            confirmed: None,
             absent_after_record,
         });
         let until = self.takeover_time();
@@ -1100,6 +1137,7 @@ impl<S: LeaseStore> Election<S> {
                     "the term floor moved while the lease key was absent; waiting a full lease again before creating it");
                 if let Some(o) = self.observed.as_mut() {
                     o.first_seen = self.clock.now();
+                    o.confirmed = None;
                 }
                 return None;
             }
@@ -1170,12 +1208,20 @@ impl<S: LeaseStore> Election<S> {
                         "acquire attempt failed; reading back to settle it");
                 }
                 // Read back: learn the winner, or find that our write landed.
-                let sent = self.clock.now();
-                self.last_read = Some(sent);
+                let read_sent = self.clock.now();
+                self.last_read = Some(read_sent);
                 let back = self.store.get(&self.cfg.key).await;
                 if back.is_ok() {
-                    self.last_good_read = Some(sent);
+                    self.last_good_read = Some(read_sent);
                 }
+                // A write found landed counts from when *it* was sent (the
+                // reservation's send for a create): it may have landed, and
+                // been seen by the others, long before this read-back.
+                let valid_from = if defects::lost_answer() {
+                    read_sent
+                } else {
+                    sent
+                };
                 match back {
                     Ok(Some(obj)) => {
                         self.progress();
@@ -1183,7 +1229,7 @@ impl<S: LeaseStore> Election<S> {
                             if r.nonce == rec.nonce {
                                 info!(term, "acquire write had landed after all");
                                 return self
-                                    .landed(rec, obj.etag, sent, prev.as_ref(), create)
+                                    .landed(rec, obj.etag, valid_from, prev.as_ref(), create)
                                     .await;
                             }
                         }
@@ -1524,6 +1570,47 @@ impl<S: LeaseStore> Election<S> {
             Err(e) => warn!(error = %e, term = rec.term,
                 "could not release the lease; followers take over when it expires"),
         }
+    }
+}
+
+/// Switches that put known defects back, for the simulation's negative
+/// controls: a checker that never fires proves nothing. Test builds only,
+/// and per thread (each simulated run owns its thread); in the daemon they
+/// are constant `false`.
+#[cfg(test)]
+pub(crate) mod defects {
+    use std::cell::Cell;
+
+    thread_local! {
+        static LOST_ANSWER: Cell<bool> = const { Cell::new(false) };
+        static HALF_LEASE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Count an acquisition found landed by its read-back from the
+    /// read-back, not from the write (the lost-answer defect of issue 30).
+    pub fn lost_answer() -> bool {
+        LOST_ANSWER.with(Cell::get)
+    }
+
+    /// Take over after half a lease instead of a full one.
+    pub fn half_lease() -> bool {
+        HALF_LEASE.with(Cell::get)
+    }
+
+    /// Set both switches for this thread.
+    pub fn set(lost_answer: bool, half_lease: bool) {
+        LOST_ANSWER.with(|c| c.set(lost_answer));
+        HALF_LEASE.with(|c| c.set(half_lease));
+    }
+}
+
+#[cfg(not(test))]
+mod defects {
+    pub const fn lost_answer() -> bool {
+        false
+    }
+    pub const fn half_lease() -> bool {
+        false
     }
 }
 

@@ -297,9 +297,15 @@ async fn failed_acquire_is_settled_as_lost() {
     assert!(store.body(KEY).is_none());
     // The key is still absent, but a term was reserved: another copy may
     // have created the key and seen it deleted since, so this copy waits
-    // until it has seen the key absent for a full lease (rule 5).
+    // until a read a full lease into its watch still finds the key absent,
+    // then a lease more (rule 5).
     sleep(RETRY).await;
     assert!(!a.leads());
+    sleep(LEASE).await;
+    assert!(
+        !a.leads(),
+        "a lease of watching is not enough: a read must confirm it"
+    );
     sleep(LEASE).await;
     assert!(a.leads());
     assert_eq!(
@@ -402,7 +408,7 @@ async fn unusable_records_are_never_overwritten() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn deleted_while_held_waits_a_full_lease_and_keeps_the_term_growing() {
+async fn deleted_while_held_waits_two_leases_and_keeps_the_term_growing() {
     let store = MemoryStore::new();
     foreign_holder(&store, "old", 5);
     let b = start(&store, "b");
@@ -410,11 +416,16 @@ async fn deleted_while_held_waits_a_full_lease_and_keeps_the_term_growing() {
     store.remove(KEY);
     sleep(RETRY).await;
     let gone = Instant::now();
-    sleep(LEASE - Duration::from_millis(100)).await;
-    assert!(!b.leads(), "a deletion is a change; wait a full lease");
-    sleep(RETRY).await;
+    // b reads every 2 s: absent from 2 s on, confirmed by the read at 18 s
+    // (the first a lease into the watch), written at 33 s.
+    sleep(LEASE * 2 - Duration::from_millis(100)).await;
+    assert!(
+        !b.leads(),
+        "a deletion is a change: a lease of watching, a read that confirms it, a lease more"
+    );
+    sleep(RETRY * 2).await;
     assert!(b.leads());
-    assert!(Instant::now() - gone >= LEASE);
+    assert!(Instant::now() - gone >= LEASE * 2);
     assert_eq!(record(&store).term, 6);
     b.shutdown().await;
 }
@@ -1882,4 +1893,60 @@ async fn far_reads_are_a_lease_and_a_rank_delay_apart() {
     stop.cancel();
     holder.await.unwrap();
     far.shutdown().await;
+}
+
+/// Issue 30's lost-answer acquisition: a takeover whose write landed but
+/// whose answer came back as an error after 3 s, found by the read-back,
+/// counts its validity from the write's send, not from the read-back (the
+/// others may have seen it land 3 s earlier).
+#[tokio::test(start_paused = true)]
+async fn an_acquisition_found_by_its_read_back_counts_from_the_write() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5);
+    // The floor is absent: the reservation is a create, so these two meet
+    // the lease's takeover write (3 s, then applied, then an error).
+    store.inject(Op::PutIfMatch, Fault::Delay(Duration::from_secs(3)));
+    store.inject(
+        Op::PutIfMatch,
+        Fault::FailAfter(StoreError::Transient("timeout".into())),
+    );
+    let mut b = start(&store, "b");
+    until_state(&mut b.rx, "b leads", |s| s.role == Role::Leader).await;
+    let settled = Instant::now();
+    let until = b.state().valid_until.expect("a leader has a deadline");
+    assert_eq!(
+        until + Duration::from_secs(3),
+        settled + RENEW,
+        "valid from the write, 3 s before the read-back"
+    );
+    b.shutdown().await;
+}
+
+/// The same for a create: validity counts from the reservation's send.
+#[tokio::test(start_paused = true)]
+async fn a_create_found_by_its_read_back_counts_from_the_reservation() {
+    let store = MemoryStore::new();
+    // A floor exists (the reservation is an If-Match), the key is absent.
+    let floor = serde_json::json!({"schema": crate::lease::floor::FLOOR_SCHEMA,
+        "election": "e", "term": 3, "reserved_by": "x", "reserved_at": "-"});
+    store.put_raw(
+        &crate::lease::floor::floor_key(KEY),
+        floor.to_string().as_bytes(),
+    );
+    store.inject(Op::PutIfAbsent, Fault::Delay(Duration::from_secs(3)));
+    store.inject(
+        Op::PutIfAbsent,
+        Fault::FailAfter(StoreError::Transient("timeout".into())),
+    );
+    let mut b = start(&store, "b");
+    until_state(&mut b.rx, "b leads", |s| s.role == Role::Leader).await;
+    let settled = Instant::now();
+    let until = b.state().valid_until.expect("a leader has a deadline");
+    assert_eq!(record(&store).term, 4);
+    assert_eq!(
+        until + Duration::from_secs(3),
+        settled + RENEW,
+        "valid from the reservation, 3 s before the read-back"
+    );
+    b.shutdown().await;
 }

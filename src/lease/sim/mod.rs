@@ -59,6 +59,17 @@ pub struct Opts {
     pub drift: f64,
     /// Leases of faults (at least 50).
     pub leases: u32,
+    /// Put back a known defect (negative controls).
+    pub defect: Option<Defect>,
+}
+
+/// Known defects the simulation must find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defect {
+    /// Issue 30's lost-answer acquisition.
+    LostAnswer,
+    /// A takeover after half a lease.
+    HalfLease,
 }
 
 impl Default for Opts {
@@ -66,6 +77,7 @@ impl Default for Opts {
         Opts {
             drift: 0.98,
             leases: 50,
+            defect: None,
         }
     }
 }
@@ -523,20 +535,27 @@ impl Sim {
                     Some((Instant::now() + d).min(calm_at));
             }
             56..=60 => {
-                // The lease key deleted, while a floor guards the terms
-                // (both gone together is a documented limit).
+                // The lease key deleted, while a floor guards the terms:
+                // both gone together is a documented limit, and so is a
+                // floor rebuilt lower than a term in use (a reservation
+                // by a copy that never saw it, after the floor's deletion).
                 let mut w = lock(&self.world);
-                if w.objects.map.contains_key(&floor_key(KEY))
-                    && w.objects.map.remove(KEY).is_some()
-                {
+                let guarded = w.floor_term().is_some_and(|f| f >= w.max_term);
+                if guarded && w.objects.map.remove(KEY).is_some() {
                     w.trace("chaos: the lease object is deleted".into());
                 }
             }
             61..=63 => {
+                // The floor deleted, while the lease record carries its term.
                 let mut w = lock(&self.world);
-                if w.objects.map.contains_key(KEY)
-                    && w.objects.map.remove(&floor_key(KEY)).is_some()
-                {
+                let record = w
+                    .objects
+                    .map
+                    .get(KEY)
+                    .and_then(|(b, _)| LeaseRecord::parse(b).ok())
+                    .map(|r| r.term);
+                if record.is_some_and(|t| w.floor_term().is_some_and(|f| f <= t)) {
+                    w.objects.map.remove(&floor_key(KEY));
                     w.trace("chaos: the term floor is deleted".into());
                 }
             }
@@ -547,7 +566,8 @@ impl Sim {
                 }
                 let etag = {
                     let mut w = lock(&self.world);
-                    if !w.objects.map.contains_key(KEY) {
+                    let guarded = w.floor_term().is_some_and(|f| f >= w.max_term);
+                    if !w.objects.map.contains_key(KEY) || !guarded {
                         return;
                     }
                     let e = w.objects.new_etag();
@@ -673,12 +693,7 @@ fn reset(world: &Mutex<World>, etag: &str, lease_ms: u64) {
     if e != etag {
         return;
     }
-    let floor = w
-        .objects
-        .map
-        .get(&floor_key(KEY))
-        .and_then(|(b, _)| serde_json::from_slice::<serde_json::Value>(b).ok())
-        .and_then(|v| v["term"].as_u64());
+    let floor = w.floor_term();
     // The highest of the floor, the salvaged term and `--term`, which the
     // operator sets to the highest term used when nothing else is known
     // (`reset` refuses to guess).
@@ -778,7 +793,13 @@ pub fn run(seed: u64, opts: Opts) -> Outcome {
         .start_paused(true)
         .build()
         .expect("a current-thread runtime");
-    rt.block_on(run_async(seed, opts))
+    crate::lease::election::defects::set(
+        opts.defect == Some(Defect::LostAnswer),
+        opts.defect == Some(Defect::HalfLease),
+    );
+    let out = rt.block_on(run_async(seed, opts));
+    crate::lease::election::defects::set(false, false);
+    out
 }
 
 async fn run_async(seed: u64, opts: Opts) -> Outcome {

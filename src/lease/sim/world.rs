@@ -98,6 +98,15 @@ impl World {
         }
     }
 
+    /// The term floor's term, when the floor object exists.
+    pub fn floor_term(&self) -> Option<u64> {
+        self.objects
+            .map
+            .get(&crate::lease::floor::floor_key(super::KEY))
+            .and_then(|(b, _)| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|v| v["term"].as_u64())
+    }
+
     /// Seconds of true time since the start, as the trace prints them.
     pub fn at(&self, t: Instant) -> String {
         format!(

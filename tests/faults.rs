@@ -413,3 +413,56 @@ fn a_proxy_stripping_conditional_headers_is_caught_by_the_probe() {
     let (code, out, err) = run_cmd(&cfg, &["check"], &[("S3_ELECTOR_IDENTITY", "a")]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// Issue 30's lost-answer acquisition, from the outside review's
+/// reproduction: lease 3 s, renew deadline 2 s, retry 0.5 s and a request
+/// timeout of 1.9 s (valid: below the renew deadline). B leads; A follows
+/// through a proxy. B steps down; A's takeover lands, but its answer never
+/// comes back and A's later lease writes are held. A times out, reads back
+/// and finds its own write: it must count its validity from the write,
+/// which B saw land and waits out from then. Before the fix both believed
+/// they led for 340-785 ms.
+#[test]
+fn a_takeover_whose_answer_was_lost_counts_from_the_write() {
+    let sw = Seaweed::start();
+    sw.bucket("lost");
+    let proxy = FaultProxy::start(&sw.endpoint);
+    let dir = sw.dir.path();
+    let cfg = |name: &str, endpoint: &str| {
+        let p = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &p,
+            format!(
+                "election: lost\ns3:\n  bucket: lost\n  endpoint_url: {endpoint}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1900ms\n  connect_timeout: 500ms\n\
+                 timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n  step_down_cooloff: 1s\nregistry:\n  enabled: false\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let b = Daemon::start("node-b", &cfg("b", &sw.endpoint));
+    wait_single_leader(&[&b], Duration::from_secs(30));
+    let a = Daemon::start("node-a", &cfg("a", &proxy.endpoint()));
+    until(Duration::from_secs(30), "A follows B", || a.follows("node-b"));
+    proxy.set(Fault::EatNextLeasePut);
+    b.signal("USR1");
+    // A's write lands at once; A learns it 1.9 s later. B takes the lease
+    // back a lease after it saw A's record, while A cannot renew.
+    let took_back = b.wait_event(Duration::from_secs(20), |e| {
+        e.event() == "acquired" && e.term().is_some_and(|t| t >= 3)
+    });
+    assert!(
+        a.events().iter().any(|e| e.event() == "acquired"),
+        "A took the lease (its answer lost): {}",
+        a.log_text()
+    );
+    assert!(
+        a.log_text().contains("landed after all"),
+        "A settled its takeover by reading back"
+    );
+    assert!(took_back.is_some(), "B took the lease back: {}", b.log_text());
+    // Let A's step-down be logged, then check every interval.
+    until(Duration::from_secs(10), "A no longer leads", || !a.believes_leader());
+    check_daemons([&a, &b], &[], 3);
+    proxy.set(Fault::Pass);
+}

@@ -22,8 +22,10 @@
 //!    ([`crate::lease::floor`]), so terms never repeat or go back,
 //!    even when the lease object is deleted or replaced. A key found absent
 //!    is created at once only when no floor exists (no election ever ran
-//!    here); otherwise the copy waits until it has seen the key absent for a
-//!    full lease, as after a deletion (rule 2).
+//!    here); otherwise the copy watches the key absent for a full lease,
+//!    then needs a read sent after that lease that still finds it absent,
+//!    and writes a full lease after that read (an absence can hide a record
+//!    created, renewed and deleted between two reads; docs/design.md).
 //! 6. A record that is not ours (corrupt, foreign, newer schema, too large)
 //!    is reported and never written over.
 //! 7. On shutdown a leader first publishes that it is no longer leader, then
@@ -1013,7 +1015,7 @@ impl<S: LeaseStore> Election<S> {
             Seen::Absent => {
                 if absent_after_record {
                     warn!(key = %self.cfg.key, event = "lease_deleted",
-                        "the lease object was deleted while held; waiting a full lease before creating it again");
+                        "the lease object was deleted while held; watching it absent for two leases before creating it again");
                 } else {
                     info!(key = %self.cfg.key, "no lease object yet");
                 }
@@ -1134,7 +1136,7 @@ impl<S: LeaseStore> Election<S> {
                 // between. Watch a full lease of absence again (rule 5).
                 self.progress();
                 info!(key = %self.cfg.key, floor = ?self.floor.term(),
-                    "the term floor moved while the lease key was absent; waiting a full lease again before creating it");
+                    "the term floor moved while the lease key was absent; watching it absent again before creating it");
                 if let Some(o) = self.observed.as_mut() {
                     o.first_seen = self.clock.now();
                     o.confirmed = None;

@@ -1078,6 +1078,13 @@ pub enum Fault {
     /// Forward, but print the ETag of every GET answer differently from the
     /// store (`W/` prefix, no quotes, upper case), as some stores do.
     RewriteReadEtags,
+    /// The next PUT of the lease object lands at the store, but its answer
+    /// never comes back (the client times out); then the mode becomes
+    /// [`Fault::HoldLeasePuts`]. Everything else passes.
+    EatNextLeasePut,
+    /// PUTs of the lease object are held, never forwarded (until the mode
+    /// changes); everything else passes.
+    HoldLeasePuts,
 }
 
 /// An HTTP-aware proxy in front of the store, one per daemon, whose
@@ -1276,7 +1283,9 @@ fn serve_faulty(
             Fault::Pass
             | Fault::DropResponse
             | Fault::StripConditional
-            | Fault::RewriteReadEtags => {}
+            | Fault::RewriteReadEtags
+            | Fault::EatNextLeasePut
+            | Fault::HoldLeasePuts => {}
         }
         let req = if fault == Fault::StripConditional {
             strip_conditional(&req)
@@ -1289,10 +1298,27 @@ fn serve_faulty(
             upstream = Some((s, r));
         }
         let (up_w, up_r) = upstream.as_mut().unwrap();
+        let hold_while = |f: Fault| {
+            let end = Instant::now() + Duration::from_secs(60);
+            while *mode.lock().unwrap() == f && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        if fault == Fault::HoldLeasePuts && is_lease_put(&req) {
+            hold_while(Fault::HoldLeasePuts);
+            return Ok(());
+        }
         if is_lease_put(&req) {
             *last_lease_put.lock().unwrap() = Some(Instant::now());
         }
         up_w.write_all(&req)?;
+        if fault == Fault::EatNextLeasePut && is_lease_put(&req) {
+            // Landed: wait for the store's answer, then keep it.
+            let _ = read_message(up_r)?;
+            *mode.lock().unwrap() = Fault::HoldLeasePuts;
+            hold_while(Fault::HoldLeasePuts);
+            return Ok(());
+        }
         let resp = if is_head_request(&req) {
             // A HEAD answer has no body whatever its Content-Length says.
             let mut head = Vec::new();

@@ -343,3 +343,42 @@ fn usage_errors_exit_64_and_is_leader_255() {
     assert_eq!(code, Some(0));
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
 }
+
+/// `is-leader` counts the time its own request took against the lease the
+/// daemon reported: an answer that says "3 s left" but took 2.8 s to
+/// arrive leaves 0.2 s, less than `retry_period` (0.5 s): skip the job.
+#[test]
+fn is_leader_subtracts_the_time_its_answer_took() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for _ in 0..1 {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            std::thread::sleep(std::time::Duration::from_millis(2_800));
+            let body =
+                r#"{"is_leader": true, "view_valid_for_seconds": 3.0, "term": 5, "leader": "a"}"#;
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "election: e\ns3:\n  bucket: leases\n  request_timeout: 1s\n  connect_timeout: 500ms\ntiming:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n",
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let (code, out, err) = run_cmd(
+        &cfg,
+        &["is-leader"],
+        &[("S3_ELECTOR_HTTP_LISTEN", listen.as_str())],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("but only 0."), "{out}");
+    drop(server);
+}

@@ -443,7 +443,9 @@ fn a_takeover_whose_answer_was_lost_counts_from_the_write() {
     let b = Daemon::start("node-b", &cfg("b", &sw.endpoint));
     wait_single_leader(&[&b], Duration::from_secs(30));
     let a = Daemon::start("node-a", &cfg("a", &proxy.endpoint()));
-    until(Duration::from_secs(30), "A follows B", || a.follows("node-b"));
+    until(Duration::from_secs(30), "A follows B", || {
+        a.follows("node-b")
+    });
     proxy.set(Fault::EatNextLeasePut);
     b.signal("USR1");
     // A's write lands at once; A learns it 1.9 s later. B takes the lease
@@ -460,9 +462,15 @@ fn a_takeover_whose_answer_was_lost_counts_from_the_write() {
         a.log_text().contains("landed after all"),
         "A settled its takeover by reading back"
     );
-    assert!(took_back.is_some(), "B took the lease back: {}", b.log_text());
+    assert!(
+        took_back.is_some(),
+        "B took the lease back: {}",
+        b.log_text()
+    );
     // Let A's step-down be logged, then check every interval.
-    until(Duration::from_secs(10), "A no longer leads", || !a.believes_leader());
+    until(Duration::from_secs(10), "A no longer leads", || {
+        !a.believes_leader()
+    });
     check_daemons([&a, &b], &[], 3);
     proxy.set(Fault::Pass);
 }

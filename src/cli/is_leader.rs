@@ -28,6 +28,9 @@ pub(super) async fn is_leader(c: DaemonArgs) -> i32 {
         return EXIT_UNKNOWN;
     }
     let addr = local_daemon(&cfg);
+    // The view says how long the lease had left when the daemon answered;
+    // it is that much less by the time the answer is read here.
+    let asked = tokio::time::Instant::now();
     let answer = match client::request(&addr.to_string(), Method::GET, "/leader", ANSWER_WITHIN)
         .await
     {
@@ -52,7 +55,7 @@ pub(super) async fn is_leader(c: DaemonArgs) -> i32 {
         return EXIT_UNKNOWN;
     };
     let leads = v["is_leader"].as_bool().unwrap_or(false);
-    let left = v["view_valid_for_seconds"].as_f64().unwrap_or(0.0);
+    let left = v["view_valid_for_seconds"].as_f64().unwrap_or(0.0) - asked.elapsed().as_secs_f64();
     let margin = cfg.timing.retry_period.as_secs_f64();
     let term = v["term"].as_u64().unwrap_or(0);
     if leads && left > margin {

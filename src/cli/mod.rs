@@ -242,9 +242,10 @@ pub struct GuardArgs {
     /// SIGTERM-to-SIGKILL grace for the program, in milliseconds.
     #[arg(long)]
     pub grace_ms: u64,
-    /// Time left before the daemon's deadline at start, in milliseconds.
+    /// The daemon's deadline at start, as a reading of CLOCK_MONOTONIC in
+    /// nanoseconds (0: none yet).
     #[arg(long, default_value_t = 0)]
-    pub until_ms: u64,
+    pub until_ns: u64,
     /// The daemon's pid (the guard's parent).
     #[arg(long)]
     pub parent: i32,
@@ -316,7 +317,7 @@ pub fn main(cli: Cli) -> i32 {
         // No logging, no runtime: a small process that only watches.
         return crate::work::guard::run(
             std::time::Duration::from_millis(g.grace_ms),
-            std::time::Duration::from_millis(g.until_ms),
+            g.until_ns,
             &g.program,
             g.parent,
         );

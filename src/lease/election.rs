@@ -628,8 +628,11 @@ impl<S: LeaseStore> Election<S> {
     fn next_wake(&self) -> Instant {
         let now = self.clock.now();
         let last = self.last_read.unwrap_or(now);
+        // A failed read tells nothing: a far follower retries at the plain
+        // pause, not a whole far pause later.
+        let last_failed = self.last_read.is_some() && self.last_good_read != self.last_read;
         let poll = match self.phase {
-            _ if self.far() => last + self.far_pause(),
+            _ if self.far() && !last_failed => last + self.far_pause(),
             Some(Phase {
                 retry_at: Some(t), ..
             }) => t,
@@ -1523,6 +1526,7 @@ impl<S: LeaseStore> Election<S> {
         self.tx.send_modify(|s| {
             s.role = Role::Follower;
             s.leader = None;
+            s.leader_address = None;
             s.valid_until = None;
             s.candidate = false;
         });

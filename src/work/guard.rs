@@ -6,8 +6,10 @@
 //! command, not for users) as the leader of a new process group; the guard
 //! starts the program in that same group, with the guard's stdout and
 //! stderr (pipes the daemon reads). The guard's stdin is a pipe the daemon
-//! keeps open, on which it writes `until <ms>` whenever its leadership is
-//! extended (the time left before its renew deadline).
+//! keeps open, on which it writes `at <ns>` whenever its leadership is
+//! extended: its renew deadline as an absolute reading of the host's
+//! CLOCK_MONOTONIC, so that however late the guard reads it (spawn, pipe,
+//! scheduling), the deadline is the daemon's own, never later.
 //!
 //! Invariants:
 //! - the guard stops the program's group (SIGTERM, then SIGKILL after the
@@ -56,7 +58,7 @@ enum Daemon {
 
 /// Run the guard; returns the process exit code.
 #[allow(clippy::disallowed_types)] // a separate process with no tokio runtime: std's clock
-pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i32 {
+pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 {
     use std::time::Instant;
     if argv.is_empty() || getppid().as_raw() != parent {
         // No program, or the daemon is already gone: start nothing.
@@ -69,10 +71,14 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         let _ = signal_hook::flag::register(sig, ignored.clone());
     }
-    let daemon = Arc::new(Mutex::new(if until.is_zero() {
+    let daemon = Arc::new(Mutex::new(if until_ns == 0 {
         Daemon::Unknown
     } else {
-        Daemon::Until(Instant::now() + until)
+        Daemon::Until(deadline(
+            until_ns,
+            crate::work::procs::monotonic_ns(),
+            Instant::now(),
+        ))
     }));
     {
         let daemon = daemon.clone();
@@ -80,9 +86,9 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
             let stdin = std::io::stdin();
             for line in stdin.lock().lines() {
                 let Ok(line) = line else { break };
-                if let Some(Ok(ms)) = line.trim().strip_prefix("until ").map(str::parse::<u64>) {
-                    *daemon.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Daemon::Until(Instant::now() + Duration::from_millis(ms));
+                if let Some(Ok(at)) = line.trim().strip_prefix("at ").map(str::parse::<u64>) {
+                    let t = deadline(at, crate::work::procs::monotonic_ns(), Instant::now());
+                    *daemon.lock().unwrap_or_else(|p| p.into_inner()) = Daemon::Until(t);
                 }
             }
             // EOF: the daemon is gone.
@@ -128,6 +134,14 @@ pub fn run(grace: Duration, until: Duration, argv: &[String], parent: i32) -> i3
     }
 }
 
+/// The instant on this process's clock of the CLOCK_MONOTONIC reading
+/// `at_ns`, given that the clock reads `now_ns` at `now` (already past:
+/// `now`).
+#[allow(clippy::disallowed_types)] // a separate process without tokio: std's clock
+fn deadline(at_ns: u64, now_ns: u64, now: std::time::Instant) -> std::time::Instant {
+    now + Duration::from_nanos(at_ns.saturating_sub(now_ns))
+}
+
 /// SIGKILL everything left of the program: the members of its group (but
 /// the guard) and every process re-parented to the guard (descendants that
 /// left the group: `setsid`, double fork), reaping them; again until none
@@ -152,5 +166,47 @@ fn sweep(group: Pid) {
             return;
         }
         std::thread::sleep(TICK);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_types)] // the guard's clock is std's
+mod tests {
+    use super::*;
+
+    /// The deadline is absolute: a message read 300 ms late means the same
+    /// moment, 300 ms closer, not 300 ms later (issue 30).
+    #[test]
+    fn a_deadline_read_late_is_not_lengthened() {
+        let now = std::time::Instant::now();
+        let sent_at = 1_000_000_000; // the daemon's clock when it wrote
+        let at = sent_at + 2_000_000_000; // 2 s of leadership left
+        assert_eq!(deadline(at, sent_at, now), now + Duration::from_secs(2));
+        let read_late = sent_at + 300_000_000;
+        assert_eq!(
+            deadline(at, read_late, now),
+            now + Duration::from_millis(1_700)
+        );
+        // Read after it passed: over at once.
+        assert_eq!(deadline(at, at + 5, now), now);
+    }
+
+    #[test]
+    fn the_monotonic_clock_is_the_one_std_instants_run_on() {
+        let (a, t0) = (
+            crate::work::procs::monotonic_ns(),
+            std::time::Instant::now(),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        let (b, t1) = (
+            crate::work::procs::monotonic_ns(),
+            std::time::Instant::now(),
+        );
+        let ns = (t1 - t0).as_nanos() as i128;
+        assert!(
+            ((b - a) as i128 - ns).abs() < 5_000_000,
+            "{} vs {ns}",
+            b - a
+        );
     }
 }

@@ -207,7 +207,14 @@ fn command_only(
             let mut c = tokio::process::Command::new(exe);
             c.arg("guard")
                 .arg(format!("--grace-ms={}", grace.as_millis()))
-                .arg(format!("--until-ms={}", until.as_millis()))
+                .arg(format!(
+                    "--until-ns={}",
+                    if until.is_zero() {
+                        0
+                    } else {
+                        monotonic_ns().saturating_add(until.as_nanos() as u64)
+                    }
+                ))
                 .arg(format!("--parent={}", std::process::id()))
                 .arg("--")
                 .args(argv)
@@ -228,18 +235,30 @@ pub fn exit_code(s: std::process::ExitStatus) -> i32 {
     s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
 
+/// This host's CLOCK_MONOTONIC in nanoseconds: the clock the daemon's
+/// (tokio's, std's) instants run on, and one every process on the host
+/// reads alike, so a deadline sent as a reading of it means the same
+/// moment to the guard however late the guard reads it.
+pub fn monotonic_ns() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    let t = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always there");
+    (t.tv_sec() as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec() as u64)
+}
+
 /// Tell a guard (on its stdin pipe) that the leadership it guards lasts
-/// until `until` now. True when written. A pipe to a live guard never stays
-/// full; the write is bounded anyway.
+/// until `until`: as an absolute CLOCK_MONOTONIC reading (`at <ns>`), so
+/// that pipe and scheduling latency never lengthen it. True when written.
+/// A pipe to a live guard never stays full; the write is bounded anyway.
 pub async fn tell_guard(
     pipe: &mut tokio::process::ChildStdin,
     until: tokio::time::Instant,
 ) -> bool {
     use tokio::io::AsyncWriteExt;
-    let left = until
-        .saturating_duration_since(tokio::time::Instant::now())
-        .as_millis();
-    let line = format!("until {left}\n");
+    let left = until.saturating_duration_since(tokio::time::Instant::now());
+    let at = monotonic_ns().saturating_add(left.as_nanos() as u64);
+    let line = format!("at {at}\n");
     let wrote =
         tokio::time::timeout(Duration::from_millis(100), pipe.write_all(line.as_bytes())).await;
     matches!(wrote, Ok(Ok(())))

@@ -804,7 +804,10 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
         let (idle_tx, idle_rx) = watch::channel(true);
         let a = spawn(
             store.clone(),
-            cfg("a"),
+            ElectionConfig {
+                advertise_address: Some("10.0.0.1:4040".into()),
+                ..cfg("a")
+            },
             Links {
                 successors: None,
                 release_barriers: vec![idle_rx],
@@ -818,6 +821,12 @@ async fn a_release_waits_for_the_barrier_and_gives_up_without_writing() {
         a.stop.cancel();
         settle().await;
         assert!(!a.leads(), "not leader before the release");
+        let s = a.state();
+        assert_eq!(
+            (s.leader.as_deref(), s.leader_address.as_deref()),
+            (None, None),
+            "a releasing copy names no leader, nor its address"
+        );
         assert!(!record(&store).released, "no release while the work runs");
         if work_stops {
             idle_tx.send_replace(true);
@@ -1949,4 +1958,68 @@ async fn a_create_found_by_its_read_back_counts_from_the_reservation() {
         "valid from the reservation, 3 s before the read-back"
     );
     b.shutdown().await;
+}
+
+/// A far follower whose read fails (at its takeover time or any other)
+/// reads again after a retry period, not a whole far pause (a lease) later.
+#[tokio::test(start_paused = true)]
+async fn a_far_follower_whose_read_fails_retries_after_a_retry_period() {
+    let store = MemoryStore::new();
+    let stop = CancellationToken::new();
+    let (holder, _confirm, far) = confirmed_far_follower(&store, &["s1", "s2"], &stop).await;
+    sleep(LEASE * 2).await;
+    // Reading once a lease now; the next read fails.
+    store.inject(
+        Op::Get,
+        Fault::FailBefore(StoreError::Transient("503".into())),
+    );
+    let before = gets(&store);
+    within(LEASE * 2, "the failing read", async {
+        while gets(&store) == before {
+            sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let failed = gets(&store);
+    sleep(RETRY + RETRY / 2).await;
+    assert!(
+        gets(&store) > failed,
+        "no read within a retry period of the failed one"
+    );
+    stop.cancel();
+    holder.await.unwrap();
+    far.shutdown().await;
+}
+
+/// A named successor that answers but lies (it says it agrees while it and
+/// the holder are dead): the far follower keeps reading once a lease, at
+/// its takeover times, and still takes over within two leases of the last
+/// renewal plus its rank delay: the bound docs/design.md states.
+#[tokio::test(start_paused = true)]
+async fn a_far_follower_deceived_by_a_lying_successor_takes_over_within_two_leases() {
+    for offset_ms in [777, 6_000, 14_500] {
+        let store = MemoryStore::new();
+        let stop = CancellationToken::new();
+        let (holder, _lie, mut far) = confirmed_far_follower(&store, &["s1", "s2"], &stop).await;
+        sleep(LEASE * 3 + Duration::from_millis(offset_ms)).await;
+        stop.cancel();
+        holder.await.unwrap();
+        let died = Instant::now();
+        // The confirmation stays: the successor answers and lies.
+        until_state(&mut far.rx, "the far follower leads", |s| {
+            s.is_leader(Instant::now())
+        })
+        .await;
+        let took = Instant::now() - died;
+        let bound = LEASE * 2 + Duration::from_millis(400) + Duration::from_millis(50);
+        assert!(
+            took >= LEASE,
+            "{offset_ms}: took over {took:?} after the last renewal: too soon"
+        );
+        assert!(
+            took <= bound,
+            "{offset_ms}: took over {took:?}; bound {bound:?}"
+        );
+        far.shutdown().await;
+    }
 }

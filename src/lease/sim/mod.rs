@@ -487,14 +487,12 @@ impl Sim {
                 tokio::time::sleep(d.min(calm_at.saturating_duration_since(Instant::now()))).await;
                 self.restart(i, same);
             }
-            28..=37 => {
-                if self.slots[i].running {
-                    self.chaos_trace(format!("step-down requested of {name}"));
-                    let _ = self.slots[i].commands.try_send(Command::StepDown {
-                        reason: "sim".into(),
-                        term: None,
-                    });
-                }
+            28..=37 if self.slots[i].running => {
+                self.chaos_trace(format!("step-down requested of {name}"));
+                let _ = self.slots[i].commands.try_send(Command::StepDown {
+                    reason: "sim".into(),
+                    term: None,
+                });
             }
             38..=45 => {
                 // A graceful stop (SIGTERM): release, end; restarted later.
@@ -611,12 +609,10 @@ impl Sim {
                     }
                 });
             }
-            75..=79 => {
+            75..=79 if self.slots[i].running => {
                 // A forged or stray wake-up.
-                if self.slots[i].running {
-                    let p = self.slots[i].proc;
-                    lock(&self.world).procs[p].wake.notify_one();
-                }
+                let p = self.slots[i].proc;
+                lock(&self.world).procs[p].wake.notify_one();
             }
             _ => {
                 // A quiet spell: nothing goes wrong for a while.

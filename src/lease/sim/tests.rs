@@ -154,6 +154,7 @@ fn regression_seeds_hold() {
 /// seed replayed with its whole trace.
 #[test]
 #[ignore = "run by scripts/sim"]
+#[allow(clippy::disallowed_types)] // the wall-clock time the run took, for the record
 fn explore() {
     if let Some(seed) = env_u64("S3E_SIM_SEED") {
         let o = run(seed, Opts::default());

@@ -202,6 +202,9 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         once,
         config_file: _,
     } = s;
+    // Descriptors inherited from whoever started us (but 0, 1, 2 and
+    // LISTEN_FDS) reach no program or hook.
+    crate::work::procs::no_strays();
     let listener = steps::bind_http(&cfg).await?;
     let kube = steps::pod_label_api(&cfg).map_err(DaemonError::Kube)?;
     let metrics = Arc::new(Metrics::new());

@@ -3,10 +3,15 @@
 //! happens to the daemon (SIGKILL, OOM kill, panic, abort, SIGSTOP).
 //!
 //! The daemon starts `s3-elector guard --grace G -- PROGRAM ARGS` (a hidden
-//! command, not for users) as the leader of a new process group; the guard
-//! starts the program in that same group, with the guard's stdout and
-//! stderr (pipes the daemon reads). The guard's stdin is a pipe the daemon
-//! keeps open, on which it writes `at <ns>` whenever its leadership is
+//! command, not for users; `ps` shows it as `s3-elector guard`) as the
+//! leader of a new process group; the guard starts the program in that same
+//! group, with the guard's stdin (/dev/null, or the caller's under `run
+//! --once`) and stdout (a pipe the daemon reads), and as stderr the pipe the
+//! daemon passed at [`guard_stderr_fd`](crate::work::procs::guard_stderr_fd).
+//! The guard's own stderr is the daemon's original stderr, where it says
+//! why it stops the program. Its control channel, at
+//! [`guard_control_fd`](crate::work::procs::guard_control_fd), is a pipe the
+//! daemon keeps open and no other process holds, on which it writes `at <ns>` whenever its leadership is
 //! extended: its renew deadline as an absolute reading of the host's
 //! CLOCK_MONOTONIC, so that however late the guard reads it (spawn, pipe,
 //! scheduling), the deadline is the daemon's own, never later.
@@ -30,7 +35,12 @@
 //!   the group), so the guard can do the above; a guard that has not exited
 //!   [`GUARD_SWEEP`](crate::work::procs::GUARD_SWEEP) later is killed too;
 //! - it checks its parent right after start: a daemon that died before the
-//!   guard could watch it means no program is started at all.
+//!   guard could watch it means no program is started at all;
+//! - the program gets descriptors 0, 1, 2 and those `LISTEN_FDS` names,
+//!   nothing else: not the control channel, not a stray;
+//! - the guard says why it stops the program (deadline passed, daemon gone,
+//!   stopped on request), with the program's pid, on the daemon's original
+//!   stderr, so the lines reach journald even when the daemon is dead.
 
 use std::io::BufRead;
 use std::process::Command;
@@ -59,11 +69,34 @@ enum Daemon {
 /// Run the guard; returns the process exit code.
 #[allow(clippy::disallowed_types)] // a separate process with no tokio runtime: std's clock
 pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 {
+    use crate::work::procs::{guard_control_fd, guard_stderr_fd, no_strays};
     use std::time::Instant;
+    // The two pipes the daemon placed, opened anew by name (a pipe opens
+    // like a FIFO), so that no descriptor is taken over by number; then
+    // every inherited descriptor is marked close-on-exec: the program gets
+    // neither pipe, nor anything else the guard inherited.
+    let fd = |n: i32| format!("/proc/self/fd/{n}");
+    let control = std::fs::File::open(fd(guard_control_fd()));
+    let program_stderr = std::fs::OpenOptions::new()
+        .write(true)
+        .open(fd(guard_stderr_fd()));
+    no_strays();
     if argv.is_empty() || getppid().as_raw() != parent {
         // No program, or the daemon is already gone: start nothing.
-        return 70;
+        eprintln!(
+            "s3-elector guard: the daemon is gone before the program could start; not starting it"
+        );
+        return crate::work::procs::EXIT_SOFTWARE;
     }
+    let (control, program_stderr) = match (control, program_stderr) {
+        (Ok(c), Ok(e)) => (c, e),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!(
+                "s3-elector guard: cannot open the daemon's pipes: {e}; not starting the program"
+            );
+            return crate::work::procs::EXIT_SOFTWARE;
+        }
+    };
     let _ = nix::sys::prctl::set_child_subreaper(true);
     // The daemon's stop signals the whole group: the program handles it;
     // the guard only must not die of it (a flag nobody reads).
@@ -83,8 +116,7 @@ pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 
     {
         let daemon = daemon.clone();
         std::thread::spawn(move || {
-            let stdin = std::io::stdin();
-            for line in stdin.lock().lines() {
+            for line in std::io::BufReader::new(control).lines() {
                 let Ok(line) = line else { break };
                 if let Some(Ok(at)) = line.trim().strip_prefix("at ").map(str::parse::<u64>) {
                     let t = deadline(at, crate::work::procs::monotonic_ns(), Instant::now());
@@ -95,35 +127,53 @@ pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 
             *daemon.lock().unwrap_or_else(|p| p.into_inner()) = Daemon::Gone;
         });
     }
-    let mut child = match Command::new(&argv[0]).args(&argv[1..]).spawn() {
+    let mut child = match Command::new(&argv[0])
+        .args(&argv[1..])
+        .stderr(program_stderr)
+        .spawn()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("s3-elector guard: cannot start {}: {e}", argv[0]);
             return 127;
         }
     };
+    let pid = child.id();
     let group = getpgrp();
     let mut stopping: Option<Instant> = None;
+    let mut asked = false;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             sweep(group);
             return crate::work::procs::exit_code(status);
         }
         let now = Instant::now();
-        let over = match *daemon.lock().unwrap_or_else(|p| p.into_inner()) {
-            Daemon::Gone => true,
-            Daemon::Until(t) => now >= t,
-            Daemon::Unknown => false,
+        let why = match *daemon.lock().unwrap_or_else(|p| p.into_inner()) {
+            Daemon::Gone => Some("daemon gone (its control pipe closed)"),
+            Daemon::Until(t) if now >= t => {
+                Some("leadership deadline passed with no word from the daemon (frozen?)")
+            }
+            _ => None,
         };
-        match stopping {
-            None if over => {
+        if !asked && stopping.is_none() && ignored.load(std::sync::atomic::Ordering::SeqCst) {
+            asked = true;
+            eprintln!(
+                "s3-elector guard: program {pid}: stopping on request (SIGTERM to its group)"
+            );
+        }
+        match (stopping, why) {
+            (None, Some(why)) => {
                 // The daemon died or froze past its deadline: stop the
                 // program ourselves (the guard ignores the SIGTERM too).
                 let _ = killpg(group, Signal::SIGTERM);
                 stopping = Some(now + grace);
+                eprintln!(
+                    "s3-elector guard: program {pid}: {why}; sent SIGTERM to its group, SIGKILL in {grace:?}"
+                );
             }
-            Some(t) if now >= t => {
+            (Some(t), _) if now >= t => {
                 sweep(group);
+                eprintln!("s3-elector guard: program {pid}: still running {grace:?} after SIGTERM; killed its group");
                 return 137;
             }
             _ => {}

@@ -32,7 +32,7 @@
 //!   policy is `release`.
 
 use std::collections::VecDeque;
-use std::process::Stdio;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -384,7 +384,14 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
         }
         None => (HOOK_KILL_GRACE, hook.timeout + HOOK_KILL_GRACE),
     };
-    let mut cmd = procs::command(guard, &hook.command, grace, until);
+    let mut p = match procs::command(guard, &hook.command, grace, until) {
+        Ok(p) => p,
+        Err(e) => {
+            error!(hook = name, error = %e, "cannot prepare the hook's guard (its pipes); not running the hook");
+            return false;
+        }
+    };
+    let cmd = &mut p.cmd;
     cmd.env("S3_ELECTOR_EVENT", ev.kind.name())
         .env("S3_ELECTOR_ELECTION", election)
         .env("S3_ELECTOR_IDENTITY", identity)
@@ -394,15 +401,13 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
             ev.previous_leader.as_deref().unwrap_or(""),
         )
         .env("S3_ELECTOR_TERM", ev.term.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     if let Some(d) = &hook.working_dir {
         cmd.current_dir(d);
     }
     let started = Instant::now();
-    let mut child = match cmd.spawn() {
+    let (mut child, mut guard_pipe, guarded_stderr) = match p.spawn() {
         Ok(c) => c,
         Err(e) => {
             error!(hook = name, command = ?hook.command, error = %e, "cannot start hook; check the path and permissions");
@@ -414,18 +419,20 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
     };
     let pgid = pid as i32;
     crate::work::procs::register(pgid);
-    // The guard's pipe: open for as long as this hook is ours (tokio's
-    // `wait` would close it, and the guard would take that for our death).
-    let mut guard_pipe = child.stdin.take();
+    // The guard's pipe (`guard_pipe`) stays open for as long as this hook
+    // is ours: its end would tell the guard that the daemon is gone.
     info!(hook = name, pid, term = ev.term, "hook started");
     let out = child
         .stdout
         .take()
         .map(|o| tokio::spawn(procs::forward(o, name, "stdout")));
-    let err = child
-        .stderr
-        .take()
-        .map(|e| tokio::spawn(procs::forward(e, name, "stderr")));
+    let err = match guarded_stderr {
+        Some(e) => Some(tokio::spawn(procs::forward(e, name, "stderr"))),
+        None => child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(procs::forward(e, name, "stderr"))),
+    };
     let timeout_at = Instant::now() + hook.timeout;
     let status = loop {
         tokio::select! {

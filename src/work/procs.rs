@@ -22,6 +22,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
 use tracing::{info, warn};
 
+/// The guard's exit code when it starts nothing (sysexits' EX_SOFTWARE).
+pub const EXIT_SOFTWARE: i32 = 70;
+
 /// Longest line of a child's output logged as one event; longer lines are
 /// logged in pieces of this size.
 pub const MAX_LINE: usize = 4096;
@@ -182,17 +185,95 @@ pub fn set_child_env(env: Vec<(String, String)>) {
     let _ = CHILD_ENV.set(env);
 }
 
+/// A command ready to spawn, with what the daemon keeps of it afterwards.
+pub struct Prepared {
+    pub cmd: tokio::process::Command,
+    /// Under a guard: the write end of its control channel.
+    control: Option<std::os::fd::OwnedFd>,
+    /// Under a guard: the read end of the program's stderr pipe (the
+    /// guard's own stderr is the daemon's, for its own lines).
+    stderr: Option<std::os::fd::OwnedFd>,
+}
+
+/// The daemon's end of a guard's control channel (see [`tell_guard`]).
+pub type GuardPipe = tokio::net::unix::pipe::Sender;
+
+impl Prepared {
+    /// Spawn it. Returns the child, the guard's control channel (under a
+    /// guard) and the program's stderr to read (`None`: `child.stderr`).
+    #[allow(clippy::type_complexity)]
+    pub fn spawn(
+        mut self,
+    ) -> std::io::Result<(
+        tokio::process::Child,
+        Option<GuardPipe>,
+        Option<tokio::net::unix::pipe::Receiver>,
+    )> {
+        let child = self.cmd.spawn()?;
+        // The command holds the guard's ends of the pipes: drop them now,
+        // so that the guard alone has them.
+        drop(self.cmd);
+        let control = self
+            .control
+            .take()
+            .map(tokio::net::unix::pipe::Sender::from_owned_fd)
+            .transpose()?;
+        let stderr = self
+            .stderr
+            .take()
+            .map(tokio::net::unix::pipe::Receiver::from_owned_fd)
+            .transpose()?;
+        Ok((child, control, stderr))
+    }
+}
+
+/// Descriptors systemd's socket activation passes (`LISTEN_FDS`, from 3
+/// up): the program and hooks keep them.
+pub fn listen_fds() -> i32 {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|n| (0..=64).contains(n))
+        .unwrap_or(0)
+}
+
+/// The guard's control channel, as the guard sees it.
+pub fn guard_control_fd() -> i32 {
+    3 + listen_fds()
+}
+
+/// The program's stderr, as the guard receives it.
+pub fn guard_stderr_fd() -> i32 {
+    4 + listen_fds()
+}
+
+/// Mark every descriptor this process inherited, from 3 up but for those
+/// `LISTEN_FDS` names, close-on-exec: no child then gets a stray (a pipe
+/// of whoever started the daemon, a /dev/null at fd 10). The daemon does
+/// this at start, the guard before it starts the program; descriptors
+/// Rust opens are close-on-exec already.
+pub fn no_strays() {
+    close_fds::set_fds_cloexec_threadsafe(3 + listen_fds(), &[]);
+}
+
+/// The command that starts `argv`: under its guard (`guard` is the
+/// `s3-elector` executable), or directly. The child gets /dev/null as
+/// stdin unless the caller sets another, a stdout pipe, and a stderr pipe
+/// (under a guard, passed at [`guard_stderr_fd`], the guard's own stderr
+/// being the daemon's). The guard's control channel reaches it at
+/// [`guard_control_fd`]; both pipes' other ends are close-on-exec in the
+/// daemon, so no other child (a hook, another guard) holds them open.
 pub fn command(
     guard: Option<&std::path::Path>,
     argv: &[String],
     grace: Duration,
     until: Duration,
-) -> tokio::process::Command {
-    let mut c = command_only(guard, argv, grace, until);
+) -> std::io::Result<Prepared> {
+    let mut p = command_only(guard, argv, grace, until)?;
     for (k, v) in CHILD_ENV.get().into_iter().flatten() {
-        c.env(k, v);
+        p.cmd.env(k, v);
     }
-    c
+    Ok(p)
 }
 
 fn command_only(
@@ -200,11 +281,19 @@ fn command_only(
     argv: &[String],
     grace: Duration,
     until: Duration,
-) -> tokio::process::Command {
+) -> std::io::Result<Prepared> {
+    use command_fds::{CommandFdExt, FdMapping};
+    use nix::fcntl::OFlag;
     use std::process::Stdio;
     match guard {
         Some(exe) => {
+            let (control_r, control_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            let (stderr_r, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
             let mut c = tokio::process::Command::new(exe);
+            // `ps` and the cgroup tree show "s3-elector guard ...", while
+            // the exec still goes through /proc/self/exe (which survives a
+            // package upgrade).
+            c.arg0("s3-elector");
             c.arg("guard")
                 .arg(format!("--grace-ms={}", grace.as_millis()))
                 .arg(format!(
@@ -218,13 +307,37 @@ fn command_only(
                 .arg(format!("--parent={}", std::process::id()))
                 .arg("--")
                 .args(argv)
-                .stdin(Stdio::piped());
-            c
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit());
+            c.fd_mappings(vec![
+                FdMapping {
+                    parent_fd: control_r,
+                    child_fd: guard_control_fd(),
+                },
+                FdMapping {
+                    parent_fd: stderr_w,
+                    child_fd: guard_stderr_fd(),
+                },
+            ])
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            Ok(Prepared {
+                cmd: c,
+                control: Some(control_w),
+                stderr: Some(stderr_r),
+            })
         }
         None => {
             let mut c = tokio::process::Command::new(&argv[0]);
-            c.args(&argv[1..]).stdin(Stdio::null());
-            c
+            c.args(&argv[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            Ok(Prepared {
+                cmd: c,
+                control: None,
+                stderr: None,
+            })
         }
     }
 }
@@ -247,14 +360,11 @@ pub fn monotonic_ns() -> u64 {
         .saturating_add(t.tv_nsec() as u64)
 }
 
-/// Tell a guard (on its stdin pipe) that the leadership it guards lasts
+/// Tell a guard (on its control channel) that the leadership it guards lasts
 /// until `until`: as an absolute CLOCK_MONOTONIC reading (`at <ns>`), so
 /// that pipe and scheduling latency never lengthen it. True when written.
 /// A pipe to a live guard never stays full; the write is bounded anyway.
-pub async fn tell_guard(
-    pipe: &mut tokio::process::ChildStdin,
-    until: tokio::time::Instant,
-) -> bool {
+pub async fn tell_guard(pipe: &mut GuardPipe, until: tokio::time::Instant) -> bool {
     use tokio::io::AsyncWriteExt;
     let left = until.saturating_duration_since(tokio::time::Instant::now());
     let at = monotonic_ns().saturating_add(left.as_nanos() as u64);

@@ -81,7 +81,7 @@ struct Running {
     pgid: i32,
     term: u64,
     /// The guard's stdin: where the leadership deadline is sent.
-    heartbeat: Option<tokio::process::ChildStdin>,
+    heartbeat: Option<procs::GuardPipe>,
     /// The deadline last sent.
     sent_until: Option<Instant>,
 }
@@ -229,16 +229,20 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
         t.saturating_duration_since(Instant::now())
     });
     let until = until.max(Duration::from_millis(1));
-    let mut cmd = procs::command(spec.guard.as_deref(), &spec.argv, spec.kill_grace, until);
-    cmd.env("S3_ELECTOR_TERM", state.term.to_string())
+    let mut p = procs::command(spec.guard.as_deref(), &spec.argv, spec.kill_grace, until)?;
+    // `run --once` is a command line's job: it reads the caller's stdin.
+    // The daemon's program gets /dev/null.
+    if spec.once.is_some() {
+        p.cmd.stdin(Stdio::inherit());
+    }
+    p.cmd
+        .env("S3_ELECTOR_TERM", state.term.to_string())
         .env("S3_ELECTOR_ELECTION", &spec.election)
         .env("S3_ELECTOR_IDENTITY", &spec.identity)
         .env("S3_ELECTOR_LEADER", &spec.identity)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
+    let (mut child, heartbeat, guarded_stderr) = p.spawn()?;
     // A pid is always there right after spawn; without one there is no
     // group to manage, and pgid 0 would mean our own group.
     let pgid = child
@@ -251,12 +255,17 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
     if let Some(o) = child.stdout.take() {
         tokio::spawn(procs::forward(o, "program", "stdout"));
     }
-    if let Some(e) = child.stderr.take() {
-        tokio::spawn(procs::forward(e, "program", "stderr"));
+    match guarded_stderr {
+        Some(e) => drop(tokio::spawn(procs::forward(e, "program", "stderr"))),
+        None => {
+            if let Some(e) = child.stderr.take() {
+                tokio::spawn(procs::forward(e, "program", "stderr"));
+            }
+        }
     }
     info!(event = "child_started", pid = pgid, term = state.term, command = ?spec.argv, "supervised program started");
     Ok(Running {
-        heartbeat: child.stdin.take(),
+        heartbeat,
         child,
         pgid,
         term: state.term,

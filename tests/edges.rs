@@ -974,3 +974,75 @@ fn the_guards_of_a_killed_daemon_say_daemon_gone() {
     );
     a.kill();
 }
+
+/// Issue 31 §2: on a host with two elections, `is-leader` and `step-down`
+/// pointed at the other election's daemon refuse instead of acting on its
+/// answer; the daemon refuses a step-down that names another election
+/// (409); `is-leader --json` gives the fencing term only while leading.
+#[test]
+fn two_elections_on_one_host_cannot_confuse_the_local_commands() {
+    let sw = Seaweed::start();
+    sw.bucket("twoel");
+    let dir = sw.dir.path();
+    let cfg = |election: &str| {
+        let p = dir.join(format!("{election}.yaml"));
+        std::fs::write(
+            &p,
+            format!(
+                "election: {election}\ns3:\n  bucket: twoel\n  endpoint_url: {}\n  force_path_style: true\n  region: us-east-1\n  request_timeout: 1s\n  connect_timeout: 500ms\n\
+                 timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\nhttp:\n  step_down: true\n",
+                sw.endpoint
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let (web_cfg, batch_cfg) = (cfg("web"), cfg("batch"));
+    let web = Daemon::start("w", &web_cfg);
+    let batch = Daemon::start("b", &batch_cfg);
+    until(Duration::from_secs(60), "both lead their elections", || {
+        web.says_leader() && batch.says_leader()
+    });
+    let at = |port: u16| format!("127.0.0.1:{port}");
+    let ask = |cfg: &std::path::Path, port: u16, args: &[&str]| {
+        let listen = at(port);
+        run_cmd(cfg, args, &[("S3_ELECTOR_HTTP_LISTEN", listen.as_str())])
+    };
+    // is-leader with batch's config at web's port: unknown (255), not 0.
+    let (code, out, err) = ask(&batch_cfg, web.http_port, &["is-leader"]);
+    assert_eq!(code, 255, "{out}{err}");
+    assert!(err.contains("runs election web, not batch"), "{err}");
+    // The right daemon: 0, and --json carries the term.
+    let (code, out, err) = ask(&batch_cfg, batch.http_port, &["is-leader", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v["leader"], true, "{v}");
+    assert_eq!(v["election"], "batch", "{v}");
+    assert!(v["term"].as_u64().is_some_and(|t| t >= 1), "{v}");
+    assert!(
+        v["valid_for_seconds"].as_f64().is_some_and(|s| s > 0.0),
+        "{v}"
+    );
+    // step-down with batch's config at web's port: refused, web still leads.
+    let (code, out, err) = ask(&batch_cfg, web.http_port, &["step-down"]);
+    assert_eq!(code, 69, "{out}{err}");
+    assert!(err.contains("runs election web, not batch"), "{err}");
+    let (status, body) = http(web.http_port, "POST", "/step-down?election=batch");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("runs election web, not batch"), "{body}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(web.says_leader(), "web was not stepped down");
+    // A follower's --json: not leader, term null, exit 1.
+    let follower = Daemon::start("w2", &web_cfg);
+    until(Duration::from_secs(30), "w2 follows w", || {
+        follower.follows("w")
+    });
+    let (code, out, err) = ask(&web_cfg, follower.http_port, &["is-leader", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(
+        (v["leader"].clone(), v["term"].clone()),
+        (false.into(), serde_json::Value::Null),
+        "{v}"
+    );
+}

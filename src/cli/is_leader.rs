@@ -2,13 +2,14 @@
 //! daemon (`GET /leader`), so it costs no S3 request. Exit codes follow
 //! systemd's `ExecCondition=`: 0 run the job, 1 skip it (this copy does not
 //! lead, or its lease has less than `retry_period` left), 255 fail (the
-//! daemon cannot be asked: its answer is unknown, so nothing runs).
+//! daemon cannot be asked, or the one that answered runs another election
+//! or identity: its answer is unknown, so nothing runs).
 
 use std::time::Duration;
 
 use hyper::Method;
 
-use super::{load_for_daemon, local_daemon, DaemonArgs};
+use super::{load_for_daemon, local_daemon, same_daemon, IsLeaderArgs};
 use crate::peers::client;
 
 /// How long the daemon may take to answer.
@@ -17,8 +18,9 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 /// The daemon could not be asked (systemd: the condition failed).
 const EXIT_UNKNOWN: i32 = 255;
 
-pub(super) async fn is_leader(c: DaemonArgs) -> i32 {
-    let cfg = match load_for_daemon(&c).await {
+pub(super) async fn is_leader(a: IsLeaderArgs) -> i32 {
+    let c = &a.daemon;
+    let cfg = match load_for_daemon(c).await {
         // Any config problem: the answer is unknown, never "skip quietly".
         Ok(x) => x,
         Err(_) => return EXIT_UNKNOWN,
@@ -54,10 +56,25 @@ pub(super) async fn is_leader(c: DaemonArgs) -> i32 {
         );
         return EXIT_UNKNOWN;
     };
+    if let Err(m) = same_daemon(&cfg, &addr, &v) {
+        eprintln!("s3-elector: {m}");
+        return EXIT_UNKNOWN;
+    }
     let leads = v["is_leader"].as_bool().unwrap_or(false);
     let left = v["view_valid_for_seconds"].as_f64().unwrap_or(0.0) - asked.elapsed().as_secs_f64();
     let margin = cfg.timing.retry_period.as_secs_f64();
     let term = v["term"].as_u64().unwrap_or(0);
+    if a.json {
+        // The term is this copy's fencing token only while it leads.
+        let out = serde_json::json!({
+            "leader": leads,
+            "term": leads.then_some(term),
+            "valid_for_seconds": if leads { (left.max(0.0) * 1000.0).round() / 1000.0 } else { 0.0 },
+            "election": cfg.election,
+        });
+        println!("{out}");
+        return if leads && left > margin { 0 } else { 1 };
+    }
     if leads && left > margin {
         println!("leader, term {term}, {left:.1}s of lease left");
         0

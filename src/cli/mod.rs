@@ -83,7 +83,7 @@ pub enum Command {
     /// lease left, 1 when it does not, 255 when its daemon cannot be asked:
     /// systemd's `ExecCondition=` convention (run a timer's job only on the
     /// leader).
-    IsLeader(DaemonArgs),
+    IsLeader(IsLeaderArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -205,6 +205,17 @@ pub struct DaemonArgs {
     /// Where the daemon listens, when not `http.listen` (as given to `run`).
     #[arg(long, env = "S3_ELECTOR_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IsLeaderArgs {
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+    /// Print `{"leader": true, "term": 9, "valid_for_seconds": 4.0,
+    /// "election": "batch"}` (`term` null when this copy does not lead)
+    /// instead of a sentence; the exit codes are the same.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -410,6 +421,33 @@ fn local_daemon(cfg: &Config) -> std::net::SocketAddr {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     addr
+}
+
+/// Is the daemon that answered at `addr` (its `/leader` view) the one
+/// `cfg` configures? Its `election` must match, and its `identity` too
+/// where the config sets one. On a host with two elections, a command
+/// pointed at the wrong port must not act on the other election's answer.
+fn same_daemon(
+    cfg: &Config,
+    addr: &std::net::SocketAddr,
+    view: &serde_json::Value,
+) -> Result<(), String> {
+    let theirs = view["election"].as_str().unwrap_or("");
+    if theirs != cfg.election {
+        return Err(format!(
+            "the daemon at {addr} runs election {theirs}, not {}; point --http-listen (or http.listen) at this election's daemon",
+            cfg.election
+        ));
+    }
+    if let Some(mine) = &cfg.identity {
+        let id = view["identity"].as_str().unwrap_or("");
+        if id != mine {
+            return Err(format!(
+                "the daemon at {addr} is {id}, not {mine} (election {theirs}); point --http-listen at this copy's daemon"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Hooks that could never start (missing, not executable), one line each.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hyper::Method;
 
-use super::{load_for_daemon, local_daemon, DaemonArgs, EXIT_UNAVAILABLE};
+use super::{load_for_daemon, local_daemon, same_daemon, DaemonArgs, EXIT_UNAVAILABLE};
 use crate::config::EXIT_CONFIG;
 use crate::peers::client;
 
@@ -22,10 +22,31 @@ pub(super) async fn step_down(c: DaemonArgs) -> i32 {
         return EXIT_CONFIG;
     }
     let addr = local_daemon(&cfg);
-    match client::request(&addr.to_string(), Method::POST, "/step-down", ANSWER_WITHIN).await {
+    // Ask who answers first, for a clear message; the request itself names
+    // the election too, and a daemon of another one refuses it (409), so
+    // nothing can slip in between the two.
+    if let Ok(a) = client::request(&addr.to_string(), Method::GET, "/leader", ANSWER_WITHIN).await {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&a.body) {
+            if let Err(m) = same_daemon(&cfg, &addr, &v) {
+                eprintln!("s3-elector: {m}; not stepping it down");
+                return EXIT_UNAVAILABLE;
+            }
+        }
+    }
+    let path = format!(
+        "/step-down?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("election", &cfg.election)
+            .finish()
+    );
+    match client::request(&addr.to_string(), Method::POST, &path, ANSWER_WITHIN).await {
         Ok(a) if a.status == 202 => {
             println!("step-down requested: {}", a.text());
             0
+        }
+        Ok(a) if a.status == 409 => {
+            eprintln!("s3-elector: the daemon at {addr} refused: {}", a.text());
+            EXIT_UNAVAILABLE
         }
         Ok(a) => {
             eprintln!(

@@ -9,7 +9,7 @@
 //! | `GET /readyz` | 200 once the lease has been read (503 while a configured status file cannot be written) |
 //! | `GET /leader/health` | 200 only while leading with more than a margin left |
 //! | `GET /metrics` | Prometheus text |
-//! | `POST /step-down` | 202 and a step-down, when `http.step_down` is on |
+//! | `POST /step-down` | 202 and a step-down, when `http.step_down` is on; 409 when `?election=` names another election |
 //! | `POST /wake` | 202; the copy reads the lease once, soon (`http.wake`) |
 //!
 //! `POST /wake` needs no token: the worst a forged or replayed wake-up can
@@ -280,6 +280,15 @@ fn health(ok: bool, detail: String) -> Response<Full<Bytes>> {
     json(code, &Health { status, detail })
 }
 
+/// The election a request names (`?election=NAME`), when it is not `ours`.
+/// A request that names none is about whichever election answers.
+fn wrong_election(query: Option<&str>, ours: &str) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == "election")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| v != ours)
+}
+
 async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     let now = Instant::now();
     let state = ctx.state.borrow().clone();
@@ -379,6 +388,16 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
                 StatusCode::FORBIDDEN,
                 "step-down over HTTP is disabled; set `http.step_down: true` to enable it",
             ),
+            Some(_) if wrong_election(req.uri().query(), &state.election).is_some() => {
+                let asked = wrong_election(req.uri().query(), &state.election).unwrap_or_default();
+                error(
+                    StatusCode::CONFLICT,
+                    &format!(
+                        "this daemon runs election {}, not {asked}; nothing was stepped down",
+                        state.election
+                    ),
+                )
+            }
             Some(tx) => {
                 let reason = format!("POST /step-down from {peer}");
                 match tx.try_send(Command::StepDown { reason, term: None }) {

@@ -599,3 +599,31 @@ fn a_far_follower_reads_slowly_and_takes_over_when_every_successor_dies() {
     ds[far].signal("TERM");
     ds[far].wait_exit(Duration::from_secs(10));
 }
+
+/// Issue 30 §8: each copy writes its registry entry before its election
+/// reads the lease, so that a leader stopped right after acquiring finds
+/// every copy that may have read it (a copy that has not read yet sees the
+/// release at its first read).
+#[test]
+fn a_copy_announces_itself_before_its_first_read() {
+    let sw = Seaweed::start();
+    sw.bucket("announce");
+    let cfg = sw.config(sw.dir.path(), "announce", "announce", SLOW_POLL);
+    let a = Daemon::start("a", &cfg);
+    until(Duration::from_secs(60), "a leads", || a.says_leader());
+    let at = |needle: &str| {
+        a.events().iter().position(|e| {
+            e.json
+                .get("message")
+                .and_then(|m| m.as_str())
+                .is_some_and(|m| m.starts_with(needle))
+        })
+    };
+    let announced = at("registry entry written (before the election's first read)");
+    let started = at("election starting");
+    assert!(
+        announced.is_some() && started.is_some() && announced < started,
+        "announced at {announced:?}, election started at {started:?}:\n{}",
+        a.log_text()
+    );
+}

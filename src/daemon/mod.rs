@@ -362,15 +362,26 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     )));
 
     // Hand-over hints.
+    // This copy's entry goes out before its election's first read (see
+    // `registry::announce`), bounded by one request.
+    let registry_cfg = steps::registry_settings(&cfg, &identity, advertise);
+    let announced = cfg.registry.enabled
+        && tokio::time::timeout(
+            cfg.s3.request_timeout,
+            crate::peers::registry::announce(&store, &registry_cfg),
+        )
+        .await
+        .unwrap_or(false);
     let registry = cfg.registry.enabled.then(|| {
         tokio::spawn(crate::peers::registry::run(
             store.clone(),
-            steps::registry_settings(&cfg, &identity, advertise),
+            registry_cfg,
             state.clone(),
             successors_tx,
             events(),
             registry_waker,
             stop_surfaces.clone(),
+            announced,
         ))
     });
 

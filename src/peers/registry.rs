@@ -245,9 +245,48 @@ impl Quiet {
     }
 }
 
+/// This copy's entry, as written to the registry; `None` when it has no
+/// address to advertise.
+fn own_entry(cfg: &Settings) -> Option<Vec<u8>> {
+    let addr = cfg.address.as_ref()?;
+    let e = Entry {
+        schema: ENTRY_SCHEMA.into(),
+        election: cfg.election.clone(),
+        identity: cfg.identity.clone(),
+        address: addr.clone(),
+        host: cfg.host.clone(),
+        written_at: wall_now(),
+    };
+    Some(serde_json::to_vec(&e).expect("entry serializes"))
+}
+
+/// Write this copy's entry once, before its election reads the lease: a
+/// leader that acquires and stops at once (three copies started together,
+/// the first stopped 0.2 s later) then finds every copy that has read the
+/// lease already, and wakes it; a copy that has not read yet sees the
+/// release at its first read. True when written.
+pub async fn announce<S: LeaseStore>(store: &S, cfg: &Settings) -> bool {
+    let Some(body) = own_entry(cfg) else {
+        return false;
+    };
+    let key = cfg.own_key();
+    match store.put_side_object(&key, body).await {
+        Ok(()) => {
+            debug!(key = %key, "registry entry written (before the election's first read)");
+            true
+        }
+        Err(e) => {
+            debug!(key = %key, error = %e, "cannot write the registry entry yet; the registry retries");
+            false
+        }
+    }
+}
+
 /// Run until `shutdown`: keep our entry, and while leading keep `successors`
 /// current. After each release (an [`Event::Released`] from the election)
-/// wake the checked candidates. Removes our entry at the end.
+/// wake the checked candidates. Removes our entry at the end. `announced`:
+/// [`announce`] already wrote this copy's entry.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<S: LeaseStore>(
     store: S,
     cfg: Settings,
@@ -256,6 +295,7 @@ pub async fn run<S: LeaseStore>(
     events: broadcast::Receiver<Event>,
     woken: Arc<Notify>,
     shutdown: CancellationToken,
+    announced: bool,
 ) {
     let peers = Peers::default();
     // Side by side in this one task: the wake-ups go out the moment the
@@ -263,7 +303,7 @@ pub async fn run<S: LeaseStore>(
     // round of checks).
     tokio::join!(
         wake_on_release(events, peers.clone(), &store, &cfg),
-        keep(&store, &cfg, state, successors, peers, woken, shutdown),
+        keep(&store, &cfg, state, successors, peers, woken, shutdown, announced),
     );
 }
 
@@ -383,6 +423,7 @@ async fn list_entries<S: LeaseStore>(
 
 /// Keep this copy's entry, and while leading the checked candidates and
 /// the successors, until `shutdown`; then remove the entry.
+#[allow(clippy::too_many_arguments)]
 async fn keep<S: LeaseStore>(
     store: &S,
     cfg: &Settings,
@@ -391,32 +432,30 @@ async fn keep<S: LeaseStore>(
     peers: Peers,
     woken: Arc<Notify>,
     shutdown: CancellationToken,
+    announced_at_start: bool,
 ) {
     let mut quiet = Quiet::default();
     let own_key = cfg.own_key();
-    let mut next_write = Instant::now();
+    let mut next_write = if announced_at_start {
+        Instant::now() + cfg.refresh
+    } else {
+        Instant::now()
+    };
     let mut next_list = Instant::now();
     let mut next_check = Instant::now();
     let mut entries = EntryCache::new();
     let mut listed: Vec<Entry> = Vec::new();
     let mut was_leader = false;
     let mut election_gone = false;
-    let mut written = false;
+    let mut written = announced_at_start;
     let mut announced = false;
     let mut last_list: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if let Some(addr) = &cfg.address {
-            if now >= next_write {
-                let e = Entry {
-                    schema: ENTRY_SCHEMA.into(),
-                    election: cfg.election.clone(),
-                    identity: cfg.identity.clone(),
-                    address: addr.clone(),
-                    host: cfg.host.clone(),
-                    written_at: wall_now(),
-                };
-                let body = serde_json::to_vec(&e).expect("entry serializes");
+        if let (Some(addr), Some(body)) =
+            (&cfg.address, own_entry(cfg).filter(|_| now >= next_write))
+        {
+            {
                 match store.put_side_object(&own_key, body).await {
                     Ok(()) => {
                         written = true;
@@ -580,6 +619,30 @@ mod tests {
             list_interval: Duration::from_secs(30),
             check_interval: Duration::from_secs(10),
         }
+    }
+
+    /// The entry written before the election's first read: this copy's own,
+    /// at its key; nothing without an address to advertise.
+    #[tokio::test]
+    async fn announcing_writes_this_copy_s_entry_and_only_with_an_address() {
+        use crate::lease::store::memory::MemoryStore;
+        let store = MemoryStore::new();
+        let cfg = settings();
+        assert!(
+            !announce(&store, &cfg).await,
+            "no address: nothing to announce"
+        );
+        assert!(store.body(&cfg.own_key()).is_none());
+        let cfg = Settings {
+            address: Some("10.0.0.7:4040".into()),
+            ..settings()
+        };
+        assert!(announce(&store, &cfg).await);
+        let e: Entry = serde_json::from_slice(&store.body(&cfg.own_key()).unwrap()).unwrap();
+        assert_eq!(
+            (e.identity.as_str(), e.address.as_str()),
+            ("me", "10.0.0.7:4040")
+        );
     }
 
     /// A listing keeps the usable entries of this election's other copies

@@ -353,13 +353,12 @@ fn is_leader_subtracts_the_time_its_answer_took() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
-        for _ in 0..1 {
+        for _ in 0..2 {
             let (mut c, _) = listener.accept().unwrap();
             let mut buf = [0u8; 4096];
             let _ = c.read(&mut buf);
             std::thread::sleep(std::time::Duration::from_millis(2_800));
-            let body =
-                r#"{"is_leader": true, "view_valid_for_seconds": 3.0, "term": 5, "leader": "a"}"#;
+            let body = r#"{"is_leader": true, "view_valid_for_seconds": 3.0, "term": 5, "leader": "a", "election": "e", "identity": "a"}"#;
             let _ = write!(
                 c,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -380,5 +379,15 @@ fn is_leader_subtracts_the_time_its_answer_took() {
     );
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("but only 0."), "{out}");
+    // --json: leading, but the answer is "skip", so no term to fence with.
+    let (code, out, err) = run_cmd(
+        &cfg,
+        &["is-leader", "--json"],
+        &[("S3_ELECTOR_HTTP_LISTEN", listen.as_str())],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v["leader"], true, "{v}");
+    assert!(v["term"].is_null(), "{v}");
     drop(server);
 }

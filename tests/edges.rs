@@ -1032,6 +1032,17 @@ fn two_elections_on_one_host_cannot_confuse_the_local_commands() {
     assert!(body.contains("runs election web, not batch"), "{body}");
     std::thread::sleep(Duration::from_secs(1));
     assert!(web.says_leader(), "web was not stepped down");
+    // An explicit identity must match too: w2's is-leader at w's port.
+    let listen = at(web.http_port);
+    let (code, out, err) = run_cmd(
+        &web_cfg,
+        &["is-leader", "--identity", "w2"],
+        &[("S3_ELECTOR_HTTP_LISTEN", listen.as_str())],
+    );
+    assert_eq!(code, 255, "{out}{err}");
+    assert!(err.contains("is w, not w2"), "{err}");
+    let (status, body) = http(web.http_port, "POST", "/step-down?election=web&identity=w2");
+    assert_eq!(status, 409, "{body}");
     // A follower's --json: not leader, term null, exit 1.
     let follower = Daemon::start("w2", &web_cfg);
     until(Duration::from_secs(30), "w2 follows w", || {

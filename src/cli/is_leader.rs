@@ -20,7 +20,7 @@ const EXIT_UNKNOWN: i32 = 255;
 
 pub(super) async fn is_leader(a: IsLeaderArgs) -> i32 {
     let c = &a.daemon;
-    let cfg = match load_for_daemon(c).await {
+    let (cfg, identity) = match load_for_daemon(c).await {
         // Any config problem: the answer is unknown, never "skip quietly".
         Ok(x) => x,
         Err(_) => return EXIT_UNKNOWN,
@@ -56,7 +56,7 @@ pub(super) async fn is_leader(a: IsLeaderArgs) -> i32 {
         );
         return EXIT_UNKNOWN;
     };
-    if let Err(m) = same_daemon(&cfg, &addr, &v) {
+    if let Err(m) = same_daemon(&cfg, identity.as_deref(), &addr, &v) {
         eprintln!("s3-elector: {m}");
         return EXIT_UNKNOWN;
     }
@@ -65,15 +65,17 @@ pub(super) async fn is_leader(a: IsLeaderArgs) -> i32 {
     let margin = cfg.timing.retry_period.as_secs_f64();
     let term = v["term"].as_u64().unwrap_or(0);
     if a.json {
-        // The term is this copy's fencing token only while it leads.
+        // The term only when the answer is "run" (exit 0): a job that
+        // takes it while the lease is about to run out would fence with it.
+        let run = leads && left > margin;
         let out = serde_json::json!({
             "leader": leads,
-            "term": leads.then_some(term),
+            "term": run.then_some(term),
             "valid_for_seconds": if leads { (left.max(0.0) * 1000.0).round() / 1000.0 } else { 0.0 },
             "election": cfg.election,
         });
         println!("{out}");
-        return if leads && left > margin { 0 } else { 1 };
+        return if run { 0 } else { 1 };
     }
     if leads && left > margin {
         println!("leader, term {term}, {left:.1}s of lease left");

@@ -404,12 +404,17 @@ async fn load_with(c: &Common, overrides: Overrides) -> Result<(Config, String),
 
 /// Load the config for a command that asks the local daemon, with the
 /// listen address it was given (`--http-listen`, `S3_ELECTOR_HTTP_LISTEN`).
-async fn load_for_daemon(a: &DaemonArgs) -> Result<Config, i32> {
+/// Also the identity set explicitly (`--identity`, `S3_ELECTOR_IDENTITY`,
+/// or the file's `identity`), which the answering daemon must have; a
+/// default identity (the hostname) is not compared.
+async fn load_for_daemon(a: &DaemonArgs) -> Result<(Config, Option<String>), i32> {
     let overrides = a
         .common
         .overrides()
         .text("http.listen", a.http_listen.as_deref());
-    Ok(load_with(&a.common, overrides).await?.0)
+    let cfg = load_with(&a.common, overrides).await?.0;
+    let explicit = a.common.identity.clone().or_else(|| cfg.identity.clone());
+    Ok((cfg, explicit))
 }
 
 /// Where the daemon running with `cfg` on this host answers HTTP (an
@@ -425,10 +430,11 @@ fn local_daemon(cfg: &Config) -> std::net::SocketAddr {
 
 /// Is the daemon that answered at `addr` (its `/leader` view) the one
 /// `cfg` configures? Its `election` must match, and its `identity` too
-/// where the config sets one. On a host with two elections, a command
+/// where one was set explicitly (see [`load_for_daemon`]). On a host with two elections, a command
 /// pointed at the wrong port must not act on the other election's answer.
 fn same_daemon(
     cfg: &Config,
+    identity: Option<&str>,
     addr: &std::net::SocketAddr,
     view: &serde_json::Value,
 ) -> Result<(), String> {
@@ -439,7 +445,7 @@ fn same_daemon(
             cfg.election
         ));
     }
-    if let Some(mine) = &cfg.identity {
+    if let Some(mine) = identity {
         let id = view["identity"].as_str().unwrap_or("");
         if id != mine {
             return Err(format!(

@@ -13,7 +13,7 @@ use crate::peers::client;
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 
 pub(super) async fn step_down(c: DaemonArgs) -> i32 {
-    let cfg = match load_for_daemon(&c).await {
+    let (cfg, identity) = match load_for_daemon(&c).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -27,18 +27,18 @@ pub(super) async fn step_down(c: DaemonArgs) -> i32 {
     // nothing can slip in between the two.
     if let Ok(a) = client::request(&addr.to_string(), Method::GET, "/leader", ANSWER_WITHIN).await {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&a.body) {
-            if let Err(m) = same_daemon(&cfg, &addr, &v) {
+            if let Err(m) = same_daemon(&cfg, identity.as_deref(), &addr, &v) {
                 eprintln!("s3-elector: {m}; not stepping it down");
                 return EXIT_UNAVAILABLE;
             }
         }
     }
-    let path = format!(
-        "/step-down?{}",
-        url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("election", &cfg.election)
-            .finish()
-    );
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("election", &cfg.election);
+    if let Some(id) = &identity {
+        query.append_pair("identity", id);
+    }
+    let path = format!("/step-down?{}", query.finish());
     match client::request(&addr.to_string(), Method::POST, &path, ANSWER_WITHIN).await {
         Ok(a) if a.status == 202 => {
             println!("step-down requested: {}", a.text());

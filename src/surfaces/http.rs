@@ -9,7 +9,7 @@
 //! | `GET /readyz` | 200 once the lease has been read (503 while a configured status file cannot be written) |
 //! | `GET /leader/health` | 200 only while leading with more than a margin left |
 //! | `GET /metrics` | Prometheus text |
-//! | `POST /step-down` | 202 and a step-down, when `http.step_down` is on; 409 when `?election=` names another election |
+//! | `POST /step-down` | 202 and a step-down, when `http.step_down` is on; 409 when `?election=` or `&identity=` names another daemon |
 //! | `POST /wake` | 202; the copy reads the lease once, soon (`http.wake`) |
 //!
 //! `POST /wake` needs no token: the worst a forged or replayed wake-up can
@@ -280,13 +280,22 @@ fn health(ok: bool, detail: String) -> Response<Full<Bytes>> {
     json(code, &Health { status, detail })
 }
 
-/// The election a request names (`?election=NAME`), when it is not `ours`.
-/// A request that names none is about whichever election answers.
-fn wrong_election(query: Option<&str>, ours: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == "election")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| v != ours)
+/// Why a request that names an election or an identity (`?election=NAME`,
+/// `&identity=ID`) is not about this daemon; `None` when it is (or names
+/// neither: then it is about whichever daemon answers).
+fn not_ours(query: Option<&str>, s: &State) -> Option<String> {
+    let named = |key: &str| {
+        url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    };
+    if let Some(e) = named("election").filter(|e| *e != s.election) {
+        return Some(format!("this daemon runs election {}, not {e}", s.election));
+    }
+    if let Some(i) = named("identity").filter(|i| *i != s.identity) {
+        return Some(format!("this daemon is {}, not {i}", s.identity));
+    }
+    None
 }
 
 async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
@@ -388,16 +397,13 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
                 StatusCode::FORBIDDEN,
                 "step-down over HTTP is disabled; set `http.step_down: true` to enable it",
             ),
-            Some(_) if wrong_election(req.uri().query(), &state.election).is_some() => {
-                let asked = wrong_election(req.uri().query(), &state.election).unwrap_or_default();
-                error(
-                    StatusCode::CONFLICT,
-                    &format!(
-                        "this daemon runs election {}, not {asked}; nothing was stepped down",
-                        state.election
-                    ),
-                )
-            }
+            Some(_) if not_ours(req.uri().query(), &state).is_some() => error(
+                StatusCode::CONFLICT,
+                &format!(
+                    "{}; nothing was stepped down",
+                    not_ours(req.uri().query(), &state).unwrap_or_default()
+                ),
+            ),
             Some(tx) => {
                 let reason = format!("POST /step-down from {peer}");
                 match tx.try_send(Command::StepDown { reason, term: None }) {

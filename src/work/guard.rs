@@ -66,6 +66,30 @@ enum Daemon {
     Gone,
 }
 
+/// The guard's own lines, written by a thread of their own to the daemon's
+/// original stderr: a full or broken pipe there (journald stuck, a `| tee`
+/// killed with the daemon) can neither block nor end the stop path. Lines
+/// that do not fit the queue are dropped.
+struct Say(std::sync::mpsc::SyncSender<String>);
+
+impl Say {
+    fn start() -> Say {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<String>(16);
+        std::thread::spawn(move || {
+            use std::io::Write;
+            for line in rx {
+                // An error (EPIPE: nobody reads) is not a reason to stop.
+                let _ = writeln!(std::io::stderr(), "s3-elector guard: {line}");
+            }
+        });
+        Say(tx)
+    }
+
+    fn line(&self, l: String) {
+        let _ = self.0.try_send(l);
+    }
+}
+
 /// Run the guard; returns the process exit code.
 #[allow(clippy::disallowed_types)] // a separate process with no tokio runtime: std's clock
 pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 {
@@ -81,6 +105,7 @@ pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 
         .write(true)
         .open(fd(guard_stderr_fd()));
     no_strays();
+    let say = Say::start();
     if argv.is_empty() || getppid().as_raw() != parent {
         // No program, or the daemon is already gone: start nothing.
         eprintln!(
@@ -167,13 +192,17 @@ pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 
                 // program ourselves (the guard ignores the SIGTERM too).
                 let _ = killpg(group, Signal::SIGTERM);
                 stopping = Some(now + grace);
-                eprintln!(
-                    "s3-elector guard: program {pid}: {why}; sent SIGTERM to its group, SIGKILL in {grace:?}"
-                );
+                say.line(format!(
+                    "program {pid}: {why}; sent SIGTERM to its group, SIGKILL in {grace:?}"
+                ));
             }
             (Some(t), _) if now >= t => {
                 sweep(group);
-                eprintln!("s3-elector guard: program {pid}: still running {grace:?} after SIGTERM; killed its group");
+                say.line(format!(
+                    "program {pid}: still running {grace:?} after SIGTERM; killed its group"
+                ));
+                // A moment for the line to go out; the work is dead already.
+                std::thread::sleep(TICK);
                 return 137;
             }
             _ => {}

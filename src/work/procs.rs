@@ -209,10 +209,8 @@ impl Prepared {
         Option<GuardPipe>,
         Option<tokio::net::unix::pipe::Receiver>,
     )> {
-        let child = self.cmd.spawn()?;
-        // The command holds the guard's ends of the pipes: drop them now,
-        // so that the guard alone has them.
-        drop(self.cmd);
+        // Everything that can fail, before the spawn: a failure after it
+        // would leave a started program without its supervisor.
         let control = self
             .control
             .take()
@@ -223,6 +221,10 @@ impl Prepared {
             .take()
             .map(tokio::net::unix::pipe::Receiver::from_owned_fd)
             .transpose()?;
+        let child = self.cmd.spawn()?;
+        // The command holds the guard's ends of the pipes: drop them now,
+        // so that the guard alone has them.
+        drop(self.cmd);
         Ok((child, control, stderr))
     }
 }
@@ -230,10 +232,18 @@ impl Prepared {
 /// Descriptors systemd's socket activation passes (`LISTEN_FDS`, from 3
 /// up): the program and hooks keep them.
 pub fn listen_fds() -> i32 {
+    // Only when they were meant for this process (the daemon) or its
+    // parent (the guard, whose parent is the daemon): a LISTEN_FDS left
+    // over in the environment is no reason to keep descriptors open.
+    let pid = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok());
+    let ours =
+        pid.is_some_and(|p| p == std::process::id() || p == nix::unistd::getppid().as_raw() as u32);
     std::env::var("LISTEN_FDS")
         .ok()
         .and_then(|v| v.parse::<i32>().ok())
-        .filter(|n| (0..=64).contains(n))
+        .filter(|n| ours && (0..=64).contains(n))
         .unwrap_or(0)
 }
 

@@ -230,9 +230,11 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
     });
     let until = until.max(Duration::from_millis(1));
     let mut p = procs::command(spec.guard.as_deref(), &spec.argv, spec.kill_grace, until)?;
-    // `run --once` is a command line's job: it reads the caller's stdin.
-    // The daemon's program gets /dev/null.
-    if spec.once.is_some() {
+    // `run --once` is a command line's job: it reads the caller's stdin
+    // (a pipe, a file). Not a terminal: the program runs in a process
+    // group of its own, in the background, and reading the terminal would
+    // stop it (SIGTTIN), guard and all. The daemon's program gets /dev/null.
+    if spec.once.is_some() && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         p.cmd.stdin(Stdio::inherit());
     }
     p.cmd

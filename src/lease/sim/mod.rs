@@ -349,6 +349,7 @@ impl Sim {
                 clock,
                 rate,
                 lease: self.drawn.lease,
+                request_timeout: self.drawn.request_timeout,
                 cut_off_until: None,
                 told: Default::default(),
                 program_idle: idle_rx.clone(),
@@ -538,7 +539,7 @@ impl Sim {
                 // floor rebuilt lower than a term in use (a reservation
                 // by a copy that never saw it, after the floor's deletion).
                 let mut w = lock(&self.world);
-                let guarded = w.floor_term().is_some_and(|f| f >= w.max_term);
+                let guarded = !w.floor_deleted && w.floor_term().is_some_and(|f| f >= w.max_term);
                 if guarded && w.objects.map.remove(KEY).is_some() {
                     w.trace("chaos: the lease object is deleted".into());
                 }
@@ -554,6 +555,7 @@ impl Sim {
                     .map(|r| r.term);
                 if record.is_some_and(|t| w.floor_term().is_some_and(|f| f <= t)) {
                     w.objects.map.remove(&floor_key(KEY));
+                    w.floor_deleted = true;
                     w.trace("chaos: the term floor is deleted".into());
                 }
             }
@@ -564,7 +566,8 @@ impl Sim {
                 }
                 let etag = {
                     let mut w = lock(&self.world);
-                    let guarded = w.floor_term().is_some_and(|f| f >= w.max_term);
+                    let guarded =
+                        !w.floor_deleted && w.floor_term().is_some_and(|f| f >= w.max_term);
                     if !w.objects.map.contains_key(KEY) || !guarded {
                         return;
                     }

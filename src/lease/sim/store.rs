@@ -234,8 +234,12 @@ impl World {
             .cut_off_until
             .is_some_and(|t| Instant::now() < t);
         let rng = &mut self.rng;
+        // A request's usual latency, each way: up to 20 ms, and never more
+        // than a tenth of the process's request timeout (a config whose
+        // timeout is below the store's latency never leads anywhere).
+        let usual = (self.procs[proc].request_timeout.as_micros() as u64 / 10).clamp(200, 20_000);
         let delay = |rng: &mut StdRng| {
-            let base = Duration::from_micros(rng.random_range(500..20_000));
+            let base = Duration::from_micros(rng.random_range(100..usual));
             if rng.random_bool(w.p_slow) && !w.slow_max.is_zero() {
                 base + w.slow_max.mul_f64(rng.random::<f64>())
             } else {

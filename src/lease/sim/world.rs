@@ -38,6 +38,7 @@ pub struct Proc {
     pub clock: Clock,
     pub rate: f64,
     pub lease: Duration,
+    pub request_timeout: Duration,
     pub cut_off_until: Option<Instant>,
     /// Lease versions (ETag, `""` for absent), with the true instant an
     /// answer first told this process of them.
@@ -75,6 +76,10 @@ pub struct World {
     /// The highest term any lease record ever carried (what an operator
     /// passes to `reset --term` when nothing else tells it).
     pub max_term: u64,
+    /// The term floor was deleted once in this run: from then on the lease
+    /// key is neither deleted nor corrupted (both gone, or the floor rebuilt
+    /// by a copy that never saw the newest term, is the documented limit).
+    pub floor_deleted: bool,
     /// Delays of wake-ups: (chance of none, chance of two).
     pub wake_faults: (f64, f64),
 }
@@ -95,6 +100,7 @@ impl World {
             open: BTreeMap::new(),
             wake_faults: (0.0, 0.0),
             max_term: 0,
+            floor_deleted: false,
         }
     }
 

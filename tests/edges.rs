@@ -1057,3 +1057,60 @@ fn two_elections_on_one_host_cannot_confuse_the_local_commands() {
         "{v}"
     );
 }
+
+/// The review of issue 31, finding 1: a guard whose stderr (the daemon's)
+/// is a broken pipe still carries out its whole stop when the daemon dies:
+/// a program that ignores SIGTERM is SIGKILLed after `kill_grace`. (Its
+/// "daemon gone" line used to panic the guard on EPIPE, after its SIGTERM
+/// and before its SIGKILL.)
+#[test]
+fn a_guard_with_a_broken_stderr_still_kills_a_program_that_ignores_sigterm() {
+    let sw = Seaweed::start();
+    sw.bucket("epipe");
+    let dir = sw.dir.path();
+    let pp = dir.join("prog.pid");
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\nchild:\n  kill_grace: 900ms\n";
+    let cfg = sw.config(dir, "epipe", "epipe", timing);
+    let marker = format!(
+        "{}-epipe-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    );
+    let program = format!(
+        "trap '' TERM; echo $$ > {p}; while :; do sleep 0.1; done",
+        p = pp.display()
+    );
+    let mut daemon = daemon_command(&cfg)
+        .env("S3E_TEST_OWNER", &marker)
+        .env("S3_ELECTOR_IDENTITY", "a")
+        .env(
+            "S3_ELECTOR_HTTP_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .args(["run", "--", "sh", "-c", &program])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nobody reads the daemon's stderr: a broken pipe from the start.
+    drop(daemon.stderr.take());
+    let started = wait_for(Duration::from_secs(60), || read_num(&pp).is_some());
+    if !started {
+        let _ = daemon.kill();
+        sweep(&marker);
+        panic!("the program never started");
+    }
+    let prog = read_num(&pp).unwrap() as u32;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let killed = Instant::now();
+    let dead = wait_for(Duration::from_secs(10), || !pid_alive(prog));
+    let took = killed.elapsed();
+    sweep(&marker);
+    assert!(dead, "the program outlived its daemon and its guard");
+    assert!(
+        took < Duration::from_secs(3),
+        "dead {took:?} after the daemon (grace 900 ms)"
+    );
+}

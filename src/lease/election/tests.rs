@@ -2023,3 +2023,37 @@ async fn a_far_follower_deceived_by_a_lying_successor_takes_over_within_two_leas
         far.shutdown().await;
     }
 }
+
+/// The watch of an absent key needs its confirming read (rule 5): with
+/// every read failing from before a lease into the watch until well past
+/// two leases, the copy creates nothing (a record it cannot see may be
+/// renewed all along); once a read confirms the absence, it creates the
+/// key a lease after that read. (A mutant that wrote at `first_seen + 2L`
+/// unconfirmed survived the timing tests above.)
+#[tokio::test(start_paused = true)]
+async fn an_absent_key_is_not_created_without_a_read_that_confirms_its_absence() {
+    let store = MemoryStore::new();
+    foreign_holder(&store, "old", 5);
+    let b = start(&store, "b");
+    settle().await;
+    store.remove(KEY);
+    sleep(RETRY).await; // b sees the key absent from about 2 s
+    sleep(Duration::from_secs(12)).await; // 14 s: before 2 s + a lease
+    for _ in 0..1000 {
+        store.inject(
+            Op::Get,
+            Fault::FailBefore(StoreError::Transient("503".into())),
+        );
+    }
+    sleep(LEASE * 2).await; // 44 s: past 2 s + two leases
+    assert!(
+        store.body(KEY).is_none(),
+        "created the key with no read confirming its absence"
+    );
+    assert!(!b.leads());
+    store.clear_faults();
+    // The next read (about 46 s) confirms; the create comes a lease later.
+    sleep(LEASE + RETRY * 2).await;
+    assert!(b.leads(), "led a lease after the confirming read");
+    b.shutdown().await;
+}

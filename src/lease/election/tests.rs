@@ -1724,6 +1724,39 @@ async fn without_addresses_or_far_poll_every_follower_reads_at_the_renewal_rate(
     b.shutdown().await;
 }
 
+/// The holder and every successor of a confirmed far follower die when
+/// its slow reads are `offset_ms` into their cycle; `withdraw`: the watch
+/// notices (the confirmation is withdrawn and the far follower woken),
+/// else the successor lies and stays confirmed. How long after the last
+/// renewal the far follower leads.
+async fn far_takeover_after_the_successors_die(offset_ms: u64, withdraw: bool) -> Duration {
+    let store = MemoryStore::new();
+    let stop = CancellationToken::new();
+    let (holder, confirm, mut far) = confirmed_far_follower(&store, &["s1", "s2"], &stop).await;
+    sleep(LEASE * 3 + Duration::from_millis(offset_ms)).await;
+    // The holder and the successors die; the last renewal is now.
+    stop.cancel();
+    holder.await.unwrap();
+    let died = Instant::now();
+    if withdraw {
+        sleep(watch_notices()).await;
+        confirm.send_replace(None);
+        far.wake.notify_one();
+    }
+    until_state(&mut far.rx, "the far follower leads", |s| {
+        s.is_leader(Instant::now())
+    })
+    .await;
+    let took = Instant::now() - died;
+    far.shutdown().await;
+    took
+}
+
+/// The watch notices a dead successor within its check interval + timeout.
+fn watch_notices() -> Duration {
+    crate::peers::watch::check_interval(RETRY) + crate::peers::watch::check_timeout(RETRY)
+}
+
 /// The bound in docs/design.md ("Far followers"): the holder and every
 /// named successor die at once; the far follower learns it from its watch
 /// (the confirmation is withdrawn and it is woken), reads at once, and
@@ -1735,27 +1768,10 @@ async fn a_far_follower_takes_over_within_the_bound_when_all_successors_die() {
     // The death falls at different moments of the far follower's slow
     // reads: right after one, and up to a lease later.
     for offset_ms in [777, 3_000, 6_000, 9_000, 12_000, 14_500] {
-        let store = MemoryStore::new();
-        let stop = CancellationToken::new();
-        let (holder, confirm, mut far) = confirmed_far_follower(&store, &["s1", "s2"], &stop).await;
-        sleep(LEASE * 3 + Duration::from_millis(offset_ms)).await;
-        // The holder and the successors die; the last renewal is now.
-        stop.cancel();
-        holder.await.unwrap();
-        let died = Instant::now();
-        // The watch notices within its check interval + timeout.
-        let noticed =
-            crate::peers::watch::check_interval(RETRY) + crate::peers::watch::check_timeout(RETRY);
-        sleep(noticed).await;
-        confirm.send_replace(None);
-        far.wake.notify_one();
-        until_state(&mut far.rx, "the far follower leads", |s| {
-            s.is_leader(Instant::now())
-        })
-        .await;
-        let took = Instant::now() - died;
+        let took = far_takeover_after_the_successors_die(offset_ms, true).await;
         // Rank: not named among two successors, so 2 rank delays.
-        let bound = LEASE + noticed + Duration::from_millis(400) + Duration::from_millis(50);
+        let bound =
+            LEASE + watch_notices() + Duration::from_millis(400) + Duration::from_millis(50);
         assert!(
             took >= LEASE,
             "{offset_ms}: took over {took:?} after the last renewal: too soon"
@@ -1764,7 +1780,6 @@ async fn a_far_follower_takes_over_within_the_bound_when_all_successors_die() {
             took <= bound,
             "{offset_ms}: took over {took:?} after the last renewal; bound {bound:?}"
         );
-        far.shutdown().await;
     }
 }
 
@@ -1998,19 +2013,7 @@ async fn a_far_follower_whose_read_fails_retries_after_a_retry_period() {
 #[tokio::test(start_paused = true)]
 async fn a_far_follower_deceived_by_a_lying_successor_takes_over_within_two_leases() {
     for offset_ms in [777, 6_000, 14_500] {
-        let store = MemoryStore::new();
-        let stop = CancellationToken::new();
-        let (holder, _lie, mut far) = confirmed_far_follower(&store, &["s1", "s2"], &stop).await;
-        sleep(LEASE * 3 + Duration::from_millis(offset_ms)).await;
-        stop.cancel();
-        holder.await.unwrap();
-        let died = Instant::now();
-        // The confirmation stays: the successor answers and lies.
-        until_state(&mut far.rx, "the far follower leads", |s| {
-            s.is_leader(Instant::now())
-        })
-        .await;
-        let took = Instant::now() - died;
+        let took = far_takeover_after_the_successors_die(offset_ms, false).await;
         let bound = LEASE * 2 + Duration::from_millis(400) + Duration::from_millis(50);
         assert!(
             took >= LEASE,
@@ -2020,7 +2023,6 @@ async fn a_far_follower_deceived_by_a_lying_successor_takes_over_within_two_leas
             took <= bound,
             "{offset_ms}: took over {took:?}; bound {bound:?}"
         );
-        far.shutdown().await;
     }
 }
 

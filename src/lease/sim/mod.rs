@@ -347,7 +347,6 @@ impl Sim {
                 name: format!("c{i}#{n}"),
                 identity: identity.clone(),
                 clock,
-                rate,
                 lease: self.drawn.lease,
                 request_timeout: self.drawn.request_timeout,
                 cut_off_until: None,

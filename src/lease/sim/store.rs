@@ -142,7 +142,7 @@ impl Client {
         let sent = Instant::now();
         let (fate, seed) = {
             let mut w = lock(&self.world);
-            w.note_send(self.proc, key, &req, sent);
+            w.note_send(self.proc, key, &req);
             let fate = w.draw_fate(self.proc, req.is_write());
             (fate, w.rng.random::<u64>())
         };
@@ -260,7 +260,7 @@ impl World {
 
     /// Apply a request at its arrival; linearizable by the world's lock.
     fn apply(&mut self, proc: usize, key: &str, req: Req, sent: Instant) -> Answer {
-        let answer = match req {
+        match req {
             Req::Get => Ok(Reply::Read(self.objects.map.get(key).map(|(b, e)| {
                 Object {
                     etag: e.clone(),
@@ -299,8 +299,7 @@ impl World {
                 self.objects.map.remove(key);
                 Ok(Reply::Done)
             }
-        };
-        answer
+        }
     }
 
     /// A lease write landed: check rule 2 for a takeover, trace it.

@@ -36,7 +36,6 @@ pub struct Proc {
     pub name: String,
     pub identity: String,
     pub clock: Clock,
-    pub rate: f64,
     pub lease: Duration,
     pub request_timeout: Duration,
     pub cut_off_until: Option<Instant>,
@@ -139,7 +138,7 @@ impl World {
     }
 
     /// A request leaves a process.
-    pub fn note_send(&mut self, proc: usize, key: &str, req: &Req, _sent: Instant) {
+    pub fn note_send(&mut self, proc: usize, key: &str, req: &Req) {
         if key != super::KEY {
             return;
         }

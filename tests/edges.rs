@@ -1114,3 +1114,128 @@ fn a_guard_with_a_broken_stderr_still_kills_a_program_that_ignores_sigterm() {
         "dead {took:?} after the daemon (grace 900 ms)"
     );
 }
+
+/// Failing leader-only work backs off (issue 31 §3): an `on_acquired` that
+/// exits 3, and a program that exits 1 right after it starts under
+/// `child.on_exit: release`, each make their copy step down with a cool-off
+/// that doubles from `step_down_cooloff` (1 s) toward the cap (16 s), while
+/// `/leader`'s `problem` counts the failures in a row, the metric counts
+/// them, and `/healthz` answers 200 throughout. Once the work succeeds the
+/// problem clears and the copy keeps leading. On the old code the copy
+/// competed again one 1 s cool-off after every failure.
+#[test]
+fn failing_leader_work_backs_off_and_recovers() {
+    let sw = Seaweed::start();
+    let dir = sw.dir.path();
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n  step_down_cooloff: 1s\nregistry:\n  enabled: false\n";
+    let mode = dir.join("mode");
+    let m = mode.display().to_string();
+    std::fs::write(&mode, "fail").unwrap();
+    // The hook, and the program (which runs for good once the mode is ok).
+    sw.bucket("backoffhook");
+    let hook_cfg = sw.config(
+        dir,
+        "hook",
+        "backoffhook",
+        &format!("{timing}hooks:\n  on_acquired_backoff_max: 16s\n  on_acquired:\n    command: [\"sh\", \"-c\", \"test \\\"$(cat {m})\\\" = ok || exit 3\"]\n"),
+    );
+    sw.bucket("backoffprog");
+    let prog_cfg = sw.config(
+        dir,
+        "prog",
+        "backoffprog",
+        &format!("{timing}hooks:\n  on_acquired_backoff_max: 16s\nchild:\n  on_exit: release\n"),
+    );
+    let prog = [
+        "--",
+        "sh",
+        "-c",
+        "test \"$(cat \"$M\")\" = ok && exec sleep 600; exit 1",
+    ];
+    let hook = Daemon::start("h", &hook_cfg);
+    let program = Daemon::start_full("p", &prog_cfg, &[("M", m.as_str())], &prog);
+    let acquired = |d: &Daemon| -> Vec<SystemTime> {
+        d.events()
+            .iter()
+            .filter(|e| e.event() == "acquired")
+            .map(|e| e.at)
+            .collect()
+    };
+    let mut healthz_failures = Vec::new();
+    let mut problems = Vec::new();
+    until(
+        Duration::from_secs(90),
+        "four acquisitions of each copy",
+        || {
+            for d in [&hook, &program] {
+                let (st, body) = http(d.http_port, "GET", "/healthz");
+                if st != 200 {
+                    healthz_failures.push(format!("{}: {st} {body}", d.id));
+                }
+                if let Some(p) = d
+                    .view()
+                    .and_then(|v| v["problem"].as_str().map(String::from))
+                {
+                    problems.push(p);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            acquired(&hook).len() >= 4 && acquired(&program).len() >= 4
+        },
+    );
+    // Each failure in a row doubles the cool-off: 1, 2, 4 s at least
+    // between acquisitions (and well under the old code's flapping).
+    for d in [&hook, &program] {
+        let at = acquired(d);
+        let gaps: Vec<Duration> = at
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]).unwrap())
+            .collect();
+        for (k, g) in gaps.iter().take(3).enumerate() {
+            let least = Duration::from_secs(1 << k);
+            assert!(
+                *g >= least,
+                "{}: acquisition {} came {g:?} after the one before, less than the cool-off {least:?} (gaps {gaps:?})",
+                d.id,
+                k + 2
+            );
+        }
+    }
+    assert!(
+        healthz_failures.is_empty(),
+        "/healthz failed while backing off: {healthz_failures:?}"
+    );
+    for (what, words) in [
+        ("hook", "on_acquired failed 3 times in a row; last: exit 3"),
+        ("program", "the supervised program exited within a lease of starting 3 times in a row; last: exit 1"),
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(words)),
+            "{what}: no problem saying {words:?} in {problems:?}"
+        );
+    }
+    let (_, metrics) = http(hook.http_port, "GET", "/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("s3_elector_work_failures_total{work=\"on_acquired\"}")),
+        "no work failure metric:\n{metrics}"
+    );
+    // The work succeeds from now on: the problem clears (a program after
+    // it has run a lease) and both copies keep leading.
+    std::fs::write(&mode, "ok").unwrap();
+    until(Duration::from_secs(60), "both lead with no problem", || {
+        [&hook, &program].iter().all(|d| {
+            d.view()
+                .is_some_and(|v| v["is_leader"] == true && v["problem"].is_null())
+        })
+    });
+    let settled = [acquired(&hook).len(), acquired(&program).len()];
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        [acquired(&hook).len(), acquired(&program).len()],
+        settled,
+        "a copy whose work succeeds keeps leading"
+    );
+    assert!(hook.says_leader() && program.says_leader());
+}

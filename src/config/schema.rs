@@ -246,7 +246,7 @@ fn default_header_timeout() -> Duration {
 }
 
 /// Hook scripts run on leadership events.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
     #[serde(default)]
@@ -258,6 +258,28 @@ pub struct HooksConfig {
     /// What a failing `on_acquired` does: `release` leadership (default) or `keep` it.
     #[serde(default)]
     pub on_acquired_failure: FailurePolicy,
+    /// Longest cool-off after failing leader-only work: each failure of
+    /// `on_acquired` in a row (or of a program that exits within a lease
+    /// of starting, under `child.on_exit: release`) doubles the cool-off
+    /// from `timing.step_down_cooloff` up to this.
+    #[serde(default = "default_backoff_max", deserialize_with = "de_duration")]
+    pub on_acquired_backoff_max: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            on_acquired: None,
+            on_lost: None,
+            on_leader_changed: None,
+            on_acquired_failure: FailurePolicy::default(),
+            on_acquired_backoff_max: default_backoff_max(),
+        }
+    }
+}
+
+pub fn default_backoff_max() -> Duration {
+    Duration::from_secs(600)
 }
 
 impl HooksConfig {
@@ -482,6 +504,7 @@ pub(super) const HOOKS_KEYS: &[&str] = &[
     "on_lost",
     "on_leader_changed",
     "on_acquired_failure",
+    "on_acquired_backoff_max",
 ];
 pub(super) const HOOK_KEYS: &[&str] = &["command", "timeout", "working_dir"];
 pub(super) const CHILD_KEYS: &[&str] = &["on_exit", "kill_grace"];

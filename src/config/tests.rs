@@ -256,7 +256,7 @@ fn known_key_lists_match_the_structs() {
     let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\
             http:\n  enabled: true\n  listen: 127.0.0.1:1\n  allow_non_loopback: false\n  step_down: true\n  wake: true\n  max_connections: 4\n  first_request_timeout: 500ms\n  header_timeout: 1s\n\
             registry:\n  enabled: true\n  refresh: 10m\n  list_interval: 30s\n\
-            hooks:\n  on_acquired_failure: keep\n  on_acquired:\n    command: [a]\n    timeout: 1s\n    working_dir: /\n  on_lost:\n    command: [b]\n  on_leader_changed:\n    command: [c]\n\
+            hooks:\n  on_acquired_failure: keep\n  on_acquired_backoff_max: 1m\n  on_acquired:\n    command: [a]\n    timeout: 1s\n    working_dir: /\n  on_lost:\n    command: [b]\n  on_leader_changed:\n    command: [c]\n\
             child:\n  on_exit: restart\n  kill_grace: 1s\ntiming:\n  step_down_cooloff: 3s\nfenced:\n  prefix: results/\n\
             kubernetes:\n  leader_label: s3-elector/leader\n  pod_selector: app=x\n  pod_name: p\n  namespace: n\n  api_url: http://127.0.0.1:1\n  service_account_dir: /tmp\n  request_timeout: 2s\n";
     Config::from_yaml(yaml, "t").unwrap();
@@ -264,7 +264,7 @@ fn known_key_lists_match_the_structs() {
     assert_eq!(HTTP_KEYS.len(), 8);
     assert_eq!(REGISTRY_KEYS.len(), 3);
     assert_eq!(HOOK_KEYS.len(), 3);
-    assert_eq!(HOOKS_KEYS.len(), 4);
+    assert_eq!(HOOKS_KEYS.len(), 5);
     assert_eq!(CHILD_KEYS.len(), 2);
     assert_eq!(FENCED_KEYS.len(), 1);
 }

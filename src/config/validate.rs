@@ -127,6 +127,17 @@ impl Config {
             );
         }
         self.validate_surfaces(&mut p);
+        let max = self.hooks.on_acquired_backoff_max;
+        if max < self.timing.step_down_cooloff || max > Duration::from_secs(86400) {
+            p.push(Problem {
+                field: "hooks.on_acquired_backoff_max".into(),
+                message: format!(
+                    "{} is out of range; use timing.step_down_cooloff ({}) to 24h",
+                    fmt(max),
+                    fmt(self.timing.step_down_cooloff)
+                ),
+            });
+        }
         let r = &self.registry;
         if r.refresh < Duration::from_secs(1) || r.refresh > Duration::from_secs(86400) {
             p.push(Problem {

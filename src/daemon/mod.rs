@@ -50,7 +50,9 @@ use crate::lease::probe::ProbeError;
 use crate::lease::store::s3::{S3Store, SetupError};
 use crate::signals::Signal;
 use crate::surfaces::metrics::{MeteredStore, Metrics};
+use crate::surfaces::problems::Problems;
 use crate::surfaces::{http, logging, notify, pod_label, status_file};
+use crate::work::backoff::Backoff;
 use crate::work::supervisor::OnceEvent;
 use crate::work::{hooks, procs, supervisor};
 
@@ -259,6 +261,13 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         }
         None => (None, None),
     };
+    let problems = Problems::new();
+    let backoff = Backoff::new(
+        cfg.timing.step_down_cooloff,
+        cfg.hooks.on_acquired_backoff_max,
+        problems.clone(),
+        Some(metrics.clone()),
+    );
     let program = (!program.is_empty()).then(|| {
         let spec = supervisor::ChildSpec {
             argv: program,
@@ -269,6 +278,8 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             election: cfg.election.clone(),
             identity: identity.clone(),
             once: once_tx.clone(),
+            backoff: Some(backoff.clone()),
+            lease: cfg.timing.lease_duration,
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_election.clone());
         tokio::spawn(supervisor::run(spec, state, idle_tx, commands, stop))
@@ -283,6 +294,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             idle: Some(hooks_idle_tx),
             once: once_tx,
             kill_grace: cfg.child_kill_grace(),
+            backoff: Some(backoff.clone()),
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_surfaces.clone());
         tokio::spawn(hooks::run(spec, state, commands, stop))
@@ -299,6 +311,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         let ctx = Arc::new(http::Ctx {
             status_file_problem: status_file_problem_rx,
             pod_label_problem: pod_label_problem_rx,
+            problems: problems.clone(),
             state: state.clone(),
             metrics: metrics.clone(),
             step_down: cfg.http.step_down.then(|| commands.clone()),
@@ -332,6 +345,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             p,
             state.clone(),
             every,
+            problems.clone(),
             status_file_problem,
             metrics.clone(),
             stop_surfaces.clone(),
@@ -427,6 +441,7 @@ impl Running {
         let cmd = Command::StepDown {
             reason: reason.into(),
             term: None,
+            cooloff: None,
         };
         let _ = self.commands.send(cmd).await;
     }

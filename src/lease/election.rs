@@ -167,7 +167,13 @@ pub enum Command {
     /// With a `term`, only the leadership of that term: a request that was
     /// about an earlier term (a failed hook, an exited program) is stale by
     /// the time a later term leads, and is dropped.
-    StepDown { reason: String, term: Option<u64> },
+    /// `cooloff`: how long to sit out; `None` is `step_down_cooloff` (a
+    /// failing hook or program asks for longer: [`crate::work::backoff`]).
+    StepDown {
+        reason: String,
+        term: Option<u64>,
+        cooloff: Option<Duration>,
+    },
 }
 
 /// This copy's role.
@@ -1363,15 +1369,16 @@ impl<S: LeaseStore> Election<S> {
                     return LeadEnd::Shutdown;
                 }
                 Some(cmd) = self.commands.recv() => {
-                    let Command::StepDown { reason, term } = cmd;
+                    let Command::StepDown { reason, term, cooloff } = cmd;
                     if term.is_some_and(|t| t != h.record.term) {
                         info!(reason, stale_term = term, term = h.record.term,
                             "dropping a step-down request about an earlier term");
                         continue;
                     }
-                    info!(reason, "stepping down on request");
+                    let cooloff = cooloff.unwrap_or(self.cfg.step_down_cooloff);
+                    info!(reason, cooloff_ms = cooloff.as_millis() as u64, "stepping down on request");
                     self.release(&h).await;
-                    let until = self.clock.now() + self.cfg.step_down_cooloff;
+                    let until = self.clock.now() + cooloff;
                     self.cooloff_until = Some(until);
                     self.observed = None;
                     return LeadEnd::Lost;

@@ -48,6 +48,7 @@ use tracing::{debug, warn};
 use crate::lease::election::{Command, State};
 use crate::surfaces::conns::{Conns, Phase, Shed};
 use crate::surfaces::metrics::{Format, Metrics};
+use crate::surfaces::problems::{append, Problems};
 use crate::surfaces::view::LeaderView;
 
 /// Largest request head accepted (hyper's minimum buffer is 8 KiB).
@@ -74,6 +75,9 @@ pub struct Ctx {
     /// Shown in `/leader`'s `problem`; it does not make the pod not Ready
     /// (readiness must not block drains, and routing goes by the label).
     pub pod_label_problem: Option<watch::Receiver<Option<String>>>,
+    /// Problems of other parts (failing leader-only work, a duplicate
+    /// identity), shown in `/leader`'s `problem`; `/healthz` ignores them.
+    pub problems: Problems,
 }
 
 impl Ctx {
@@ -335,11 +339,8 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
                 .pod_label_problem
                 .as_ref()
                 .and_then(|p| p.borrow().clone());
-            for p in [ctx.status_file_problem(), label].into_iter().flatten() {
-                view.problem = Some(match view.problem {
-                    Some(q) => format!("{q}; {p}"),
-                    None => p,
-                });
+            for p in [ctx.status_file_problem(), label, ctx.problems.current()] {
+                view.problem = append(view.problem, p);
             }
             json(StatusCode::OK, &view)
         }
@@ -406,7 +407,11 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
             ),
             Some(tx) => {
                 let reason = format!("POST /step-down from {peer}");
-                match tx.try_send(Command::StepDown { reason, term: None }) {
+                match tx.try_send(Command::StepDown {
+                    reason,
+                    term: None,
+                    cooloff: None,
+                }) {
                     Ok(()) => json(
                         StatusCode::ACCEPTED,
                         &serde_json::json!({

@@ -32,6 +32,11 @@ struct ShedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkLabels {
+    work: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -157,6 +162,7 @@ pub struct Metrics {
     http_shed: Family<ShedLabels, Counter>,
     status_file_errors: Counter,
     pod_label_errors: Counter,
+    work_failures: Family<WorkLabels, Counter>,
     /// Log lines dropped because stderr did not keep up; brought up to
     /// [`crate::surfaces::logging::dropped_lines`] at scrape time.
     log_dropped: Counter,
@@ -247,6 +253,12 @@ impl Metrics {
             "Failed Kubernetes API requests of the leader's pod label (kubernetes.leader_label), each retried; /leader's problem says why while they fail",
             pod_label_errors.clone(),
         );
+        let work_failures = Family::<WorkLabels, Counter>::default();
+        registry.register(
+            "work_failures",
+            "Failures of leader-only work that made this copy step down and back off (work: on_acquired, program = exited within a lease of starting); /leader's problem says how many in a row",
+            work_failures.clone(),
+        );
         let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -257,6 +269,7 @@ impl Metrics {
             process,
             status_file_errors,
             pod_label_errors,
+            work_failures,
             wakes,
             http_shed,
             log_dropped,
@@ -288,6 +301,10 @@ impl Metrics {
 
     pub fn count_pod_label_error(&self) {
         self.pod_label_errors.inc();
+    }
+
+    pub fn count_work_failure(&self, work: &'static str) {
+        self.work_failures.get_or_create(&WorkLabels { work }).inc();
     }
 
     pub fn count_wake(&self) {

@@ -9,5 +9,6 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod pod_label;
+pub mod problems;
 pub mod status_file;
 pub mod view;

@@ -31,6 +31,7 @@ use tracing::{error, info, warn};
 use crate::lease::election::{Role, State};
 use crate::lease::record::wall_now;
 use crate::surfaces::metrics::Metrics;
+use crate::surfaces::problems::{append, joined, Problems};
 use crate::surfaces::view::LeaderView;
 
 #[derive(Serialize)]
@@ -68,9 +69,11 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> std::io::Result<()> {
     result
 }
 
-fn render(state: &State) -> Vec<u8> {
+fn render(state: &State, more: Option<String>) -> Vec<u8> {
+    let mut view = LeaderView::new(state, Instant::now());
+    view.problem = append(view.problem, more);
     let v = FileView {
-        view: LeaderView::new(state, Instant::now()),
+        view,
         updated_at: wall_now(),
     };
     let mut b = serde_json::to_vec_pretty(&v).expect("status view serializes");
@@ -79,12 +82,15 @@ fn render(state: &State) -> Vec<u8> {
 }
 
 /// The parts of the state whose change forces a rewrite.
-fn key(s: &State) -> (Role, Option<String>, u64, bool) {
+type Key = (Role, Option<String>, u64, bool, Option<String>);
+
+fn key(s: &State, more: &Option<String>) -> Key {
     (
         s.role,
         s.leader.clone(),
         s.term,
         s.is_leader(Instant::now()),
+        more.clone(),
     )
 }
 
@@ -94,19 +100,22 @@ pub async fn run(
     path: PathBuf,
     mut rx: watch::Receiver<State>,
     refresh: Duration,
+    problems: Problems,
     problem: watch::Sender<Option<String>>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut last_key = None;
     let mut next_refresh = Instant::now();
+    let mut more_rx = problems.subscribe();
     loop {
         let state = rx.borrow_and_update().clone();
-        let k = key(&state);
+        let more = joined(&more_rx.borrow_and_update());
+        let k = key(&state, &more);
         let now = Instant::now();
         if last_key.as_ref() != Some(&k) || now >= next_refresh {
             let p = path.clone();
-            let body = render(&state);
+            let body = render(&state, more);
             let r = tokio::task::spawn_blocking(move || write_atomic(&p, &body)).await;
             let failed = match r {
                 Ok(Ok(())) => None,
@@ -146,6 +155,7 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             r = rx.changed() => if r.is_err() { break },
+            _ = more_rx.changed() => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
     }
@@ -156,7 +166,7 @@ pub async fn run(
     if last.leader.as_deref() == Some(last.identity.as_str()) {
         last.leader = None;
     }
-    if let Err(e) = write_atomic(&path, &render(&last)) {
+    if let Err(e) = write_atomic(&path, &render(&last, problems.current())) {
         error!(path = %path.display(), error = %e, "cannot write the final status file");
     }
 }

@@ -43,6 +43,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{FailurePolicy, Hook, HooksConfig};
 use crate::lease::election::{Command, Role, State};
+use crate::work::backoff::{Backoff, Work};
 use crate::work::procs;
 use crate::work::supervisor::{Finished, OnceEvent};
 
@@ -184,6 +185,9 @@ pub struct HooksSpec {
     /// leadership (`child.kill_grace`, shorter than the time between our
     /// deadline and another copy's takeover).
     pub kill_grace: Duration,
+    /// Counts `on_acquired`'s failures in a row; the step-down after one
+    /// sits out the cool-off it gives ([`crate::work::backoff`]).
+    pub backoff: Option<Arc<Backoff>>,
 }
 
 /// Run hooks for the events of `rx` until `shutdown`.
@@ -202,6 +206,7 @@ pub async fn run(
         idle,
         once,
         kill_grace,
+        backoff,
     } = spec;
     let set_idle = move |v: bool| {
         if let Some(i) = &idle {
@@ -265,7 +270,7 @@ pub async fn run(
                 let preempted = token.clone();
                 // A hook about our leadership is guarded by its deadline.
                 let leading = about_us.then(|| (state.clone(), kill_grace));
-                let ok = match hook {
+                let result = match hook {
                     Some(hook) if !skip => {
                         let run = HookRun {
                             ev: &ev,
@@ -276,7 +281,21 @@ pub async fn run(
                         };
                         run_hook(hook, run, token).await
                     }
-                    _ => true,
+                    _ => Ok(()),
+                };
+                let ok = result.is_ok();
+                // Failures in a row back off; one that ran to exit 0 resets.
+                // A hook killed because leadership ended proves nothing.
+                let ran = ev.kind == EventKind::Acquired && hook.is_some() && !skip;
+                let cooloff = match (&backoff, &result) {
+                    (Some(b), Ok(())) if ran => {
+                        b.succeeded(Work::OnAcquired);
+                        None
+                    }
+                    (Some(b), Err(how)) if ran && !preempted.is_cancelled() => {
+                        Some(b.failed(Work::OnAcquired, how))
+                    }
+                    _ => None,
                 };
                 if ev.kind == EventKind::Acquired && !ok && !preempted.is_cancelled() {
                     if let Some(o) = &once {
@@ -291,8 +310,11 @@ pub async fn run(
                         a.send_replace(ev.term);
                     }
                 }
+                // (One killed because its leadership ended has nothing to
+                // give up.)
                 if ev.kind == EventKind::Acquired
                     && !ok
+                    && !preempted.is_cancelled()
                     && cfg.on_acquired_failure == FailurePolicy::Release
                 {
                     warn!("on_acquired failed; releasing leadership (hooks.on_acquired_failure: release)");
@@ -300,6 +322,7 @@ pub async fn run(
                         .send(Command::StepDown {
                             reason: "on_acquired hook failed".into(),
                             term: Some(ev.term),
+                            cooloff,
                         })
                         .await;
                 }
@@ -359,7 +382,7 @@ struct HookRun<'a> {
     leading: Option<(watch::Receiver<State>, Duration)>,
 }
 
-async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> bool {
+async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> Result<(), String> {
     let HookRun {
         ev,
         election,
@@ -388,7 +411,7 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
         Ok(p) => p,
         Err(e) => {
             error!(hook = name, error = %e, "cannot prepare the hook's guard (its pipes); not running the hook");
-            return false;
+            return Err(format!("cannot prepare its guard: {e}"));
         }
     };
     let cmd = &mut p.cmd;
@@ -411,11 +434,11 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
         Ok(c) => c,
         Err(e) => {
             error!(hook = name, command = ?hook.command, error = %e, "cannot start hook; check the path and permissions");
-            return false;
+            return Err(format!("cannot start {:?}: {e}", hook.command[0]));
         }
     };
     let Some(pid) = child.id() else {
-        return false;
+        return Err("it ended before it could be watched".into());
     };
     let pgid = pid as i32;
     crate::work::procs::register(pgid);
@@ -440,14 +463,14 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
                 // Members of its group that outlive the hook are killed.
                 crate::work::procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
                 crate::work::procs::unregister(pgid);
-                break r.ok();
+                break r.map_err(|e| format!("cannot wait for it: {e}"));
             }
             _ = sleep_until(timeout_at) => {
                 procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE, guard.is_some(), || {
                     warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
                 })
                 .await;
-                break None;
+                break Err(format!("timed out after {}", humantime::format_duration(hook.timeout)));
             }
             _ = preempt.cancelled() => {
                 // on_lost must start by the deadline and never overlap: no grace.
@@ -455,7 +478,7 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
                     warn!(hook = name, "leadership lost while the hook ran; killed it so on_lost can run");
                 })
                 .await;
-                break None;
+                break Err("killed: the leadership it was about ended".into());
             }
             // A renewal: tell the guard the new deadline.
             changed = async { leading.as_mut().expect("checked by the guard").0.changed().await }, if leading.is_some() => {
@@ -481,19 +504,19 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
     }
     let took = started.elapsed();
     match status {
-        Some(s) if s.success() => {
+        Ok(s) if s.success() => {
             info!(
                 hook = name,
                 took_ms = took.as_millis() as u64,
                 "hook finished"
             );
-            true
+            Ok(())
         }
-        Some(s) => {
+        Ok(s) => {
             warn!(hook = name, status = %s, "hook failed");
-            false
+            Err(procs::describe_exit(s))
         }
-        None => false,
+        Err(how) => Err(how),
     }
 }
 
@@ -592,6 +615,7 @@ mod races {
             on_lost: Some(sh(&format!("date +%s%N > {d}/lost_start"))),
             on_leader_changed: Some(sh("sleep 3")),
             on_acquired_failure: FailurePolicy::Keep,
+            ..HooksConfig::default()
         };
         let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
         let (ctx, _crx) = mpsc::channel(16);
@@ -605,6 +629,7 @@ mod races {
             idle: None,
             once: None,
             kill_grace: Duration::from_millis(500),
+            backoff: None,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         // A follower: on_leader_changed (3 s) starts.
@@ -658,6 +683,7 @@ mod races {
                 on_lost: Some(sh(&format!("echo $$ > {}; exec sleep 60", lost.display()))),
                 on_leader_changed: None,
                 on_acquired_failure: FailurePolicy::Keep,
+                ..HooksConfig::default()
             },
             election: "e".into(),
             identity: "me".into(),
@@ -666,6 +692,7 @@ mod races {
             idle: Some(idle_tx),
             once: None,
             kill_grace: Duration::from_millis(500),
+            backoff: None,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         let pid_in = |p: std::path::PathBuf| async move {
@@ -721,6 +748,7 @@ mod races {
                     on_lost: None,
                     on_leader_changed: None,
                     on_acquired_failure: FailurePolicy::Keep,
+                    ..HooksConfig::default()
                 },
                 election: "e".into(),
                 identity: "me".into(),
@@ -729,6 +757,7 @@ mod races {
                 idle: None,
                 once: Some(once_tx),
                 kill_grace: Duration::from_millis(500),
+                backoff: None,
             };
             let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
             tx.send_replace(st(Role::Leader, Some("me"), 2, true));
@@ -750,5 +779,96 @@ mod races {
                 ),
             }
         }
+    }
+
+    /// Failing `on_acquired`s back off (issue 31 §3): each failure in a
+    /// row asks for a step-down with a doubled cool-off; one killed because
+    /// its leadership ended counts for nothing; one that exits 0 resets
+    /// the count and asks for no step-down.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_on_acquired_steps_down_with_a_doubling_cooloff_and_a_success_resets_it() {
+        use crate::surfaces::problems::Problems;
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("mode");
+        std::fs::write(&flag, "fail").unwrap();
+        let script = format!(
+            "case $(cat {f}) in fail) exit 3;; hang) exec sleep 30;; esac",
+            f = flag.display()
+        );
+        let problems = Problems::new();
+        let base = Duration::from_secs(1);
+        let backoff = Backoff::new(base, Duration::from_secs(16), problems.clone(), None);
+        let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
+        let (ctx, mut crx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let spec = HooksSpec {
+            hooks: HooksConfig {
+                on_acquired: Some(sh(&script)),
+                ..HooksConfig::default()
+            },
+            election: "e".into(),
+            identity: "me".into(),
+            guard: None,
+            acquired: None,
+            idle: None,
+            once: None,
+            kill_grace: Duration::from_millis(500),
+            backoff: Some(backoff.clone()),
+        };
+        let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
+        let mut term = 2;
+        let lead = |term: u64| {
+            tx.send_replace(st(Role::Leader, Some("me"), term, true));
+        };
+        let mut cooloffs = Vec::new();
+        for _ in 0..3 {
+            lead(term);
+            let c = tokio::time::timeout(Duration::from_secs(10), crx.recv())
+                .await
+                .expect("a step-down request")
+                .unwrap();
+            let Command::StepDown {
+                term: t, cooloff, ..
+            } = c;
+            assert_eq!(t, Some(term));
+            cooloffs.push(cooloff.unwrap());
+            tx.send_replace(st(Role::Follower, None, term, false));
+            // Seen as a loss before the next leadership (a watch channel
+            // keeps only the latest state).
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            term += 1;
+        }
+        assert_eq!(cooloffs, [1, 2, 4].map(Duration::from_secs));
+        let p = problems.current().unwrap();
+        assert!(
+            p.starts_with("on_acquired failed 3 times in a row; last: exit 3"),
+            "{p}"
+        );
+        // Killed because the leadership ended: not counted, no step-down.
+        std::fs::write(&flag, "hang").unwrap();
+        lead(term);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.send_replace(st(Role::Follower, Some("other"), term + 1, false));
+        term += 2;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(backoff.failures(Work::OnAcquired), 3);
+        // A success resets it and asks for nothing.
+        std::fs::write(&flag, "ok").unwrap();
+        lead(term);
+        let reset = async {
+            while backoff.failures(Work::OnAcquired) != 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), reset)
+            .await
+            .expect("the success resets the count");
+        assert_eq!(problems.current(), None);
+        assert!(
+            crx.try_recv().is_err(),
+            "no step-down after a success or a kill"
+        );
+        stop.cancel();
+        let _ = task.await;
     }
 }

@@ -358,6 +358,16 @@ pub fn exit_code(s: std::process::ExitStatus) -> i32 {
     s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
 }
 
+/// How a process ended, for a person: "exit 3", "killed by signal 9".
+pub fn describe_exit(s: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (s.code(), s.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(n)) => format!("killed by signal {n}"),
+        (None, None) => format!("{s}"),
+    }
+}
+
 /// This host's CLOCK_MONOTONIC in nanoseconds: the clock the daemon's
 /// (tokio's, std's) instants run on, and one every process on the host
 /// reads alike, so a deadline sent as a reading of it means the same

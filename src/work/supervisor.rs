@@ -19,6 +19,7 @@
 //!   `release` (step down) or `restart` (after a short pause).
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::Child;
@@ -29,6 +30,7 @@ use tracing::{error, info, warn};
 
 use crate::config::ChildExit;
 use crate::lease::election::{Command, State};
+use crate::work::backoff::{Backoff, Work};
 use crate::work::procs;
 
 /// Pause before restarting a child that exited (policy `restart`).
@@ -52,6 +54,13 @@ pub struct ChildSpec {
     /// starts, and when it ends (or is stopped because leadership ended);
     /// the supervisor then stops, and `on_exit` does not apply.
     pub once: Option<mpsc::UnboundedSender<OnceEvent>>,
+    /// Counts the program's failures in a row under `on_exit: release`
+    /// (it could not start, or exited within `lease` of starting); the
+    /// step-down after one sits out the cool-off it gives. A program still
+    /// running `lease` after its start resets the count.
+    pub backoff: Option<Arc<Backoff>>,
+    /// `timing.lease_duration`.
+    pub lease: Duration,
 }
 
 /// What a `run --once` daemon learns from its leader-only work.
@@ -84,6 +93,9 @@ struct Running {
     heartbeat: Option<procs::GuardPipe>,
     /// The deadline last sent.
     sent_until: Option<Instant>,
+    started: Instant,
+    /// It has run a lease: its back-off count was reset.
+    proven: bool,
 }
 
 /// Supervise until `shutdown`; the child is stopped before this returns.
@@ -144,10 +156,17 @@ pub async fn run(
                 Err(e) => {
                     let _ = idle.send(true);
                     error!(command = ?spec.argv, error = %e, "cannot start the supervised program; releasing leadership");
+                    let cooloff = spec.backoff.as_ref().map(|b| {
+                        b.failed(
+                            Work::Program,
+                            &format!("cannot start {:?}: {e}", spec.argv[0]),
+                        )
+                    });
                     let _ = commands
                         .send(Command::StepDown {
                             reason: "supervised program could not start".into(),
                             term: Some(state.term),
+                            cooloff,
                         })
                         .await;
                     not_before = now + RESTART_DELAY;
@@ -159,6 +178,10 @@ pub async fn run(
         }
         let deadline = state.valid_until.filter(|_| leading);
         let retry_at = (leading && running.is_none()).then_some(not_before);
+        let proven_at = running
+            .as_ref()
+            .filter(|r| !r.proven)
+            .map(|r| r.started + spec.lease);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
@@ -184,7 +207,11 @@ pub async fn run(
                 match spec.on_exit {
                     ChildExit::Release => {
                         warn!(status = ?status, term = r.term, "supervised program exited; releasing leadership (child.on_exit: release)");
-                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into(), term: Some(r.term) }).await;
+                        // Exited within a lease of starting: a failure in a
+                        // row, which backs off (after a lease: a plain one).
+                        let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
+                        let cooloff = spec.backoff.as_ref().filter(|_| !r.proven).map(|b| b.failed(Work::Program, &how));
+                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into(), term: Some(r.term), cooloff }).await;
                         not_before = Instant::now() + RESTART_DELAY;
                     }
                     ChildExit::Restart => {
@@ -194,6 +221,14 @@ pub async fn run(
                 }
             }
             _ = opt_sleep(retry_at) => {}
+            _ = opt_sleep(proven_at) => {
+                if let Some(r) = running.as_mut() {
+                    r.proven = true;
+                }
+                if let Some(b) = &spec.backoff {
+                    b.succeeded(Work::Program);
+                }
+            }
             r = rx.changed() => if r.is_err() { break },
         }
     }
@@ -272,6 +307,8 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
         pgid,
         term: state.term,
         sent_until: state.valid_until,
+        started: Instant::now(),
+        proven: false,
     })
 }
 
@@ -368,6 +405,8 @@ pub(crate) mod tests {
             election: "e".into(),
             identity: "a".into(),
             once: None,
+            backoff: None,
+            lease: Duration::from_secs(15),
         };
         let sup = tokio::spawn(run(
             spec,
@@ -391,6 +430,7 @@ pub(crate) mod tests {
             let cmd = Command::StepDown {
                 reason: "test".into(),
                 term: None,
+                cooloff: None,
             };
             self.cmds.send(cmd).await.unwrap();
         }

@@ -779,6 +779,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
         .send(Command::StepDown {
             reason: "test".into(),
             term: None,
+            cooloff: None,
         })
         .await
         .unwrap();
@@ -1013,6 +1014,7 @@ async fn a_step_down_about_an_earlier_term_is_dropped() {
     let step = |t: u64| Command::StepDown {
         reason: "test".into(),
         term: Some(t),
+        cooloff: None,
     };
     commands.send(step(term - 1)).await.unwrap();
     sleep(RETRY * 2).await;
@@ -1124,6 +1126,7 @@ async fn a_follower_publishes_when_it_could_take_over() {
         .send(Command::StepDown {
             reason: "test".into(),
             term: None,
+            cooloff: None,
         })
         .await
         .unwrap();
@@ -1384,6 +1387,7 @@ async fn a_stepped_down_copy_competes_again_right_at_the_end_of_its_cooloff() {
     let step = Command::StepDown {
         reason: "test".into(),
         term: None,
+        cooloff: None,
     };
     a.commands.send(step).await.unwrap();
     let t0 = Instant::now();
@@ -2058,4 +2062,64 @@ async fn an_absent_key_is_not_created_without_a_read_that_confirms_its_absence()
     sleep(LEASE + RETRY * 2).await;
     assert!(b.leads(), "led a lease after the confirming read");
     b.shutdown().await;
+}
+
+/// Failing leader-only work backs off (issue 31 §3): a lone copy whose
+/// `on_acquired` fails on every acquisition steps down with the cool-off
+/// [`crate::work::backoff::Backoff`] gives, doubling from the base to the
+/// cap, for ten minutes; one success resets the count, and the next
+/// failure sits out the base again.
+#[tokio::test(start_paused = true)]
+async fn failing_work_backs_off_from_the_cooloff_to_the_cap_over_ten_minutes() {
+    use crate::surfaces::problems::Problems;
+    use crate::work::backoff::{Backoff, Work};
+    let store = MemoryStore::new();
+    let base = Duration::from_secs(10);
+    let cap = Duration::from_secs(80);
+    let problems = Problems::new();
+    let backoff = Backoff::new(base, cap, problems.clone(), None);
+    let a = spawn(store.clone(), cfg("a"), Links::default());
+    let mut rx = a.rx.clone();
+    let t0 = Instant::now();
+    let mut acquired = Vec::new();
+    let mut last_term = 0;
+    while Instant::now() - t0 < Duration::from_secs(600) {
+        until_state(&mut rx, "a leads again", |s| {
+            s.is_leader(Instant::now()) && s.term != last_term
+        })
+        .await;
+        last_term = a.state().term;
+        acquired.push((Instant::now() - t0).as_millis() as u64);
+        let cooloff = backoff.failed(Work::OnAcquired, "exit 3");
+        let step = Command::StepDown {
+            reason: "on_acquired hook failed".into(),
+            term: Some(last_term),
+            cooloff: Some(cooloff),
+        };
+        a.commands.send(step).await.unwrap();
+        until_state(&mut rx, "a steps down", |s| !s.is_leader(Instant::now())).await;
+    }
+    let gaps: Vec<u64> = acquired
+        .windows(2)
+        .map(|w| (w[1] - w[0] + 500) / 1000)
+        .collect();
+    assert_eq!(
+        gaps,
+        [10, 20, 40, 80, 80, 80, 80, 80, 80, 80],
+        "seconds between acquisitions (acquired at {acquired:?} ms)"
+    );
+    let p = problems.current().expect("a problem while it fails");
+    assert!(
+        p.starts_with("on_acquired failed 11 times in a row; last: exit 3"),
+        "{p}"
+    );
+    // One success resets the count: the next failure sits out the base.
+    until_state(&mut rx, "a leads again", |s| {
+        s.is_leader(Instant::now()) && s.term != last_term
+    })
+    .await;
+    backoff.succeeded(Work::OnAcquired);
+    assert_eq!(problems.current(), None);
+    assert_eq!(backoff.failed(Work::OnAcquired, "exit 3"), base);
+    a.shutdown().await;
 }

@@ -492,6 +492,7 @@ impl Sim {
                 let _ = self.slots[i].commands.try_send(Command::StepDown {
                     reason: "sim".into(),
                     term: None,
+                    cooloff: None,
                 });
             }
             38..=45 => {

@@ -147,6 +147,16 @@ fn surfaces_are_validated() {
         fields(&format!("{base}hooks:\n  on_acquired_failure: maybe\n")),
         vec!["hooks.on_acquired_failure"]
     );
+    // The back-off's cap is at least the cool-off it starts from.
+    assert_eq!(
+        fields(&format!("{base}hooks:\n  on_acquired_backoff_max: 5s\n")),
+        vec!["hooks.on_acquired_backoff_max"]
+    );
+    assert_eq!(
+        fields(&format!("{base}hooks:\n  on_acquired_backoff_max: 2d\n")),
+        vec!["hooks.on_acquired_backoff_max"]
+    );
+    assert!(fields(&format!("{base}hooks:\n  on_acquired_backoff_max: 10s\n")).is_empty());
     let c = Config::from_yaml(base, "t").unwrap();
     assert_eq!(c.child_kill_grace(), Duration::from_millis(2500));
 }

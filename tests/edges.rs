@@ -1239,3 +1239,95 @@ fn failing_leader_work_backs_off_and_recovers() {
     );
     assert!(hook.says_leader() && program.says_leader());
 }
+
+/// Issue 31 §4: `run --once` hands the job this command's stdout and
+/// stderr (`consul lock`, `etcdctl lock`): `run --once -- job > out.txt`
+/// leaves the job's output in the file, and the daemon's own log is quiet
+/// (warn) unless asked; `S3_ELECTOR_LOG=warn` no longer hides the job's
+/// output; `--output log` keeps the old behaviour (the job's lines are log
+/// lines). On the old code out.txt stayed empty.
+#[test]
+fn run_once_gives_the_job_its_own_stdout_and_stderr() {
+    let sw = Seaweed::start();
+    sw.bucket("output");
+    let dir = sw.dir.path();
+    let cfg = sw.config(
+        dir,
+        "output",
+        "output",
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\nhttp:\n  enabled: false\n",
+    );
+    let job = ["--once", "--", "sh", "-c", "echo result; echo oops >&2"];
+    let run = |args: &[&str], env: &[(&str, &str)]| -> (i32, String, String) {
+        let out = dir.join("out.txt");
+        let err = dir.join("err.txt");
+        let mut cmd = daemon_command(&cfg);
+        cmd.env_remove("S3_ELECTOR_LOG")
+            .env("S3_ELECTOR_LOG_FORMAT", "text")
+            .env("S3_ELECTOR_IDENTITY", "once")
+            .arg("run")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let end = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("run --once did not end within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (
+            status.code().unwrap_or(-1),
+            std::fs::read_to_string(&out).unwrap(),
+            std::fs::read_to_string(&err).unwrap(),
+        )
+    };
+    // The default: the job's own output, and no daemon chatter.
+    let (code, out, err) = run(&job, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "result\n", "stdout is the job's alone");
+    assert!(err.contains("oops"), "the job's stderr: {err}");
+    assert!(
+        !err.contains(" INFO "),
+        "the daemon logs warn and above under --once: {err}"
+    );
+    // A level set by hand wins over the quiet default.
+    let (code, out, err) = run(&job, &[("S3_ELECTOR_LOG", "info")]);
+    assert_eq!((code, out.as_str()), (0, "result\n"), "{err}");
+    assert!(err.contains(" INFO ") && err.contains("oops"), "{err}");
+    let (code, out, err) = run(
+        &["--log", "warn", job[0], job[1], job[2], job[3], job[4]],
+        &[("S3_ELECTOR_LOG", "info")],
+    );
+    assert_eq!((code, out.as_str()), (0, "result\n"), "{err}");
+    assert!(
+        !err.contains(" INFO "),
+        "--log wins over S3_ELECTOR_LOG: {err}"
+    );
+    // S3_ELECTOR_LOG=warn used to make the job's output vanish.
+    let (code, out, _) = run(&job, &[("S3_ELECTOR_LOG", "warn")]);
+    assert_eq!((code, out.as_str()), (0, "result\n"));
+    // --output log: the job's lines become log lines (at info).
+    let mut logged = vec!["--output", "log"];
+    logged.extend_from_slice(&job);
+    let (code, out, err) = run(&logged, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "", "--output log writes nothing to stdout");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("result") && l.contains("program"))
+            && err
+                .lines()
+                .any(|l| l.contains("oops") && l.contains("stderr")),
+        "the job's lines are logged: {err}"
+    );
+}

@@ -60,9 +60,11 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, env = "S3_ELECTOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Log filter, e.g. `info` or `s3_elector=debug`.
-    #[arg(long, global = true, env = "S3_ELECTOR_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter, e.g. `info` or `s3_elector=debug` [default: info;
+    /// warn under `run --once`, whose output is the job's, unless
+    /// `--output log`]
+    #[arg(long, global = true, env = "S3_ELECTOR_LOG")]
+    pub log: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -243,6 +245,12 @@ pub struct RunArgs {
     /// instead of waiting.
     #[arg(long, requires = "once", env = "S3_ELECTOR_NO_WAIT")]
     pub no_wait: bool,
+    /// Where the program's stdout and stderr go: `inherit` (this
+    /// command's own, so `run --once -- job > out.txt` works) or `log`
+    /// (read and logged line by line, `source = "program"`) [default:
+    /// inherit with `--once`, else log]
+    #[arg(long, value_enum, env = "S3_ELECTOR_OUTPUT")]
+    pub output: Option<crate::work::procs::Output>,
     /// A program to run only while this copy leads (after `--`).
     #[arg(last = true, value_name = "PROGRAM")]
     pub child: Vec<String>,
@@ -334,7 +342,15 @@ pub fn main(cli: Cli) -> i32 {
         );
     }
     // Held until the command returns: dropping it flushes the log queue.
-    let _log = logging::init(cli.log_format, &cli.log);
+    // Under `run --once` the output is the job's: the daemon says only
+    // what went wrong, unless told otherwise (--log, S3_ELECTOR_LOG).
+    let quiet = matches!(&cli.command,
+        Command::Run(r) if r.once && r.output != Some(crate::work::procs::Output::Log));
+    let filter = cli
+        .log
+        .clone()
+        .unwrap_or_else(|| if quiet { "warn" } else { "info" }.into());
+    let _log = logging::init(cli.log_format, &filter);
     // Commands that need no runtime.
     match &cli.command {
         Command::Completions { shell } => {
@@ -534,6 +550,11 @@ async fn run(a: RunArgs) -> i32 {
         program: a.child,
         unsafe_skip_conformance_check: a.unsafe_skip_conformance_check,
         once: a.once.then_some(daemon::Once { no_wait: a.no_wait }),
+        output: a.output.unwrap_or(if a.once {
+            crate::work::procs::Output::Inherit
+        } else {
+            crate::work::procs::Output::Log
+        }),
     };
     let once = a.once;
     match daemon::run(settings, signals).await {

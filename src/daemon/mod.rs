@@ -77,6 +77,8 @@ pub struct Settings {
     pub unsafe_skip_conformance_check: bool,
     /// `run --once`: run the program one time, then release and stop.
     pub once: Option<Once>,
+    /// Where the program's stdout and stderr go (`--output`).
+    pub output: crate::work::procs::Output,
     /// The config file (absolute), passed to the program and the hooks as
     /// `S3_ELECTOR_CONFIG`, so the `s3-elector` commands they run (e.g.
     /// `fenced put`) use the same settings.
@@ -202,6 +204,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         program,
         unsafe_skip_conformance_check,
         once,
+        output,
         config_file: _,
     } = s;
     // Descriptors inherited from whoever started us (but 0, 1, 2 and
@@ -280,6 +283,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             once: once_tx.clone(),
             backoff: Some(backoff.clone()),
             lease: cfg.timing.lease_duration,
+            output,
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_election.clone());
         tokio::spawn(supervisor::run(spec, state, idle_tx, commands, stop))

@@ -279,7 +279,31 @@ pub fn command(
     grace: Duration,
     until: Duration,
 ) -> std::io::Result<Prepared> {
-    let mut p = command_only(guard, argv, grace, until)?;
+    command_with(guard, argv, grace, until, Output::Log)
+}
+
+/// Where a child's stdout and stderr go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Output {
+    /// Pipes the daemon reads and logs line by line (`source = "program"`).
+    #[default]
+    Log,
+    /// The daemon's own stdout and stderr, as `consul lock` does: `run
+    /// --once -- job > out.txt` leaves the job's output in the file. A
+    /// stalled reader can then block the program, never the election (the
+    /// daemon writes nothing to the program's descriptors).
+    Inherit,
+}
+
+/// [`command`], with the child's output going where `output` says.
+pub fn command_with(
+    guard: Option<&std::path::Path>,
+    argv: &[String],
+    grace: Duration,
+    until: Duration,
+    output: Output,
+) -> std::io::Result<Prepared> {
+    let mut p = command_only(guard, argv, grace, until, output)?;
     for (k, v) in CHILD_ENV.get().into_iter().flatten() {
         p.cmd.env(k, v);
     }
@@ -291,14 +315,28 @@ fn command_only(
     argv: &[String],
     grace: Duration,
     until: Duration,
+    output: Output,
 ) -> std::io::Result<Prepared> {
     use command_fds::{CommandFdExt, FdMapping};
     use nix::fcntl::OFlag;
+    use std::os::fd::AsFd;
     use std::process::Stdio;
+    let stdout = || match output {
+        Output::Log => Stdio::piped(),
+        Output::Inherit => Stdio::inherit(),
+    };
     match guard {
         Some(exe) => {
             let (control_r, control_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-            let (stderr_r, stderr_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            // The program's stderr, which the guard passes on: a pipe the
+            // daemon reads, or (inherit) a copy of the daemon's own stderr.
+            let (stderr_r, stderr_w) = match output {
+                Output::Log => {
+                    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+                    (Some(r), w)
+                }
+                Output::Inherit => (None, std::io::stderr().as_fd().try_clone_to_owned()?),
+            };
             let mut c = tokio::process::Command::new(exe);
             // `ps` and the cgroup tree show "s3-elector guard ...", while
             // the exec still goes through /proc/self/exe (which survives a
@@ -318,7 +356,7 @@ fn command_only(
                 .arg("--")
                 .args(argv)
                 .stdin(Stdio::null())
-                .stdout(Stdio::piped())
+                .stdout(stdout())
                 .stderr(Stdio::inherit());
             c.fd_mappings(vec![
                 FdMapping {
@@ -334,15 +372,16 @@ fn command_only(
             Ok(Prepared {
                 cmd: c,
                 control: Some(control_w),
-                stderr: Some(stderr_r),
+                stderr: stderr_r,
             })
         }
         None => {
             let mut c = tokio::process::Command::new(&argv[0]);
-            c.args(&argv[1..])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            c.args(&argv[1..]).stdin(Stdio::null()).stdout(stdout());
+            c.stderr(match output {
+                Output::Log => Stdio::piped(),
+                Output::Inherit => Stdio::inherit(),
+            });
             Ok(Prepared {
                 cmd: c,
                 control: None,

@@ -15,6 +15,9 @@
 //!   prevents the start or waits for the child;
 //! - its stdout and stderr are read by the daemon and logged line by line
 //!   (`source = "program"`), so it can never fill the daemon's own pipe;
+//!   or, with `--output inherit` (`run --once`'s default), they are the
+//!   daemon's own: the daemon never writes to them, so a stalled reader
+//!   can block the program, never the election;
 //! - if the child exits by itself while leading, the policy decides:
 //!   `release` (step down) or `restart` (after a short pause).
 
@@ -61,6 +64,9 @@ pub struct ChildSpec {
     pub backoff: Option<Arc<Backoff>>,
     /// `timing.lease_duration`.
     pub lease: Duration,
+    /// Where its stdout and stderr go: logged (the daemon's default), or
+    /// the daemon's own (`run --once`'s default).
+    pub output: procs::Output,
 }
 
 /// What a `run --once` daemon learns from its leader-only work.
@@ -264,7 +270,13 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
         t.saturating_duration_since(Instant::now())
     });
     let until = until.max(Duration::from_millis(1));
-    let mut p = procs::command(spec.guard.as_deref(), &spec.argv, spec.kill_grace, until)?;
+    let mut p = procs::command_with(
+        spec.guard.as_deref(),
+        &spec.argv,
+        spec.kill_grace,
+        until,
+        spec.output,
+    )?;
     // `run --once` is a command line's job: it reads the caller's stdin
     // (a pipe, a file). Not a terminal: the program runs in a process
     // group of its own, in the background, and reading the terminal would
@@ -407,6 +419,7 @@ pub(crate) mod tests {
             once: None,
             backoff: None,
             lease: Duration::from_secs(15),
+            output: procs::Output::Log,
         };
         let sup = tokio::spawn(run(
             spec,

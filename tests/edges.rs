@@ -1331,3 +1331,71 @@ fn run_once_gives_the_job_its_own_stdout_and_stderr() {
         "the job's lines are logged: {err}"
     );
 }
+
+/// Issue 31 §6: two processes with one identity are loud. Each start has
+/// its own incarnation (in `/leader`); the follower sees the leader's
+/// record renewed by another incarnation of its identity, the leader reads
+/// its registry entry back overwritten by the other: both show a `problem`
+/// naming the other incarnation and log `duplicate_identity`. Once the
+/// second process is gone the leader's problem clears after two registry
+/// refreshes. A copy restarted after `kill -9` never takes the record its
+/// dead predecessor left for a twin. On the old code neither copy showed
+/// anything (the follower warned once).
+#[test]
+fn two_processes_with_one_identity_are_loud_and_a_dead_predecessor_is_not_a_twin() {
+    let sw = Seaweed::start();
+    sw.bucket("twins");
+    let dir = sw.dir.path();
+    let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: true\n  refresh: 2s\n  list_interval: 2s\n";
+    let cfg = sw.config(dir, "twins", "twins", timing);
+    let problem = |d: &Daemon| d.view().and_then(|v| v["problem"].as_str().map(String::from));
+    let incarnation = |d: &Daemon| {
+        d.view()
+            .and_then(|v| v["incarnation"].as_str().map(String::from))
+            .expect("an incarnation in /leader")
+    };
+
+    // A dead predecessor: the restarted copy takes over its record after a
+    // lease, and sees no twin in it or in the registry.
+    let mut first = Daemon::start("solo", &cfg);
+    until(Duration::from_secs(60), "solo leads", || first.says_leader());
+    let dead = incarnation(&first);
+    first.kill();
+    let again = Daemon::start("solo", &cfg);
+    until(Duration::from_secs(60), "the restarted solo leads", || again.says_leader());
+    assert_ne!(incarnation(&again), dead, "each start has its own incarnation");
+    assert_eq!(
+        again.view().unwrap()["leader_incarnation"].as_str(),
+        Some(incarnation(&again).as_str())
+    );
+    std::thread::sleep(Duration::from_secs(6)); // three registry refreshes
+    assert_eq!(problem(&again), None, "a dead predecessor is no twin");
+    assert!(
+        !again.events().iter().any(|e| e.event() == "duplicate_identity"),
+        "{}",
+        again.log_text()
+    );
+
+    // A live twin: both say so.
+    let twin = Daemon::start("solo", &cfg);
+    let (a, b) = (incarnation(&again), incarnation(&twin));
+    assert_ne!(a, b);
+    until(Duration::from_secs(60), "both show the other", || {
+        problem(&again).is_some_and(|p| p.contains(&format!("another process uses identity solo (incarnation {b}")))
+            && problem(&twin).is_some_and(|p| p.contains(&format!("another process uses identity solo (incarnation {a}")))
+    });
+    assert!(again.says_leader(), "the leader goes on leading");
+    for d in [&again, &twin] {
+        assert!(
+            d.events().iter().any(|e| e.event() == "duplicate_identity"),
+            "{}",
+            d.log_text()
+        );
+        let (st, _) = http(d.http_port, "GET", "/healthz");
+        assert_eq!(st, 200, "a duplicate identity is not a health failure");
+    }
+    // The twin goes: the problem clears two refreshes after the last sign.
+    twin.signal("KILL");
+    until(Duration::from_secs(30), "the leader's problem clears", || problem(&again).is_none());
+    assert!(again.says_leader());
+}

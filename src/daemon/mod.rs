@@ -48,6 +48,7 @@ use crate::config::Config;
 use crate::lease::election::{Command, Election, Links, State};
 use crate::lease::probe::ProbeError;
 use crate::lease::store::s3::{S3Store, SetupError};
+use crate::peers::twins::Twins;
 use crate::signals::Signal;
 use crate::surfaces::metrics::{MeteredStore, Metrics};
 use crate::surfaces::problems::Problems;
@@ -222,6 +223,18 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         return Ok(None);
     }
 
+    // This process start's incarnation: in its records, its registry entry
+    // and /leader, so that another process with the same identity shows.
+    let incarnation = crate::lease::record::new_incarnation();
+    info!(identity = %identity, incarnation = %incarnation, "this process's incarnation");
+    let problems = Problems::new();
+    let twins = Twins::new(
+        &identity,
+        &incarnation,
+        cfg.registry.refresh * 2,
+        problems.clone(),
+    );
+
     // The election, built with its inputs.
     let advertise = steps::advertise_address(&cfg, listener.as_ref());
     let (successors_tx, successors) = watch::channel(Vec::new());
@@ -238,7 +251,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     let (watched_tx, watched) = watch::channel(None);
     let election = Election::new(
         store.clone(),
-        steps::election_config(&cfg, &identity, advertise.clone()),
+        steps::election_config(&cfg, &identity, &incarnation, advertise.clone()),
         Links {
             successors: cfg.registry.enabled.then_some(successors),
             release_barriers,
@@ -264,7 +277,6 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         }
         None => (None, None),
     };
-    let problems = Problems::new();
     let backoff = Backoff::new(
         cfg.timing.step_down_cooloff,
         cfg.hooks.on_acquired_backoff_max,
@@ -343,6 +355,9 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         metrics.clone().observe(events(), stop_surfaces.clone()),
     ));
     rest.push(tokio::spawn(logging::report_drops(stop_surfaces.clone())));
+    rest.push(tokio::spawn(
+        twins.clone().run(events(), stop_surfaces.clone()),
+    ));
     let status_file = cfg.status_file.clone().map(|p| {
         let every = cfg.timing.lease_duration / 2;
         tokio::spawn(status_file::run(
@@ -382,7 +397,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     // Hand-over hints.
     // This copy's entry goes out before its election's first read (see
     // `registry::announce`), bounded by one request.
-    let registry_cfg = steps::registry_settings(&cfg, &identity, advertise);
+    let registry_cfg = steps::registry_settings(&cfg, &identity, &incarnation, advertise);
     let announced = cfg.registry.enabled
         && tokio::time::timeout(
             cfg.s3.request_timeout,
@@ -400,6 +415,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             registry_waker,
             stop_surfaces.clone(),
             announced,
+            Some(twins.clone()),
         ))
     });
 

@@ -164,7 +164,12 @@ pub fn advertise_address(cfg: &Config, listener: Option<&TcpListener>) -> Option
 }
 
 /// The election's settings.
-pub fn election_config(cfg: &Config, identity: &str, advertise: Option<String>) -> ElectionConfig {
+pub fn election_config(
+    cfg: &Config,
+    identity: &str,
+    incarnation: &str,
+    advertise: Option<String>,
+) -> ElectionConfig {
     ElectionConfig {
         identity: identity.to_string(),
         election: cfg.election.clone(),
@@ -182,6 +187,7 @@ pub fn election_config(cfg: &Config, identity: &str, advertise: Option<String>) 
         // read the lease once a lease (peers::watch); only with the registry,
         // which names successors and their addresses.
         far_poll: cfg.registry.enabled.then_some(cfg.timing.lease_duration),
+        incarnation: incarnation.to_string(),
     }
 }
 
@@ -189,6 +195,7 @@ pub fn election_config(cfg: &Config, identity: &str, advertise: Option<String>) 
 pub fn registry_settings(
     cfg: &Config,
     identity: &str,
+    incarnation: &str,
     advertise: Option<String>,
 ) -> registry::Settings {
     registry::Settings {
@@ -204,6 +211,8 @@ pub fn registry_settings(
         check_interval: (cfg.timing.retry_period * 2)
             .clamp(Duration::from_secs(1), Duration::from_secs(10))
             .min(cfg.registry.list_interval),
+        incarnation: incarnation.to_string(),
+        request_timeout: cfg.s3.request_timeout,
     }
 }
 

@@ -77,6 +77,7 @@ use crate::lease::record::{
     nonce_from, wall_now, LeaseRecord, RecordError, Successor, SCHEMA, VERSION,
 };
 use crate::lease::store::{LeaseStore, Object, StoreError};
+use crate::peers::twins::RecordWatch;
 
 /// Settings of one election, resolved from the config.
 #[derive(Debug, Clone)]
@@ -104,6 +105,9 @@ pub struct ElectionConfig {
     /// this often instead of every `retry_period`; `None`: every follower
     /// reads at the renewal rate.
     pub far_poll: Option<Duration>,
+    /// This process's incarnation ([`new_incarnation`](crate::lease::record::new_incarnation)),
+    /// written in every record it makes.
+    pub incarnation: String,
 }
 
 /// Wake-up reads that may happen back to back before the rate limit.
@@ -155,6 +159,13 @@ pub enum Event {
     /// A released record was written: the named successors (and anyone
     /// else) may take the lease now. The registry wakes them.
     Released { term: u64, successors: Vec<String> },
+    /// The lease shows another live process with this copy's identity
+    /// (its `incarnation`, reachable at `address` if it said so); see
+    /// [`crate::peers::twins`].
+    Twin {
+        incarnation: String,
+        address: Option<String>,
+    },
 }
 
 /// Events buffered per subscriber before the oldest are dropped.
@@ -193,11 +204,15 @@ pub enum Role {
 pub struct State {
     pub role: Role,
     pub identity: String,
+    /// This process's incarnation.
+    pub incarnation: String,
     pub election: String,
     /// Holder of the lease as last seen; `None` when nobody holds it or the
     /// record cannot be read.
     pub leader: Option<String>,
     pub leader_address: Option<String>,
+    /// The leader's incarnation, when its record names one.
+    pub leader_incarnation: Option<String>,
     /// Term of the record last seen or written.
     pub term: u64,
     pub transitions: u64,
@@ -229,9 +244,11 @@ impl State {
         State {
             role: Role::Starting,
             identity: cfg.identity.clone(),
+            incarnation: cfg.incarnation.clone(),
             election: cfg.election.clone(),
             leader: None,
             leader_address: None,
+            leader_incarnation: None,
             term: 0,
             transitions: 0,
             acquired_at: None,
@@ -329,6 +346,8 @@ pub struct Election<S: LeaseStore> {
     watched: Option<watch::Receiver<Option<Successor>>>,
     /// Renewals and releases, for whoever listens.
     events: broadcast::Sender<Event>,
+    /// Records naming this identity with another incarnation.
+    twin: RecordWatch,
     /// Wake-ups from `POST /wake` (coalesced by `Notify`).
     wake: Arc<Notify>,
     /// A wake-up arrived and its read is still owed.
@@ -402,6 +421,7 @@ impl<S: LeaseStore> Election<S> {
             successors: links.successors,
             watched: links.watched,
             events,
+            twin: RecordWatch::default(),
             wake: Arc::new(Notify::new()),
             wake_due: None,
             wake_tokens: (WAKE_BURST, links.clock.now()),
@@ -1044,6 +1064,16 @@ impl<S: LeaseStore> Election<S> {
                     }
                     info!(event = "observed", leader = %r.holder, term = r.term, state = who, "observed lease");
                 }
+                let ours = self.wrote(&r.nonce);
+                if let Some(inc) = self
+                    .twin
+                    .saw(r, &self.cfg.identity, &self.cfg.incarnation, ours)
+                {
+                    let _ = self.events.send(Event::Twin {
+                        incarnation: inc,
+                        address: r.holder_address.clone(),
+                    });
+                }
             }
             Seen::Unusable(e) => {
                 error!(key = %self.cfg.key, etag = %etag, error = %e, event = "unusable_record",
@@ -1080,6 +1110,10 @@ impl<S: LeaseStore> Election<S> {
             confirmed: None,
             absent_after_record,
         });
+        let leader_incarnation = match &self.observed.as_ref().map(|o| &o.seen) {
+            Some(Seen::Record(r)) if !r.released => r.incarnation.clone(),
+            _ => None,
+        };
         let until = self.takeover_time();
         let candidate = self.cooloff_until.is_none_or(|c| now >= c);
         let watch = self.watch_target();
@@ -1088,6 +1122,7 @@ impl<S: LeaseStore> Election<S> {
             s.role = Role::Follower;
             s.leader = leader;
             s.leader_address = addr;
+            s.leader_incarnation = leader_incarnation;
             s.term = term;
             s.transitions = transitions;
             s.acquired_at = acq;
@@ -1186,6 +1221,7 @@ impl<S: LeaseStore> Election<S> {
             successors: Vec::new(),
             successor_addresses: Vec::new(),
             reset_by: None,
+            incarnation: Some(self.cfg.incarnation.clone()),
         };
         rec.set_successors(&self.current_successors());
         self.remember_nonce(&rec.nonce);
@@ -1307,6 +1343,7 @@ impl<S: LeaseStore> Election<S> {
             s.role = Role::Leader;
             s.leader = Some(rec.holder.clone());
             s.leader_address = rec.holder_address.clone();
+            s.leader_incarnation = rec.incarnation.clone();
             s.term = rec.term;
             s.transitions = rec.transitions;
             s.acquired_at = Some(rec.acquired_at.clone());
@@ -1335,6 +1372,7 @@ impl<S: LeaseStore> Election<S> {
             s.role = Role::Follower;
             s.leader = None;
             s.leader_address = None;
+            s.leader_incarnation = None;
             s.valid_until = None;
         });
         warn!(
@@ -1534,6 +1572,7 @@ impl<S: LeaseStore> Election<S> {
             s.role = Role::Follower;
             s.leader = None;
             s.leader_address = None;
+            s.leader_incarnation = None;
             s.valid_until = None;
             s.candidate = false;
         });

@@ -68,6 +68,12 @@ pub struct LeaseRecord {
     /// `none`). Older builds ignore it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reset_by: Option<String>,
+    /// The holder's incarnation: a random id each process start draws, so
+    /// that two processes with one identity (or a restarted copy and the
+    /// record its dead predecessor left) can be told apart. Older builds
+    /// write none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 /// Why a body is not a usable lease record.
@@ -198,6 +204,13 @@ pub fn nonce_from(rng: &mut impl rand::Rng) -> String {
     format!("{n:032x}")
 }
 
+/// A fresh incarnation id: 16 hex digits from the OS's RNG, drawn once per
+/// process start.
+pub fn new_incarnation() -> String {
+    let n: u64 = rand::random();
+    format!("{n:016x}")
+}
+
 /// Wall-clock now, RFC 3339 with milliseconds, for the human-facing fields.
 pub fn wall_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
@@ -214,7 +227,7 @@ impl fmt::Display for LeaseRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> LeaseRecord {
@@ -234,6 +247,7 @@ mod tests {
             successors: Vec::new(),
             successor_addresses: Vec::new(),
             reset_by: None,
+            incarnation: Some("00c0ffee00c0ffee".into()),
         }
     }
 

@@ -8,4 +8,5 @@
 
 pub mod client;
 pub mod registry;
+pub mod twins;
 pub mod watch;

@@ -46,6 +46,7 @@ use crate::lease::election::{Event, Role, State, MAX_SUCCESSORS};
 use crate::lease::record::{wall_now, Successor};
 use crate::lease::store::{LeaseStore, StoreError};
 use crate::peers::client::request;
+use crate::peers::twins::Twins;
 
 /// Every entry key ends so: no lease key, term floor or probe key can (the
 /// config refuses an `s3.key` that does), so the namespaces never meet.
@@ -76,6 +77,10 @@ pub struct Entry {
     pub host: String,
     /// Wall-clock time of the write, for humans.
     pub written_at: String,
+    /// The writing process's incarnation (see [`crate::peers::twins`]);
+    /// older builds write none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 impl Entry {
@@ -114,6 +119,12 @@ pub struct Settings {
     pub list_interval: Duration,
     /// How often a leader re-checks the listed candidates over HTTP.
     pub check_interval: Duration,
+    /// This process's incarnation, written in its entry.
+    pub incarnation: String,
+    /// `s3.request_timeout`: a write of a dead predecessor still in flight
+    /// lands within it; an entry read back later than that after our own
+    /// write, naming another incarnation, was written by a live process.
+    pub request_timeout: Duration,
 }
 
 /// Shortest time between two listings asked for by wake-ups.
@@ -256,8 +267,38 @@ fn own_entry(cfg: &Settings) -> Option<Vec<u8>> {
         address: addr.clone(),
         host: cfg.host.clone(),
         written_at: wall_now(),
+        incarnation: Some(cfg.incarnation.clone()),
     };
     Some(serde_json::to_vec(&e).expect("entry serializes"))
+}
+
+/// Before rewriting this copy's entry: read it back. Another incarnation's
+/// entry there, read more than a request timeout after our own write
+/// completed (`written_at`), was written by a live process with this
+/// identity (a dead predecessor's write cannot land that late): tell
+/// `twins`. A failed read is only logged at debug: the rewrite follows.
+async fn read_back_own_entry<S: LeaseStore>(
+    store: &S,
+    cfg: &Settings,
+    twins: &Twins,
+    written_at: Instant,
+) {
+    if Instant::now() < written_at + cfg.request_timeout {
+        return;
+    }
+    let key = cfg.own_key();
+    match store.get(&key).await {
+        Ok(Some(o)) => {
+            if let Ok(e) = Entry::parse(&o.body) {
+                if let Some(inc) = e.incarnation.filter(|i| *i != cfg.incarnation) {
+                    let at = format!("host {}, address {}", e.host, e.address);
+                    twins.saw(&inc, Some(&at), "registry");
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => debug!(key = %key, error = %e, "cannot read this copy's registry entry back"),
+    }
 }
 
 /// Write this copy's entry once, before its election reads the lease: a
@@ -296,6 +337,7 @@ pub async fn run<S: LeaseStore>(
     woken: Arc<Notify>,
     shutdown: CancellationToken,
     announced: bool,
+    twins: Option<Arc<Twins>>,
 ) {
     let peers = Peers::default();
     // Side by side in this one task: the wake-ups go out the moment the
@@ -303,7 +345,7 @@ pub async fn run<S: LeaseStore>(
     // round of checks).
     tokio::join!(
         wake_on_release(events, peers.clone(), &store, &cfg),
-        keep(&store, &cfg, state, successors, peers, woken, shutdown, announced),
+        keep(&store, &cfg, state, successors, peers, woken, shutdown, announced, twins),
     );
 }
 
@@ -351,7 +393,8 @@ async fn wake_on_release<S: LeaseStore>(
                     "woke the other candidates"
                 );
             }
-            Ok(Event::Renewed { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Ok(Event::Renewed { .. } | Event::Twin { .. })
+            | Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
@@ -433,6 +476,7 @@ async fn keep<S: LeaseStore>(
     woken: Arc<Notify>,
     shutdown: CancellationToken,
     announced_at_start: bool,
+    twins: Option<Arc<Twins>>,
 ) {
     let mut quiet = Quiet::default();
     let own_key = cfg.own_key();
@@ -448,6 +492,8 @@ async fn keep<S: LeaseStore>(
     let mut was_leader = false;
     let mut election_gone = false;
     let mut written = announced_at_start;
+    // When our last write of the entry completed (the announce: before now).
+    let mut written_at = announced_at_start.then(Instant::now);
     let mut announced = false;
     let mut last_list: Option<Instant> = None;
     loop {
@@ -456,9 +502,13 @@ async fn keep<S: LeaseStore>(
             (&cfg.address, own_entry(cfg).filter(|_| now >= next_write))
         {
             {
+                if let (Some(t), Some(at)) = (&twins, written_at) {
+                    read_back_own_entry(store, cfg, t, at).await;
+                }
                 match store.put_side_object(&own_key, body).await {
                     Ok(()) => {
                         written = true;
+                        written_at = Some(Instant::now());
                         quiet.ok("writing this copy's entry");
                         debug!(key = %own_key, address = %addr, "registry entry written");
                         next_write = now + cfg.refresh;
@@ -577,6 +627,7 @@ mod tests {
             address: format!("{id}.example:4040"),
             host: "h".into(),
             written_at: String::new(),
+            incarnation: None,
         }
     }
 
@@ -618,6 +669,8 @@ mod tests {
             refresh: Duration::from_secs(600),
             list_interval: Duration::from_secs(30),
             check_interval: Duration::from_secs(10),
+            incarnation: "1111111111111111".into(),
+            request_timeout: Duration::from_secs(2),
         }
     }
 
@@ -739,6 +792,7 @@ mod tests {
             address: addr.into(),
             host: "h1".into(),
             written_at: String::new(),
+            incarnation: None,
         };
         assert!(e("127.0.0.1:4040").reachable_from("h1"));
         assert!(!e("127.0.0.1:4040").reachable_from("h2"));

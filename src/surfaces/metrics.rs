@@ -328,7 +328,8 @@ impl Metrics {
             };
             match e {
                 Ok(Event::Renewed { latency, .. }) => self.observe_renewal(latency),
-                Ok(Event::Released { .. }) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Ok(Event::Released { .. } | Event::Twin { .. })
+                | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }

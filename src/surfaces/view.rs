@@ -12,8 +12,10 @@
 //! died or froze), `ready`, `problem`, `candidate` (competes for the lease
 //! now: false while stopping or in a step-down cool-off), `watching` (a far
 //! follower: the named successor it watches over HTTP instead of reading
-//! the lease at the renewal rate; left out otherwise). `leader_address` is
-//! null whenever `leader` is.
+//! the lease at the renewal rate; left out otherwise), `incarnation` (this
+//! process's random id, new at every start), `leader_incarnation` (the
+//! leader's, from its record; null when unknown). `leader_address` and
+//! `leader_incarnation` are null whenever `leader` is.
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -25,10 +27,12 @@ use crate::lease::election::{Role, State};
 pub struct LeaderView {
     pub election: String,
     pub identity: String,
+    pub incarnation: String,
     pub role: Role,
     pub is_leader: bool,
     pub leader: Option<String>,
     pub leader_address: Option<String>,
+    pub leader_incarnation: Option<String>,
     pub term: u64,
     pub transitions: u64,
     pub acquired_at: Option<String>,
@@ -59,9 +63,11 @@ impl LeaderView {
         LeaderView {
             election: s.election.clone(),
             identity: s.identity.clone(),
+            incarnation: s.incarnation.clone(),
             role,
             is_leader,
             leader_address: leader.as_ref().and(s.leader_address.clone()),
+            leader_incarnation: leader.as_ref().and(s.leader_incarnation.clone()),
             leader,
             term: s.term,
             transitions: s.transitions,

@@ -528,9 +528,11 @@ pub(crate) mod tests {
         State {
             role,
             identity: "me".into(),
+            incarnation: "1111111111111111".into(),
             election: "e".into(),
             leader: leader.map(Into::into),
             leader_address: None,
+            leader_incarnation: None,
             term,
             transitions: 0,
             acquired_at: None,

@@ -367,6 +367,7 @@ pub(crate) mod tests {
             release_wait: Duration::from_millis(1900),
             rank_delay: Duration::from_millis(50),
             far_poll: None,
+            incarnation: "0000000000000001".into(),
         }
     }
 

@@ -32,6 +32,7 @@ fn cfg(id: &str) -> ElectionConfig {
         release_wait: Duration::from_secs(1),
         rank_delay: Duration::from_millis(200),
         far_poll: None,
+        incarnation: "0000000000000001".into(),
     }
 }
 
@@ -121,6 +122,7 @@ fn foreign_holder(store: &MemoryStore, holder: &str, term: u64) -> String {
         successors: Vec::new(),
         successor_addresses: Vec::new(),
         reset_by: None,
+        incarnation: None,
     };
     store.put_raw(KEY, &r.to_body())
 }
@@ -1625,6 +1627,7 @@ fn renewing_with_successors(
 fn far_cfg(id: &str) -> ElectionConfig {
     ElectionConfig {
         far_poll: Some(LEASE),
+        incarnation: "0000000000000001".into(),
         ..cfg(id)
     }
 }

@@ -167,6 +167,7 @@ impl Drawn {
             release_wait: self.release_wait,
             rank_delay: rank_delay_for(self.retry),
             far_poll: self.far.then_some(self.lease),
+            incarnation: "0000000000000001".into(),
         }
     }
 
@@ -723,6 +724,7 @@ fn reset(world: &Mutex<World>, etag: &str, lease_ms: u64) {
         successors: Vec::new(),
         successor_addresses: Vec::new(),
         reset_by: Some("operator@sim".into()),
+        incarnation: None,
     };
     let ne = w.objects.new_etag();
     w.objects.map.insert(KEY.into(), (rec.to_body(), ne));

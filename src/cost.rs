@@ -8,6 +8,9 @@
 //! `scripts/bench`, see BENCHMARKS.md):
 //! - leader: one PUT per `retry_period` (renewal), plus, with the registry,
 //!   one LIST per `registry.list_interval` and one PUT per `registry.refresh`;
+//! - every copy, with the registry: one GET per `registry.refresh` (its own
+//!   entry, read back before the rewrite: another process with its
+//!   identity shows there);
 //! - follower: one GET per `retry_period` (reads are timed to the leader's
 //!   renewals) plus early reads ([`EARLY_READS`] of them per period), plus
 //!   one PUT per `registry.refresh`;
@@ -61,6 +64,8 @@ impl Cost {
         let (lists_s, entry_puts_s) =
             registry.map_or((0.0, 0.0), |r| (per_s(r.list_interval), per_s(r.refresh)));
         let leader_puts_s = per_s(retry) + entry_puts_s;
+        // The read-back of the own entry before each rewrite.
+        let entry_gets_s = entry_puts_s;
         let follower_gets_s = per_s(retry) * (1.0 + EARLY_READS);
         let far_gets_s = if registry.is_some() {
             per_s(lease.mul_f64(1.1)).min(follower_gets_s)
@@ -74,10 +79,12 @@ impl Cost {
             follower_gets_per_hour: follower_gets_s * 3600.0,
             follower_puts_per_hour: entry_puts_s * 3600.0,
             far_gets_per_hour: far_gets_s * 3600.0,
-            leader_usd_month: month(leader_puts_s + lists_s, PUT_PER_1000),
-            follower_usd_month: month(follower_gets_s, GET_PER_1000)
+            leader_usd_month: month(leader_puts_s + lists_s, PUT_PER_1000)
+                + month(entry_gets_s, GET_PER_1000),
+            follower_usd_month: month(follower_gets_s + entry_gets_s, GET_PER_1000)
                 + month(entry_puts_s, PUT_PER_1000),
-            far_usd_month: month(far_gets_s, GET_PER_1000) + month(entry_puts_s, PUT_PER_1000),
+            far_usd_month: month(far_gets_s + entry_gets_s, GET_PER_1000)
+                + month(entry_puts_s, PUT_PER_1000),
         }
     }
 

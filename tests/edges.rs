@@ -1348,7 +1348,10 @@ fn two_processes_with_one_identity_are_loud_and_a_dead_predecessor_is_not_a_twin
     let dir = sw.dir.path();
     let timing = "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: true\n  refresh: 2s\n  list_interval: 2s\n";
     let cfg = sw.config(dir, "twins", "twins", timing);
-    let problem = |d: &Daemon| d.view().and_then(|v| v["problem"].as_str().map(String::from));
+    let problem = |d: &Daemon| {
+        d.view()
+            .and_then(|v| v["problem"].as_str().map(String::from))
+    };
     let incarnation = |d: &Daemon| {
         d.view()
             .and_then(|v| v["incarnation"].as_str().map(String::from))
@@ -1358,12 +1361,20 @@ fn two_processes_with_one_identity_are_loud_and_a_dead_predecessor_is_not_a_twin
     // A dead predecessor: the restarted copy takes over its record after a
     // lease, and sees no twin in it or in the registry.
     let mut first = Daemon::start("solo", &cfg);
-    until(Duration::from_secs(60), "solo leads", || first.says_leader());
+    until(Duration::from_secs(60), "solo leads", || {
+        first.says_leader()
+    });
     let dead = incarnation(&first);
     first.kill();
     let again = Daemon::start("solo", &cfg);
-    until(Duration::from_secs(60), "the restarted solo leads", || again.says_leader());
-    assert_ne!(incarnation(&again), dead, "each start has its own incarnation");
+    until(Duration::from_secs(60), "the restarted solo leads", || {
+        again.says_leader()
+    });
+    assert_ne!(
+        incarnation(&again),
+        dead,
+        "each start has its own incarnation"
+    );
     assert_eq!(
         again.view().unwrap()["leader_incarnation"].as_str(),
         Some(incarnation(&again).as_str())
@@ -1371,7 +1382,10 @@ fn two_processes_with_one_identity_are_loud_and_a_dead_predecessor_is_not_a_twin
     std::thread::sleep(Duration::from_secs(6)); // three registry refreshes
     assert_eq!(problem(&again), None, "a dead predecessor is no twin");
     assert!(
-        !again.events().iter().any(|e| e.event() == "duplicate_identity"),
+        !again
+            .events()
+            .iter()
+            .any(|e| e.event() == "duplicate_identity"),
         "{}",
         again.log_text()
     );
@@ -1381,8 +1395,15 @@ fn two_processes_with_one_identity_are_loud_and_a_dead_predecessor_is_not_a_twin
     let (a, b) = (incarnation(&again), incarnation(&twin));
     assert_ne!(a, b);
     until(Duration::from_secs(60), "both show the other", || {
-        problem(&again).is_some_and(|p| p.contains(&format!("another process uses identity solo (incarnation {b}")))
-            && problem(&twin).is_some_and(|p| p.contains(&format!("another process uses identity solo (incarnation {a}")))
+        problem(&again).is_some_and(|p| {
+            p.contains(&format!(
+                "another process uses identity solo (incarnation {b}"
+            ))
+        }) && problem(&twin).is_some_and(|p| {
+            p.contains(&format!(
+                "another process uses identity solo (incarnation {a}"
+            ))
+        })
     });
     assert!(again.says_leader(), "the leader goes on leading");
     for d in [&again, &twin] {
@@ -1396,6 +1417,10 @@ fn two_processes_with_one_identity_are_loud_and_a_dead_predecessor_is_not_a_twin
     }
     // The twin goes: the problem clears two refreshes after the last sign.
     twin.signal("KILL");
-    until(Duration::from_secs(30), "the leader's problem clears", || problem(&again).is_none());
+    until(
+        Duration::from_secs(30),
+        "the leader's problem clears",
+        || problem(&again).is_none(),
+    );
     assert!(again.says_leader());
 }

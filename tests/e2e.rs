@@ -213,7 +213,7 @@ fn check_passes_on_seaweedfs_and_prints_the_cost() {
         out.contains("leader 1806 PUT/hour and 12 LIST/hour"),
         "{out}"
     );
-    assert!(out.contains("leader $6.54/month"), "{out}");
+    assert!(out.contains("leader $6.55/month"), "{out}");
     // The probe cleans up after itself and leaves the lease key alone.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

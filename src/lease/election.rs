@@ -79,6 +79,15 @@ use crate::lease::record::{
 use crate::lease::store::{LeaseStore, Object, StoreError};
 use crate::peers::twins::RecordWatch;
 
+mod far;
+mod pacing;
+mod plan;
+mod throttle;
+
+use pacing::WakePacer;
+use plan::ReadPlan;
+use throttle::{Kind, Throttle};
+
 /// Settings of one election, resolved from the config.
 #[derive(Debug, Clone)]
 pub struct ElectionConfig {
@@ -110,8 +119,7 @@ pub struct ElectionConfig {
     pub incarnation: String,
 }
 
-/// Wake-up reads that may happen back to back before the rate limit.
-pub const WAKE_BURST: f64 = 3.0;
+pub use pacing::WAKE_BURST;
 
 /// Most successors named in a record; copies not named rank after them.
 pub const MAX_SUCCESSORS: usize = 8;
@@ -350,23 +358,15 @@ pub struct Election<S: LeaseStore> {
     twin: RecordWatch,
     /// Wake-ups from `POST /wake` (coalesced by `Notify`).
     wake: Arc<Notify>,
-    /// A wake-up arrived and its read is still owed.
-    wake_due: Option<Instant>,
-    /// The wake-up rate limit: a bucket of [`WAKE_BURST`] reads, refilled
-    /// one per [`Election::wake_interval`]. (tokens, when last refilled)
-    wake_tokens: (f64, Instant),
-    /// Phase-aligned polling (see the module docs).
-    phase: Option<Phase>,
-    /// When the last read was sent.
-    last_read: Option<Instant>,
-    /// When the last read that got an answer was sent: a failed read tells
-    /// nothing, so a copy due to re-read before writing reads again.
-    last_good_read: Option<Instant>,
+    /// The wake-up rate limit and the wake-up read still owed.
+    pacer: WakePacer,
+    /// When to read (phase-aligned polling, see the module docs).
+    plan: ReadPlan,
     /// After a failed write attempt: no new attempt before this (rule 10).
     write_not_before: Option<Instant>,
     /// Throttled answers in a row, to reads and to writes (a store may
     /// throttle only one kind); the pause doubles with each (rule 10).
-    throttled: Throttled,
+    throttle: Throttle,
     /// What this copy knows of the term floor (rule 5).
     floor: Floor,
     /// Cancelled when the daemon stops: no acquisition starts after that.
@@ -377,32 +377,9 @@ pub struct Election<S: LeaseStore> {
     rng: std::sync::Mutex<StdRng>,
 }
 
-/// Throttled answers in a row, by kind of request.
-#[derive(Debug, Clone, Copy, Default)]
-struct Throttled {
-    reads: u32,
-    writes: u32,
-}
-
-/// Which requests a pause or an answer is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Read,
-    Write,
-}
-
-/// Where the holder's renewals are expected.
-#[derive(Debug, Clone, Copy)]
-struct Phase {
-    /// The next renewal is expected to become visible in `(lo, hi]`.
-    lo: Instant,
-    hi: Instant,
-    /// After an aimed read came too early: when to read again.
-    retry_at: Option<Instant>,
-}
-
 impl<S: LeaseStore> Election<S> {
     pub fn new(store: S, cfg: ElectionConfig, links: Links) -> Self {
+        let cfg_retry = cfg.retry_period;
         let (tx, _) = watch::channel(State::new(&cfg));
         let (command_tx, commands) = mpsc::channel(16);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -423,13 +400,10 @@ impl<S: LeaseStore> Election<S> {
             events,
             twin: RecordWatch::default(),
             wake: Arc::new(Notify::new()),
-            wake_due: None,
-            wake_tokens: (WAKE_BURST, links.clock.now()),
-            phase: None,
-            last_read: None,
-            last_good_read: None,
+            pacer: WakePacer::new(cfg_retry, links.clock.now()),
+            plan: ReadPlan::default(),
             write_not_before: None,
-            throttled: Throttled::default(),
+            throttle: Throttle::default(),
             floor: Floor::Unknown,
             stopping: CancellationToken::new(),
             clock: links.clock,
@@ -459,31 +433,9 @@ impl<S: LeaseStore> Election<S> {
         self.wake.clone()
     }
 
-    /// Sustained rate of wake-up reads: one per quarter retry period,
-    /// between 50 ms and 1 s. A storm of wake-ups costs at most
-    /// [`WAKE_BURST`] reads at once, then four extra reads per period (at
-    /// most one a second).
+    /// Sustained rate of wake-up reads (see [`pacing::interval_for`]).
     pub fn wake_interval(&self) -> Duration {
-        (self.cfg.retry_period / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
-    }
-
-    /// When the next wake-up read may happen, taking a token if it is now.
-    fn wake_slot(&mut self, now: Instant) -> Instant {
-        let (tokens, at) = self.wake_tokens;
-        let interval = self.wake_interval().as_secs_f64();
-        let tokens =
-            (tokens + now.saturating_duration_since(at).as_secs_f64() / interval).min(WAKE_BURST);
-        self.wake_tokens = (tokens, now);
-        if tokens >= 1.0 {
-            now
-        } else {
-            now + Duration::from_secs_f64((1.0 - tokens) * interval)
-        }
-    }
-
-    fn take_wake_token(&mut self, now: Instant) {
-        self.wake_slot(now);
-        self.wake_tokens.0 = (self.wake_tokens.0 - 1.0).max(0.0);
+        self.pacer.interval()
     }
 
     fn current_successors(&self) -> Vec<Successor> {
@@ -498,51 +450,24 @@ impl<S: LeaseStore> Election<S> {
             .collect()
     }
 
-    /// This copy's place in a record's successor list: 0 for the first (or
-    /// when the list is empty), the list's length when not named.
+    /// This copy's place in a record's successor list (see [`far::rank`]).
     fn rank(&self, r: &LeaseRecord) -> u32 {
-        r.successors
-            .iter()
-            .position(|c| *c == self.cfg.identity)
-            .unwrap_or(r.successors.len()) as u32
+        far::rank(r, &self.cfg.identity)
     }
 
     /// The named successor this copy should watch, when it is a far
-    /// follower: the observed record is held by another copy and names
-    /// successors with addresses, and this copy is not among them. One of
-    /// the addresses, chosen by this copy's identity, so that the far
-    /// followers spread over the successors.
+    /// follower of the observed record ([`far::target`]); never of a record
+    /// this process wrote.
     fn watch_target(&self) -> Option<Successor> {
         self.cfg.far_poll?;
         let obs = self.observed.as_ref()?;
         let Seen::Record(r) = &obs.seen else {
             return None;
         };
-        if r.released || self.wrote(&r.nonce) || (self.rank(r) as usize) < r.successors.len() {
+        if self.wrote(&r.nonce) {
             return None;
         }
-        let addresses: Vec<Successor> = r
-            .successors
-            .iter()
-            .zip(&r.successor_addresses)
-            .filter(|(_, a)| !a.is_empty())
-            .map(|(identity, address)| Successor {
-                identity: identity.clone(),
-                address: Some(address.clone()),
-            })
-            .collect();
-        if addresses.is_empty() {
-            return None;
-        }
-        // FNV-1a: the same choice on every run and every build.
-        let h = self
-            .cfg
-            .identity
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
-        Some(addresses[(h % addresses.len() as u64) as usize].clone())
+        far::target(r, &self.cfg.identity)
     }
 
     /// Is this copy a far follower right now: it has a successor to watch,
@@ -556,10 +481,9 @@ impl<S: LeaseStore> Election<S> {
             .is_some_and(|w| w.borrow().as_ref() == Some(&target))
     }
 
-    /// The guard after an early read, and how much earlier each aimed read
-    /// comes than the previous one.
+    /// The guard after an early read ([`plan::guard_for`]).
     fn guard(&self) -> Duration {
-        (self.cfg.retry_period / 20).clamp(Duration::from_millis(10), Duration::from_millis(100))
+        plan::guard_for(self.cfg.retry_period)
     }
 
     /// A sender for [`Command`]s (step-down requests).
@@ -618,7 +542,7 @@ impl<S: LeaseStore> Election<S> {
     async fn wait_for_next_read(&mut self, shutdown: &CancellationToken) {
         let mut at = self.next_wake();
         loop {
-            if let Some(w) = self.wake_due {
+            if let Some(w) = self.pacer.due() {
                 at = at.min(w);
             }
             tokio::select! {
@@ -630,19 +554,14 @@ impl<S: LeaseStore> Election<S> {
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
                 _ = self.wake.notified() => {
-                    let due = self.wake_slot(self.clock.now());
-                    self.wake_due = Some(self.wake_due.map_or(due, |d| d.min(due)));
+                    let due = self.pacer.received(self.clock.now());
                     debug!(in_ms = due.saturating_duration_since(self.clock.now()).as_millis() as u64,
                         "wake-up received; reading the lease");
                 }
                 _ = self.clock.sleep_until(at) => {
                     // The read about to happen serves any owed wake-up; only
                     // a read that comes *because* of one uses a token.
-                    if let Some(d) = self.wake_due.take() {
-                        if d <= self.clock.now() {
-                            self.take_wake_token(self.clock.now());
-                        }
-                    }
+                    self.pacer.serve(self.clock.now());
                     return;
                 }
             }
@@ -653,17 +572,16 @@ impl<S: LeaseStore> Election<S> {
     /// moment the observed lease may be taken, whichever is first.
     fn next_wake(&self) -> Instant {
         let now = self.clock.now();
-        let last = self.last_read.unwrap_or(now);
+        let last = self.plan.last_read.unwrap_or(now);
         // A failed read tells nothing: a far follower retries at the plain
         // pause, not a whole far pause later.
-        let last_failed = self.last_read.is_some() && self.last_good_read != self.last_read;
-        let poll = match self.phase {
-            _ if self.far() && !last_failed => last + self.far_pause(),
-            Some(Phase {
-                retry_at: Some(t), ..
-            }) => t,
-            Some(p) => self.aim(&p),
-            None => last + self.pause(Kind::Read),
+        let poll = if self.far() && !self.plan.last_failed() {
+            last + self.far_pause()
+        } else {
+            match self.plan.planned(self.guard()) {
+                Some(t) => t,
+                None => last + self.pause(Kind::Read),
+            }
         };
         // Never read more often than every 5 ms, whatever the plan says.
         let poll = poll.max(last + Duration::from_millis(5)).max(now);
@@ -681,18 +599,9 @@ impl<S: LeaseStore> Election<S> {
     /// a lease, so that a throttled copy still shows progress within a lease
     /// to /healthz and the watchdog), with up to 20 % jitter (rule 10).
     fn pause(&self, kind: Kind) -> Duration {
-        let period = self.cfg.retry_period;
-        let n = match kind {
-            Kind::Read => self.throttled.reads,
-            Kind::Write => self.throttled.writes,
-        };
-        let mut d = if n == 0 {
-            period
-        } else {
-            period
-                .saturating_mul(1u32 << n.min(16))
-                .min((self.cfg.lease_duration / 2).max(period))
-        };
+        let mut d = self
+            .throttle
+            .pause(kind, self.cfg.retry_period, self.cfg.lease_duration);
         if self.cfg.jitter {
             d = d.mul_f64(1.0 + self.random::<f64>() * 0.2);
         }
@@ -713,15 +622,7 @@ impl<S: LeaseStore> Election<S> {
 
     /// Count a store answer to a kind of request for the throttling backoff.
     fn note_answer(&mut self, kind: Kind, e: Option<&StoreError>) {
-        let n = match kind {
-            Kind::Read => &mut self.throttled.reads,
-            Kind::Write => &mut self.throttled.writes,
-        };
-        if e.is_some_and(StoreError::is_throttling) {
-            *n = n.saturating_add(1);
-        } else {
-            *n = 0;
-        }
+        self.throttle.note(kind, e);
     }
 
     /// When this copy may next write: the rules' earliest moment, but not
@@ -834,14 +735,12 @@ impl<S: LeaseStore> Election<S> {
     async fn follower_tick(&mut self) -> Option<Held> {
         if self.may_acquire(self.clock.now()).is_none() || self.recheck_before_writing() {
             let sent = self.clock.now();
-            let aimed = self.phase.is_some_and(|p| sent >= self.aim(&p));
-            let previous = self.last_read;
-            self.last_read = Some(sent);
+            let (aimed, previous) = self.plan.sending(sent, self.guard());
             let r = self.store.get(&self.cfg.key).await;
             self.note_answer(Kind::Read, r.as_ref().err());
             match r {
                 Ok(obj) => {
-                    self.last_good_read = Some(sent);
+                    self.plan.answered(sent);
                     self.progress();
                     let changed = self.observe(obj);
                     if !changed {
@@ -855,7 +754,7 @@ impl<S: LeaseStore> Election<S> {
                 Err(e) => {
                     // A failed read says nothing of the holder's phase; an
                     // aimed read would come at once (rule 10): poll plainly.
-                    self.phase = None;
+                    self.plan.failed();
                     self.report_read_error(&e);
                     return None;
                 }
@@ -930,68 +829,21 @@ impl<S: LeaseStore> Election<S> {
         match &obs.seen {
             Seen::Record(r) if !self.wrote(&r.nonce) && self.rank(r) > 0 => self
                 .acquire_at()
-                .is_some_and(|t| self.last_good_read.is_none_or(|l| l < t)),
+                .is_some_and(|t| self.plan.last_good_read.is_none_or(|l| l < t)),
             _ => false,
         }
     }
 
-    /// When to read for the next renewal: in the middle of a window wider
-    /// than the guard (to narrow it), else `creep` before its end (so that
-    /// reads creep earlier until one comes too early).
-    fn aim(&self, p: &Phase) -> Instant {
-        let width = p.hi.saturating_duration_since(p.lo);
-        if width > self.guard() {
-            p.hi - width / 2
-        } else {
-            p.hi - (self.guard() / 5).min(width)
-        }
-    }
-
     /// Update the read plan after a read sent at `sent` (the read before it
-    /// was sent at `previous`). See "Timing of follower reads" above.
+    /// was sent at `previous`). A far follower does not chase the renewals.
     fn plan_reads(&mut self, previous: Option<Instant>, sent: Instant, changed: bool, aimed: bool) {
         let live_other = self.observed.as_ref().is_some_and(
             |o| matches!(&o.seen, Seen::Record(r) if !r.released && !self.wrote(&r.nonce)),
         );
+        let chase = live_other && !self.far();
         let period = self.cfg.retry_period;
-        let guard = self.guard();
-        let creep = guard / 5;
-        if !live_other || self.far() {
-            // A far follower does not chase the renewals.
-            self.phase = None;
-            return;
-        }
-        if changed {
-            // Visible after the previous read (which saw the old version)
-            // and, if we were in phase, after the window's start.
-            let mut lo = previous.unwrap_or(sent).min(sent);
-            if let Some(p) = self.phase {
-                if p.lo < sent {
-                    lo = lo.max(p.lo);
-                }
-            }
-            self.phase = Some(Phase {
-                // Widen by `creep` per period: renewals drift a little.
-                lo: lo + period.saturating_sub(creep),
-                hi: sent + period,
-                retry_at: None,
-            });
-            return;
-        }
-        let Some(mut p) = self.phase else { return };
-        if !aimed {
-            return;
-        }
-        if p.retry_at.is_some() || sent > p.hi + guard {
-            // Early twice, or well past the window: the holder is late or
-            // gone. Poll at the plain period until the next renewal is seen.
-            self.phase = None;
-            return;
-        }
-        let wide = p.hi.saturating_duration_since(p.lo) > guard;
-        p.lo = p.lo.max(sent);
-        p.retry_at = Some(if wide { p.hi + creep } else { sent + guard });
-        self.phase = Some(p);
+        self.plan
+            .update(previous, sent, changed, aimed, chase, period);
     }
 
     fn report_read_error(&self, e: &StoreError) {
@@ -1256,10 +1108,10 @@ impl<S: LeaseStore> Election<S> {
                 }
                 // Read back: learn the winner, or find that our write landed.
                 let read_sent = self.clock.now();
-                self.last_read = Some(read_sent);
+                self.plan.last_read = Some(read_sent);
                 let back = self.store.get(&self.cfg.key).await;
                 if back.is_ok() {
-                    self.last_good_read = Some(read_sent);
+                    self.plan.answered(read_sent);
                 }
                 // A write found landed counts from when *it* was sent (the
                 // reservation's send for a create): it may have landed, and
@@ -1331,7 +1183,7 @@ impl<S: LeaseStore> Election<S> {
     ) -> Held {
         let deadline = sent + self.cfg.renew_deadline;
         // Whatever renewal phase we followed belonged to another holder.
-        self.phase = None;
+        self.plan.phase = None;
         self.max_term = self.max_term.max(rec.term);
         self.max_transitions = Some(rec.transitions);
         let from = prev.map_or("none", |p| p.holder.as_str()).to_string();

@@ -1081,12 +1081,12 @@ async fn the_pause_is_jittered_and_backs_off_up_to_half_a_lease() {
         (20, LEASE / 2),
     ] {
         for _ in 0..n {
-            if e.throttled.writes >= n {
+            if e.throttle.writes >= n {
                 break;
             }
             e.note_answer(Kind::Write, Some(&throttled));
         }
-        assert_eq!(e.throttled.writes, n, "each throttled answer counts once");
+        assert_eq!(e.throttle.writes, n, "each throttled answer counts once");
         let p = e.pause(Kind::Write);
         assert!(p >= base && p < base.mul_f64(1.2), "{n} throttled: {p:?}");
         // Reads are not throttled: a good read does not end the write backoff.
@@ -1358,20 +1358,20 @@ async fn wake_up_reads_are_a_token_bucket() {
     assert_eq!(interval, RETRY / 4);
     let t0 = Instant::now();
     for _ in 0..3 {
-        assert_eq!(e.wake_slot(t0), t0, "a burst of three at once");
-        e.take_wake_token(t0);
+        assert_eq!(e.pacer.slot(t0), t0, "a burst of three at once");
+        e.pacer.take(t0);
     }
-    assert_eq!(e.wake_slot(t0), t0 + interval, "then one per interval");
+    assert_eq!(e.pacer.slot(t0), t0 + interval, "then one per interval");
     // Half an interval later: half a token, the next one half an interval on.
     let t1 = t0 + interval / 2;
-    assert_eq!(e.wake_slot(t1), t1 + interval / 2);
+    assert_eq!(e.pacer.slot(t1), t1 + interval / 2);
     // A long quiet spell refills the bucket to the burst, not beyond.
     let t2 = t1 + interval * 100;
     for _ in 0..3 {
-        assert_eq!(e.wake_slot(t2), t2);
-        e.take_wake_token(t2);
+        assert_eq!(e.pacer.slot(t2), t2);
+        e.pacer.take(t2);
     }
-    assert_eq!(e.wake_slot(t2), t2 + interval);
+    assert_eq!(e.pacer.slot(t2), t2 + interval);
 }
 
 /// After a step-down the copy sits out its cool-off and competes again at

@@ -1316,6 +1316,49 @@ fn run_once_gives_the_job_its_own_stdout_and_stderr() {
     // S3_ELECTOR_LOG=warn used to make the job's output vanish.
     let (code, out, _) = run(&job, &[("S3_ELECTOR_LOG", "warn")]);
     assert_eq!((code, out.as_str()), (0, "result\n"));
+    // Under systemd the job's stderr is a socket (journald), and `>> log
+    // 2>&1` shares one file opened for appending: the job writes to both
+    // as they are (the guard used to reopen its stderr by name: a socket
+    // failed, exit 70; an appended file was overwritten from its start).
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let log = dir.join("appended.log");
+    std::fs::write(&log, "EXISTING\n").unwrap();
+    let append = || std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    for stderr in [
+        Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+        Stdio::from(append()),
+    ] {
+        let mut cmd = daemon_command(&cfg);
+        cmd.env_remove("S3_ELECTOR_LOG")
+            .env("S3_ELECTOR_LOG_FORMAT", "text")
+            .env("S3_ELECTOR_IDENTITY", "once")
+            .arg("run")
+            .args(job)
+            .stdin(Stdio::null())
+            .stdout(append())
+            .stderr(stderr);
+        let status = cmd.status().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+    }
+    mine.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = String::new();
+    let _ = std::io::Read::read_to_string(&mut &mine, &mut got);
+    assert!(
+        got.contains("oops"),
+        "the job's stderr reached the socket: {got:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("EXISTING\n"),
+        "the appended file was overwritten: {text:?}"
+    );
+    assert_eq!(text.matches("result").count(), 2, "{text:?}");
+    assert!(text.contains("oops"), "{text:?}");
     // --output log: the job's lines become log lines (at info).
     let mut logged = vec!["--output", "log"];
     logged.extend_from_slice(&job);
@@ -1423,4 +1466,76 @@ fn two_processes_with_one_identity_are_loud_and_a_dead_predecessor_is_not_a_twin
         || problem(&again).is_none(),
     );
     assert!(again.says_leader());
+}
+
+/// The adversarial review of issue 31 §4: under `run --once` (output
+/// inherited) the job's stderr is the caller's; when nobody reads it and
+/// the job has filled it, the guard's stop path must not write there and
+/// block: the job (which ignores SIGTERM), and a descendant that left its
+/// group (setsid), are still stopped when leadership ends. On the old code the guard blocked
+/// writing "stopping on request", the daemon SIGKILLed it, and the
+/// descendant outlived the run.
+#[test]
+fn a_job_whose_stderr_is_full_is_still_stopped_with_its_descendants() {
+    let sw = Seaweed::start();
+    sw.bucket("fullerr");
+    let dir = sw.dir.path();
+    let (pp, dp) = (dir.join("job.pid"), dir.join("desc.pid"));
+    let cfg = sw.config(
+        dir,
+        "fullerr",
+        "fullerr",
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\nregistry:\n  enabled: false\nchild:\n  kill_grace: 900ms\n",
+    );
+    let marker = format!(
+        "{}-fullerr-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    );
+    let job = format!(
+        "trap '' TERM; echo $$ > {p}; setsid sh -c 'echo $$ > {d}; exec sleep 300' & head -c 300000 /dev/zero >&2; sleep 300",
+        p = pp.display(),
+        d = dp.display()
+    );
+    // A pipe whose reading end this test holds and never reads.
+    let (_unread, full) = nix::unistd::pipe().unwrap();
+    let mut daemon = daemon_command(&cfg)
+        .env("S3E_TEST_OWNER", &marker)
+        .env("S3_ELECTOR_IDENTITY", "a")
+        .env(
+            "S3_ELECTOR_HTTP_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .args(["run", "--once", "--", "sh", "-c", &job])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(full))
+        .spawn()
+        .unwrap();
+    let started = wait_for(Duration::from_secs(60), || {
+        read_num(&pp).is_some() && read_num(&dp).is_some()
+    });
+    if !started {
+        let _ = daemon.kill();
+        sweep(&marker);
+        panic!("the job never started");
+    }
+    std::thread::sleep(Duration::from_millis(500)); // the pipe fills
+    let desc = read_num(&dp).unwrap() as u32;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let ended = wait_for(Duration::from_secs(30), || {
+        daemon.try_wait().ok().flatten().is_some()
+    });
+    let gone = wait_for(Duration::from_secs(10), || !pid_alive(desc));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    sweep(&marker);
+    assert!(ended, "the daemon did not stop");
+    assert!(
+        gone,
+        "a descendant of the job (pid {desc}) outlived the run"
+    );
 }

@@ -268,6 +268,10 @@ pub struct GuardArgs {
     /// The daemon's pid (the guard's parent).
     #[arg(long)]
     pub parent: i32,
+    /// The program gets the guard's own stderr (the daemon's), not the
+    /// pipe at 4 + LISTEN_FDS (`--output inherit`).
+    #[arg(long)]
+    pub inherit_stderr: bool,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub program: Vec<String>,
@@ -339,6 +343,7 @@ pub fn main(cli: Cli) -> i32 {
             g.until_ns,
             &g.program,
             g.parent,
+            g.inherit_stderr,
         );
     }
     // Held until the command returns: dropping it flushes the log queue.

@@ -235,6 +235,22 @@ impl Config {
     }
 
     /// Grace between SIGTERM and SIGKILL for the supervised child.
+    /// The longest cool-off of failing leader-only work: the configured
+    /// `hooks.on_acquired_backoff_max`, else 10 min, or the cool-off when
+    /// that is longer (an old config with a long cool-off stays valid).
+    pub fn backoff_max(&self) -> Duration {
+        self.hooks
+            .on_acquired_backoff_max
+            .unwrap_or(schema::DEFAULT_BACKOFF_MAX.max(self.timing.step_down_cooloff))
+    }
+
+    /// The first cool-off of failing leader-only work: `step_down_cooloff`,
+    /// but at least a second, so that the back-off doubles something even
+    /// when the cool-off is 0 s.
+    pub fn backoff_base(&self) -> Duration {
+        self.timing.step_down_cooloff.max(Duration::from_secs(1))
+    }
+
     pub fn child_kill_grace(&self) -> Duration {
         self.child.kill_grace.unwrap_or_else(|| {
             self.timing

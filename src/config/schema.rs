@@ -246,7 +246,7 @@ fn default_header_timeout() -> Duration {
 }
 
 /// Hook scripts run on leadership events.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HooksConfig {
     #[serde(default)]
@@ -261,26 +261,16 @@ pub struct HooksConfig {
     /// Longest cool-off after failing leader-only work: each failure of
     /// `on_acquired` in a row (or of a program that exits within a lease
     /// of starting, under `child.on_exit: release`) doubles the cool-off
-    /// from `timing.step_down_cooloff` up to this.
-    #[serde(default = "default_backoff_max", deserialize_with = "de_duration")]
-    pub on_acquired_backoff_max: Duration,
+    /// from `timing.step_down_cooloff` up to this. Default: 10 min, or the
+    /// cool-off itself when that is longer
+    /// ([`Config::backoff_max`](crate::config::Config::backoff_max)).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub on_acquired_backoff_max: Option<Duration>,
 }
 
-impl Default for HooksConfig {
-    fn default() -> Self {
-        HooksConfig {
-            on_acquired: None,
-            on_lost: None,
-            on_leader_changed: None,
-            on_acquired_failure: FailurePolicy::default(),
-            on_acquired_backoff_max: default_backoff_max(),
-        }
-    }
-}
 
-pub fn default_backoff_max() -> Duration {
-    Duration::from_secs(600)
-}
+/// The default of `hooks.on_acquired_backoff_max` (at least the cool-off).
+pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
 
 impl HooksConfig {
     /// Is any hook configured?

@@ -157,6 +157,16 @@ fn surfaces_are_validated() {
         vec!["hooks.on_acquired_backoff_max"]
     );
     assert!(fields(&format!("{base}hooks:\n  on_acquired_backoff_max: 10s\n")).is_empty());
+    // Unset, it follows a long cool-off: an old config stays valid.
+    let c = Config::from_yaml(&format!("{base}timing:\n  step_down_cooloff: 15m\n"), "t").unwrap();
+    assert_eq!(c.backoff_max(), Duration::from_secs(900));
+    assert_eq!(
+        Config::from_yaml(base, "t").unwrap().backoff_max(),
+        Duration::from_secs(600)
+    );
+    // A cool-off of 0 s still backs off, from 1 s.
+    let c = Config::from_yaml(&format!("{base}timing:\n  step_down_cooloff: 0s\n"), "t").unwrap();
+    assert_eq!(c.backoff_base(), Duration::from_secs(1));
     let c = Config::from_yaml(base, "t").unwrap();
     assert_eq!(c.child_kill_grace(), Duration::from_millis(2500));
 }

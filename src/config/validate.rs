@@ -127,14 +127,16 @@ impl Config {
             );
         }
         self.validate_surfaces(&mut p);
-        let max = self.hooks.on_acquired_backoff_max;
-        if max < self.timing.step_down_cooloff || max > Duration::from_secs(86400) {
+        let max = self.backoff_max();
+        if self.hooks.on_acquired_backoff_max.is_some()
+            && (max < self.backoff_base() || max > Duration::from_secs(86400))
+        {
             p.push(Problem {
                 field: "hooks.on_acquired_backoff_max".into(),
                 message: format!(
-                    "{} is out of range; use timing.step_down_cooloff ({}) to 24h",
+                    "{} is out of range; use timing.step_down_cooloff ({}, at least 1s) to 24h",
                     fmt(max),
-                    fmt(self.timing.step_down_cooloff)
+                    fmt(self.backoff_base())
                 ),
             });
         }

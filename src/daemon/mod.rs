@@ -278,8 +278,8 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         None => (None, None),
     };
     let backoff = Backoff::new(
-        cfg.timing.step_down_cooloff,
-        cfg.hooks.on_acquired_backoff_max,
+        cfg.backoff_base(),
+        cfg.backoff_max(),
         problems.clone(),
         Some(metrics.clone()),
     );

@@ -272,32 +272,45 @@ fn own_entry(cfg: &Settings) -> Option<Vec<u8>> {
     Some(serde_json::to_vec(&e).expect("entry serializes"))
 }
 
-/// Before rewriting this copy's entry: read it back. Another incarnation's
-/// entry there, read more than a request timeout after our own write
-/// completed (`written_at`), was written by a live process with this
-/// identity (a dead predecessor's write cannot land that late): tell
-/// `twins`. A failed read is only logged at debug: the rewrite follows.
+/// `found` counted into `n` read-backs in a row: `Some` from the second on.
+fn twice_in_a_row<T>(n: &mut u32, found: Option<T>) -> Option<T> {
+    match found {
+        Some(x) => {
+            *n = n.saturating_add(1);
+            (*n >= 2).then_some(x)
+        }
+        None => {
+            *n = 0;
+            None
+        }
+    }
+}
+
+/// Before rewriting this copy's entry: read it back. Returns the other
+/// incarnation and where it is (host, address) when the entry, read more
+/// than a request timeout after our own write completed (`written_at`),
+/// names another incarnation; `None` when it is ours, absent, unreadable
+/// (logged at debug: the rewrite follows) or read too soon.
 async fn read_back_own_entry<S: LeaseStore>(
     store: &S,
     cfg: &Settings,
-    twins: &Twins,
     written_at: Instant,
-) {
+) -> Option<(String, String)> {
     if Instant::now() < written_at + cfg.request_timeout {
-        return;
+        return None;
     }
     let key = cfg.own_key();
     match store.get(&key).await {
         Ok(Some(o)) => {
-            if let Ok(e) = Entry::parse(&o.body) {
-                if let Some(inc) = e.incarnation.filter(|i| *i != cfg.incarnation) {
-                    let at = format!("host {}, address {}", e.host, e.address);
-                    twins.saw(&inc, Some(&at), "registry");
-                }
-            }
+            let e = Entry::parse(&o.body).ok()?;
+            let inc = e.incarnation.filter(|i| *i != cfg.incarnation)?;
+            Some((inc, format!("host {}, address {}", e.host, e.address)))
         }
-        Ok(None) => {}
-        Err(e) => debug!(key = %key, error = %e, "cannot read this copy's registry entry back"),
+        Ok(None) => None,
+        Err(e) => {
+            debug!(key = %key, error = %e, "cannot read this copy's registry entry back");
+            None
+        }
     }
 }
 
@@ -494,6 +507,9 @@ async fn keep<S: LeaseStore>(
     let mut written = announced_at_start;
     // When our last write of the entry completed (the announce: before now).
     let mut written_at = announced_at_start.then(Instant::now);
+    // Read-backs in a row that found the entry rewritten by another
+    // incarnation of this identity.
+    let mut overwritten = 0u32;
     let mut announced = false;
     let mut last_list: Option<Instant> = None;
     loop {
@@ -503,7 +519,13 @@ async fn keep<S: LeaseStore>(
         {
             {
                 if let (Some(t), Some(at)) = (&twins, written_at) {
-                    read_back_own_entry(store, cfg, t, at).await;
+                    // Overwritten at two read-backs in a row: a live process
+                    // (one write of a dead predecessor, still in flight when
+                    // it died and landing after ours, makes only one).
+                    let found = read_back_own_entry(store, cfg, at).await;
+                    if let Some((inc, at)) = twice_in_a_row(&mut overwritten, found) {
+                        t.saw(&inc, Some(&at), "registry");
+                    }
                 }
                 match store.put_side_object(&own_key, body).await {
                     Ok(()) => {
@@ -768,6 +790,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ids(listed), ["a", "c", "lh"]);
+    }
+
+    /// One overwrite of this copy's entry (a dead predecessor's write still
+    /// in flight) is no twin; two read-backs in a row are.
+    #[test]
+    fn an_overwritten_entry_counts_at_the_second_read_back_in_a_row() {
+        let mut n = 0;
+        assert_eq!(twice_in_a_row(&mut n, Some("late")), None);
+        assert_eq!(twice_in_a_row(&mut n, None::<&str>), None);
+        assert_eq!(twice_in_a_row(&mut n, Some("b")), None);
+        assert_eq!(twice_in_a_row(&mut n, Some("b")), Some("b"));
+        assert_eq!(twice_in_a_row(&mut n, Some("b")), Some("b"));
     }
 
     #[test]

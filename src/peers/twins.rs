@@ -15,8 +15,9 @@
 //!   sign is two changes of the record by the same other incarnation
 //!   (three versions: one write still in flight when its process died
 //!   cannot make two); in the registry, the other incarnation's entry is
-//!   read back over this copy's own, by a read sent more than a request
-//!   timeout after this copy's write;
+//!   read back over this copy's own at two refreshes in a row, each read
+//!   sent more than a request timeout after this copy's write (one late
+//!   write of a dead predecessor makes only one);
 //! - nothing here takes part in the election: a duplicate identity is
 //!   unsafe only for the operator's own bookkeeping (hooks, the status),
 //!   since the lease is held by record version, never by identity.
@@ -150,9 +151,11 @@ impl Twins {
     /// election's signs from `events`. Until `shutdown`.
     pub async fn run(
         self: Arc<Self>,
-        mut events: broadcast::Receiver<Event>,
+        events: broadcast::Receiver<Event>,
         shutdown: CancellationToken,
     ) {
+        // `None` once the election is gone: only expiry is left to do.
+        let mut events = Some(events);
         loop {
             let expires = {
                 let mut g = self.sign.lock().unwrap_or_else(|p| p.into_inner());
@@ -171,13 +174,10 @@ impl Twins {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.changed.notified() => {}
-                e = events.recv() => match e {
+                e = async { events.as_mut().expect("checked by the guard").recv().await }, if events.is_some() => match e {
                     Ok(Event::Twin { incarnation, address }) => self.saw(&incarnation, address.as_deref(), "lease"),
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => {
-                        // The election is gone; only expiry is left to do.
-                        events = broadcast::channel(1).1;
-                    }
+                    Err(broadcast::error::RecvError::Closed) => events = None,
                 },
                 _ = async { match expires { Some(t) => tokio::time::sleep_until(t).await, None => std::future::pending().await } } => {}
             }
@@ -269,6 +269,17 @@ mod tests {
             None,
             "cleared 1200 s after the last sign"
         );
+        // The election gone (its events closed): signs from the registry
+        // still come and go, and the task does not spin (paused time
+        // would never advance past a busy loop).
+        drop(tx);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        t.saw("cccc", None, "registry");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(problems.current().is_some());
+        tokio::time::sleep(Duration::from_secs(1200)).await;
+        assert_eq!(problems.current(), None);
+        assert!(!task.is_finished());
         stop.cancel();
         task.await.unwrap();
     }

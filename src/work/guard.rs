@@ -7,7 +7,10 @@
 //! leader of a new process group; the guard starts the program in that same
 //! group, with the guard's stdin (/dev/null, or the caller's under `run
 //! --once`) and stdout (a pipe the daemon reads), and as stderr the pipe the
-//! daemon passed at [`guard_stderr_fd`](crate::work::procs::guard_stderr_fd).
+//! daemon passed at [`guard_stderr_fd`](crate::work::procs::guard_stderr_fd)
+//! (with `--inherit-stderr`, `run --once`'s default, the guard's own stderr
+//! and stdout: the caller's, never reopened by name, as they may be a
+//! socket or a file opened for appending).
 //! The guard's own stderr is the daemon's original stderr, where it says
 //! why it stops the program. Its control channel, at
 //! [`guard_control_fd`](crate::work::procs::guard_control_fd), is a pipe the
@@ -92,7 +95,13 @@ impl Say {
 
 /// Run the guard; returns the process exit code.
 #[allow(clippy::disallowed_types)] // a separate process with no tokio runtime: std's clock
-pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 {
+pub fn run(
+    grace: Duration,
+    until_ns: u64,
+    argv: &[String],
+    parent: i32,
+    inherit_stderr: bool,
+) -> i32 {
     use crate::work::procs::{guard_control_fd, guard_stderr_fd, no_strays};
     use std::time::Instant;
     // The two pipes the daemon placed, opened anew by name (a pipe opens
@@ -101,9 +110,18 @@ pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 
     // neither pipe, nor anything else the guard inherited.
     let fd = |n: i32| format!("/proc/self/fd/{n}");
     let control = std::fs::File::open(fd(guard_control_fd()));
-    let program_stderr = std::fs::OpenOptions::new()
-        .write(true)
-        .open(fd(guard_stderr_fd()));
+    // With `inherit_stderr` the program gets the guard's own stderr (the
+    // daemon's: `run --once`'s job output), never reopened by name: it may
+    // be a socket (journald), which cannot be, or a file opened for
+    // appending, whose reopening would write from its start.
+    let program_stderr = if inherit_stderr {
+        Ok(None)
+    } else {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(fd(guard_stderr_fd()))
+            .map(Some)
+    };
     no_strays();
     let say = Say::start();
     if argv.is_empty() || getppid().as_raw() != parent {
@@ -152,11 +170,12 @@ pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 
             *daemon.lock().unwrap_or_else(|p| p.into_inner()) = Daemon::Gone;
         });
     }
-    let mut child = match Command::new(&argv[0])
-        .args(&argv[1..])
-        .stderr(program_stderr)
-        .spawn()
-    {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    if let Some(e) = program_stderr {
+        cmd.stderr(e);
+    }
+    let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("s3-elector guard: cannot start {}: {e}", argv[0]);
@@ -182,9 +201,11 @@ pub fn run(grace: Duration, until_ns: u64, argv: &[String], parent: i32) -> i32 
         };
         if !asked && stopping.is_none() && ignored.load(std::sync::atomic::Ordering::SeqCst) {
             asked = true;
-            eprintln!(
-                "s3-elector guard: program {pid}: stopping on request (SIGTERM to its group)"
-            );
+            // Through the queue: under `--output inherit` this stderr is
+            // the job's, which a stalled reader may have filled.
+            say.line(format!(
+                "program {pid}: stopping on request (SIGTERM to its group)"
+            ));
         }
         match (stopping, why) {
             (None, Some(why)) => {

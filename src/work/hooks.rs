@@ -285,8 +285,12 @@ pub async fn run(
                 };
                 let ok = result.is_ok();
                 // Failures in a row back off; one that ran to exit 0 resets.
-                // A hook killed because leadership ended proves nothing.
-                let ran = ev.kind == EventKind::Acquired && hook.is_some() && !skip;
+                // A hook killed because leadership ended proves nothing, and
+                // under `keep` a failure makes no step-down to back off.
+                let ran = ev.kind == EventKind::Acquired
+                    && hook.is_some()
+                    && !skip
+                    && cfg.on_acquired_failure == FailurePolicy::Release;
                 let cooloff = match (&backoff, &result) {
                     (Some(b), Ok(())) if ran => {
                         b.succeeded(Work::OnAcquired);
@@ -870,6 +874,63 @@ mod races {
             crx.try_recv().is_err(),
             "no step-down after a success or a kill"
         );
+        stop.cancel();
+        let _ = task.await;
+    }
+
+    /// Under `on_acquired_failure: keep` a failure asks for no step-down,
+    /// so there is nothing to back off: it is not counted (the review of
+    /// issue 31: it was, with a problem promising a cool-off).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_keep_a_failing_on_acquired_is_not_counted() {
+        use crate::surfaces::problems::Problems;
+        let problems = Problems::new();
+        let backoff = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(16),
+            problems.clone(),
+            None,
+        );
+        let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
+        let (ctx, mut crx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let (idle_tx, mut idle) = watch::channel(true);
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let spec = HooksSpec {
+            hooks: HooksConfig {
+                on_acquired: Some(sh(&format!("touch {}; exit 3", ran.display()))),
+                on_acquired_failure: FailurePolicy::Keep,
+                ..HooksConfig::default()
+            },
+            election: "e".into(),
+            identity: "me".into(),
+            guard: None,
+            acquired: None,
+            idle: Some(idle_tx),
+            once: None,
+            kill_grace: Duration::from_millis(500),
+            backoff: Some(backoff.clone()),
+        };
+        let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
+        tx.send_replace(st(Role::Leader, Some("me"), 2, true));
+        // The hook runs, then ends (the barrier opens again).
+        let started = async {
+            while !ran.exists() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), started)
+            .await
+            .expect("on_acquired ran");
+        tokio::time::timeout(Duration::from_secs(10), idle.wait_for(|i| *i))
+            .await
+            .expect("on_acquired ends")
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(backoff.failures(Work::OnAcquired), 0);
+        assert_eq!(problems.current(), None);
+        assert!(crx.try_recv().is_err(), "no step-down under keep");
         stop.cancel();
         let _ = task.await;
     }

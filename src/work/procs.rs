@@ -319,7 +319,6 @@ fn command_only(
 ) -> std::io::Result<Prepared> {
     use command_fds::{CommandFdExt, FdMapping};
     use nix::fcntl::OFlag;
-    use std::os::fd::AsFd;
     use std::process::Stdio;
     let stdout = || match output {
         Output::Log => Stdio::piped(),
@@ -329,13 +328,11 @@ fn command_only(
         Some(exe) => {
             let (control_r, control_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
             // The program's stderr, which the guard passes on: a pipe the
-            // daemon reads, or (inherit) a copy of the daemon's own stderr.
-            let (stderr_r, stderr_w) = match output {
-                Output::Log => {
-                    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-                    (Some(r), w)
-                }
-                Output::Inherit => (None, std::io::stderr().as_fd().try_clone_to_owned()?),
+            // daemon reads; or (inherit) none, and the program gets the
+            // guard's own stderr, the daemon's.
+            let stderr = match output {
+                Output::Log => Some(nix::unistd::pipe2(OFlag::O_CLOEXEC)?),
+                Output::Inherit => None,
             };
             let mut c = tokio::process::Command::new(exe);
             // `ps` and the cgroup tree show "s3-elector guard ...", while
@@ -353,22 +350,26 @@ fn command_only(
                     }
                 ))
                 .arg(format!("--parent={}", std::process::id()))
+                .args((output == Output::Inherit).then_some("--inherit-stderr"))
                 .arg("--")
                 .args(argv)
                 .stdin(Stdio::null())
                 .stdout(stdout())
                 .stderr(Stdio::inherit());
-            c.fd_mappings(vec![
-                FdMapping {
-                    parent_fd: control_r,
-                    child_fd: guard_control_fd(),
-                },
-                FdMapping {
-                    parent_fd: stderr_w,
+            let mut fds = vec![FdMapping {
+                parent_fd: control_r,
+                child_fd: guard_control_fd(),
+            }];
+            let mut stderr_r = None;
+            if let Some((r, w)) = stderr {
+                fds.push(FdMapping {
+                    parent_fd: w,
                     child_fd: guard_stderr_fd(),
-                },
-            ])
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                });
+                stderr_r = Some(r);
+            }
+            c.fd_mappings(fds)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
             Ok(Prepared {
                 cmd: c,
                 control: Some(control_w),

@@ -114,10 +114,16 @@ pub async fn run(
 ) {
     let mut running: Option<Running> = None;
     let mut not_before = Instant::now();
+    // The term this supervisor asked to give up (the program exited under
+    // `release`, or could not start): no new start in it while the
+    // step-down is on its way (a slow renewal delays it), which would
+    // count a second failure for one leadership.
+    let mut given_up: Option<u64> = None;
     loop {
         let state = rx.borrow_and_update().clone();
         let now = Instant::now();
         let leading = state.is_leader(now);
+        let may_start = given_up != Some(state.term);
         if !leading {
             if let Some(r) = running.take() {
                 stop(r, &spec, "leadership ended").await;
@@ -127,7 +133,7 @@ pub async fn run(
                     break;
                 }
             }
-        } else if running.is_none() && now >= not_before {
+        } else if running.is_none() && may_start && now >= not_before {
             // Close the release barrier *before* deciding to start, then
             // look again: a release that began meanwhile either saw the
             // barrier open (and published "not leader" first, which the
@@ -168,6 +174,7 @@ pub async fn run(
                             &format!("cannot start {:?}: {e}", spec.argv[0]),
                         )
                     });
+                    given_up = Some(state.term);
                     let _ = commands
                         .send(Command::StepDown {
                             reason: "supervised program could not start".into(),
@@ -183,7 +190,7 @@ pub async fn run(
             heartbeat(r, state.valid_until).await;
         }
         let deadline = state.valid_until.filter(|_| leading);
-        let retry_at = (leading && running.is_none()).then_some(not_before);
+        let retry_at = (leading && running.is_none() && may_start).then_some(not_before);
         let proven_at = running
             .as_ref()
             .filter(|r| !r.proven)
@@ -217,6 +224,7 @@ pub async fn run(
                         // row, which backs off (after a lease: a plain one).
                         let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
                         let cooloff = spec.backoff.as_ref().filter(|_| !r.proven).map(|b| b.failed(Work::Program, &how));
+                        given_up = Some(r.term);
                         let _ = commands.send(Command::StepDown { reason: "supervised program exited".into(), term: Some(r.term), cooloff }).await;
                         not_before = Instant::now() + RESTART_DELAY;
                     }
@@ -537,5 +545,65 @@ pub(crate) mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         a.stop().await;
+    }
+
+    /// Under `child.on_exit: release` a program that exits asks for one
+    /// step-down, and is not started again in the same term while that
+    /// request is on its way (a slow renewal holds it up): one failure per
+    /// leadership, never two (the review of issue 31).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exited_program_is_not_restarted_in_the_term_it_gave_up() {
+        use crate::surfaces::problems::Problems;
+        let dir = tempfile::tempdir().unwrap();
+        let starts = dir.path().join("starts");
+        let backoff = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(16),
+            Problems::new(),
+            None,
+        );
+        let spec = ChildSpec {
+            guard: None,
+            after: None,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo x >> {}; exit 1", starts.display()),
+            ],
+            on_exit: ChildExit::Release,
+            kill_grace: Duration::from_millis(500),
+            election: "e".into(),
+            identity: "me".into(),
+            once: None,
+            backoff: Some(backoff.clone()),
+            lease: Duration::from_secs(15),
+            output: procs::Output::Log,
+        };
+        // Leading term 2 throughout: the election has not acted on the
+        // step-down yet.
+        let (_tx, rx) = watch::channel(crate::work::hooks::tests::st(
+            crate::lease::election::Role::Leader,
+            Some("me"),
+            2,
+            true,
+        ));
+        let (idle_tx, _idle) = watch::channel(true);
+        let (cmds, mut crx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(spec, rx, idle_tx, cmds, stop.clone()));
+        let first = tokio::time::timeout(Duration::from_secs(10), crx.recv())
+            .await
+            .expect("a step-down request")
+            .unwrap();
+        let Command::StepDown { term, cooloff, .. } = first;
+        assert_eq!((term, cooloff), (Some(2), Some(Duration::from_secs(1))));
+        // Three restart delays later: still one start, one failure.
+        tokio::time::sleep(RESTART_DELAY * 3).await;
+        stop.cancel();
+        let _ = task.await;
+        let n = std::fs::read_to_string(&starts).unwrap().lines().count();
+        assert_eq!(n, 1, "started again in the term it gave up");
+        assert_eq!(backoff.failures(Work::Program), 1);
+        assert!(crx.try_recv().is_err(), "one step-down request");
     }
 }

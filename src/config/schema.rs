@@ -268,7 +268,6 @@ pub struct HooksConfig {
     pub on_acquired_backoff_max: Option<Duration>,
 }
 
-
 /// The default of `hooks.on_acquired_backoff_max` (at least the cool-off).
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(600);
 

@@ -312,6 +312,25 @@ struct Observation {
     absent_after_record: bool,
 }
 
+/// What the published [`State`] is made of besides the observation and
+/// the held lease; the task sets these as it goes, and only
+/// [`Election::snapshot`] reads them.
+#[derive(Debug, Clone, Default)]
+struct Public {
+    /// A read of the lease got an answer, or failed: no longer starting.
+    read_any: bool,
+    /// The lease has been read (or written) at least once.
+    ready: bool,
+    /// The last time a request to the store completed, with any outcome.
+    last_progress: Option<Instant>,
+    /// Why the last read failed; cleared by the next answered read.
+    read_problem: Option<String>,
+    /// A release is under way: not a candidate.
+    releasing: bool,
+    /// The election task has ended.
+    stopped: bool,
+}
+
 /// The lease as held by a leader.
 #[derive(Debug, Clone)]
 struct Held {
@@ -356,6 +375,11 @@ pub struct Election<S: LeaseStore> {
     events: broadcast::Sender<Event>,
     /// Records naming this identity with another incarnation.
     twin: RecordWatch,
+    /// The lease as this copy holds it (record, renew deadline), while it
+    /// leads; read by [`Election::snapshot`].
+    leading: Option<(LeaseRecord, Instant)>,
+    /// The rest of what the published state is made of.
+    public: Public,
     /// Wake-ups from `POST /wake` (coalesced by `Notify`).
     wake: Arc<Notify>,
     /// The wake-up rate limit and the wake-up read still owed.
@@ -399,6 +423,8 @@ impl<S: LeaseStore> Election<S> {
             watched: links.watched,
             events,
             twin: RecordWatch::default(),
+            leading: None,
+            public: Public::default(),
             wake: Arc::new(Notify::new()),
             pacer: WakePacer::new(cfg_retry, links.clock.now()),
             plan: ReadPlan::default(),
@@ -529,11 +555,8 @@ impl<S: LeaseStore> Election<S> {
             }
             self.wait_for_next_read(&shutdown).await;
         }
-        self.tx.send_modify(|s| {
-            s.role = Role::Stopped;
-            s.candidate = false;
-            s.valid_until = None;
-        });
+        self.public.stopped = true;
+        self.publish();
         info!(event = "stopped", "election stopped");
     }
 
@@ -725,9 +748,83 @@ impl<S: LeaseStore> Election<S> {
         }
     }
 
-    fn progress(&self) {
-        self.tx
-            .send_modify(|s| s.last_progress = Some(self.clock.now()));
+    /// A request to the store completed (any outcome): the loop is alive.
+    fn progress(&mut self) {
+        self.public.last_progress = Some(self.clock.now());
+        self.publish();
+    }
+
+    /// A read sent at `sent` got an answer: it counts for the read plan,
+    /// and any read error shown so far is over.
+    fn read_answered(&mut self, sent: Instant) {
+        self.plan.answered(sent);
+        self.public.read_any = true;
+        self.public.read_problem = None;
+    }
+
+    /// The published state, built in this one place from what the task
+    /// knows: the held lease while leading, else the last observation.
+    fn snapshot(&self) -> State {
+        let now = self.clock.now();
+        let p = &self.public;
+        let mut s = State::new(&self.cfg);
+        s.last_progress = p.last_progress;
+        s.ready = p.ready;
+        s.term = self.max_term;
+        s.transitions = self.max_transitions.unwrap_or(0);
+        s.candidate = !p.stopped && !p.releasing && self.cooloff_until.is_none_or(|c| now >= c);
+        if let (Some((r, deadline)), false) = (&self.leading, p.stopped) {
+            s.role = Role::Leader;
+            s.leader = Some(r.holder.clone());
+            s.leader_address = r.holder_address.clone();
+            s.leader_incarnation = r.incarnation.clone();
+            s.term = r.term;
+            s.transitions = r.transitions;
+            s.acquired_at = Some(r.acquired_at.clone());
+            s.renewed_at = Some(r.renewed_at.clone());
+            s.valid_until = Some(*deadline);
+            return s;
+        }
+        s.role = if p.stopped {
+            Role::Stopped
+        } else if p.read_any || p.ready {
+            Role::Follower
+        } else {
+            Role::Starting
+        };
+        let mut record_problem = None;
+        match self.observed.as_ref().map(|o| &o.seen) {
+            Some(Seen::Record(r)) if !r.released => {
+                s.leader = Some(r.holder.clone());
+                s.leader_address = r.holder_address.clone();
+                s.leader_incarnation = r.incarnation.clone();
+                s.term = r.term;
+                s.transitions = r.transitions;
+                s.acquired_at = Some(r.acquired_at.clone());
+                s.renewed_at = Some(r.renewed_at.clone());
+            }
+            Some(Seen::Record(r)) => {
+                s.term = r.term;
+                s.transitions = r.transitions;
+            }
+            Some(Seen::Absent) => s.transitions = 0,
+            Some(Seen::Unusable(e)) => {
+                s.transitions = 0;
+                record_problem = Some(format!("lease object s3 key `{}` {e}", self.cfg.key));
+            }
+            None => {}
+        }
+        s.problem = p.read_problem.clone().or(record_problem);
+        if !p.stopped {
+            s.valid_until = self.takeover_time();
+            s.watch = self.watch_target();
+        }
+        s
+    }
+
+    /// Publish [`Election::snapshot`] to every subscriber.
+    fn publish(&self) {
+        self.tx.send_replace(self.snapshot());
     }
 
     /// One follower step: read (unless the observed lease has just run out),
@@ -740,7 +837,7 @@ impl<S: LeaseStore> Election<S> {
             self.note_answer(Kind::Read, r.as_ref().err());
             match r {
                 Ok(obj) => {
-                    self.plan.answered(sent);
+                    self.read_answered(sent);
                     self.progress();
                     let changed = self.observe(obj);
                     if !changed {
@@ -846,21 +943,16 @@ impl<S: LeaseStore> Election<S> {
             .update(previous, sent, changed, aimed, chase, period);
     }
 
-    fn report_read_error(&self, e: &StoreError) {
-        // A failed request still completed: the loop is alive.
-        self.progress();
+    fn report_read_error(&mut self, e: &StoreError) {
         if e.needs_operator() {
             error!(key = %self.cfg.key, error = %e, "cannot read the lease");
         } else {
             warn!(key = %self.cfg.key, error = %e, "cannot read the lease; will retry");
         }
-        let msg = e.to_string();
-        self.tx.send_modify(|s| {
-            if s.role == Role::Starting {
-                s.role = Role::Follower;
-            }
-            s.problem = Some(msg);
-        });
+        self.public.read_any = true;
+        self.public.read_problem = Some(e.to_string());
+        // A failed request still completed: the loop is alive.
+        self.progress();
     }
 
     /// Take in a read result: track when this version was first seen and
@@ -933,28 +1025,6 @@ impl<S: LeaseStore> Election<S> {
                      replace it only with `s3-elector reset --etag {etag}`");
             }
         }
-        let (leader, addr, term, transitions, acq, ren, problem) = match &seen {
-            Seen::Record(r) if !r.released => (
-                Some(r.holder.clone()),
-                r.holder_address.clone(),
-                r.term,
-                r.transitions,
-                Some(r.acquired_at.clone()),
-                Some(r.renewed_at.clone()),
-                None,
-            ),
-            Seen::Record(r) => (None, None, r.term, r.transitions, None, None, None),
-            Seen::Absent => (None, None, self.max_term, 0, None, None, None),
-            Seen::Unusable(e) => (
-                None,
-                None,
-                self.max_term,
-                0,
-                None,
-                None,
-                Some(format!("lease object s3 key `{}` {e}", self.cfg.key)),
-            ),
-        };
         self.observed = Some(Observation {
             etag,
             seen,
@@ -962,28 +1032,9 @@ impl<S: LeaseStore> Election<S> {
             confirmed: None,
             absent_after_record,
         });
-        let leader_incarnation = match &self.observed.as_ref().map(|o| &o.seen) {
-            Some(Seen::Record(r)) if !r.released => r.incarnation.clone(),
-            _ => None,
-        };
-        let until = self.takeover_time();
-        let candidate = self.cooloff_until.is_none_or(|c| now >= c);
-        let watch = self.watch_target();
-        self.tx.send_modify(|s| {
-            s.watch = watch;
-            s.role = Role::Follower;
-            s.leader = leader;
-            s.leader_address = addr;
-            s.leader_incarnation = leader_incarnation;
-            s.term = term;
-            s.transitions = transitions;
-            s.acquired_at = acq;
-            s.renewed_at = ren;
-            s.valid_until = until;
-            s.problem = problem;
-            s.ready = true;
-            s.candidate = candidate;
-        });
+        self.public.ready = true;
+        self.public.read_any = true;
+        self.publish();
         true
     }
 
@@ -1111,7 +1162,7 @@ impl<S: LeaseStore> Election<S> {
                 self.plan.last_read = Some(read_sent);
                 let back = self.store.get(&self.cfg.key).await;
                 if back.is_ok() {
-                    self.plan.answered(read_sent);
+                    self.read_answered(read_sent);
                 }
                 // A write found landed counts from when *it* was sent (the
                 // reservation's send for a create): it may have landed, and
@@ -1191,21 +1242,10 @@ impl<S: LeaseStore> Election<S> {
         let valid_ms = deadline
             .saturating_duration_since(self.clock.now())
             .as_millis() as u64;
-        self.tx.send_modify(|s| {
-            s.role = Role::Leader;
-            s.leader = Some(rec.holder.clone());
-            s.leader_address = rec.holder_address.clone();
-            s.leader_incarnation = rec.incarnation.clone();
-            s.term = rec.term;
-            s.transitions = rec.transitions;
-            s.acquired_at = Some(rec.acquired_at.clone());
-            s.renewed_at = Some(rec.renewed_at.clone());
-            s.valid_until = Some(deadline);
-            s.problem = None;
-            s.ready = true;
-            s.candidate = true;
-            s.watch = None;
-        });
+        self.leading = Some((rec.clone(), deadline));
+        self.public.ready = true;
+        self.public.read_problem = None;
+        self.publish();
         // Logged after publishing: whoever reads "acquired" in the log finds
         // the leader state on every surface already.
         info!(event = "acquired", term = rec.term, previous = %from, valid_ms, "acquired lease; now leader");
@@ -1220,13 +1260,10 @@ impl<S: LeaseStore> Election<S> {
     /// Stop being leader: publish first, log, forget the observation so the
     /// next follower step reads afresh.
     fn step_down(&mut self, h: &Held, reason: &str) {
-        self.tx.send_modify(|s| {
-            s.role = Role::Follower;
-            s.leader = None;
-            s.leader_address = None;
-            s.leader_incarnation = None;
-            s.valid_until = None;
-        });
+        self.leading = None;
+        // What was observed before leading is long out of date.
+        self.observed = None;
+        self.publish();
         warn!(
             event = "lost",
             term = h.record.term,
@@ -1268,6 +1305,7 @@ impl<S: LeaseStore> Election<S> {
                     let cooloff = cooloff.unwrap_or(self.cfg.step_down_cooloff);
                     info!(reason, cooloff_ms = cooloff.as_millis() as u64, "stepping down on request");
                     self.release(&h).await;
+                    self.public.releasing = false;
                     let until = self.clock.now() + cooloff;
                     self.cooloff_until = Some(until);
                     self.observed = None;
@@ -1407,27 +1445,19 @@ impl<S: LeaseStore> Election<S> {
         h.deadline = sent + self.cfg.renew_deadline;
         h.etag = etag;
         h.pending = None;
-        let renewed_at = rec.renewed_at.clone();
         h.record = rec;
-        let deadline = h.deadline;
-        self.tx.send_modify(|s| {
-            s.renewed_at = Some(renewed_at);
-            s.valid_until = Some(deadline);
-        });
+        self.leading = Some((h.record.clone(), h.deadline));
+        self.publish();
     }
 
     /// Give the lease up: publish "not leader" first, then write a released
     /// record conditioned on our last ETag, so a follower may take over on
     /// its next poll.
     async fn release(&mut self, h: &Held) {
-        self.tx.send_modify(|s| {
-            s.role = Role::Follower;
-            s.leader = None;
-            s.leader_address = None;
-            s.leader_incarnation = None;
-            s.valid_until = None;
-            s.candidate = false;
-        });
+        self.leading = None;
+        self.observed = None;
+        self.public.releasing = true;
+        self.publish();
         info!(
             event = "lost",
             term = h.record.term,

@@ -2126,3 +2126,54 @@ async fn failing_work_backs_off_from_the_cooloff_to_the_cap_over_ten_minutes() {
     assert_eq!(backoff.failed(Work::OnAcquired, "exit 3"), base);
     a.shutdown().await;
 }
+
+/// The published state is one snapshot of what the task knows (issue 30
+/// §6): a read error shows as `problem` until the next answered read, even
+/// of a version already seen (it used to stay until the version changed:
+/// a follower of a dead holder, or of an absent key, kept a stale "cannot
+/// read" for a whole lease); a follower's `valid_until` follows its
+/// takeover time; a leader's view names itself.
+#[tokio::test(start_paused = true)]
+async fn a_read_error_shows_until_the_next_answered_read_of_the_same_version() {
+    let store = MemoryStore::new();
+    let a = spawn(store.clone(), cfg("a"), Links::default());
+    settle().await;
+    assert!(a.leads());
+    let s = a.state();
+    assert_eq!((s.role, s.leader.as_deref()), (Role::Leader, Some("a")));
+    assert_eq!(
+        s.valid_until,
+        Some(Instant::now() - Duration::from_millis(1) + RENEW)
+    );
+    // Kill the holder without a release: its record stays as it was.
+    a.task.abort();
+    let b = spawn(store.clone(), cfg("b"), Links::default());
+    settle().await;
+    let s = b.state();
+    assert_eq!(
+        (s.role, s.leader.as_deref(), s.problem.clone()),
+        (Role::Follower, Some("a"), None)
+    );
+    let takeover = s.valid_until.expect("a takeover time");
+    store.inject(
+        Op::Get,
+        Fault::FailBefore(StoreError::Transient("connection reset".into())),
+    );
+    let mut rx = b.rx.clone();
+    until_state(&mut rx, "the read error shows", |s| s.problem.is_some()).await;
+    assert!(b.state().problem.unwrap().contains("connection reset"));
+    until_state(&mut rx, "the next answered read clears it", |s| {
+        s.problem.is_none()
+    })
+    .await;
+    let s = b.state();
+    assert!(
+        Instant::now() < takeover,
+        "cleared before the record changed"
+    );
+    assert_eq!(
+        (s.leader.as_deref(), s.valid_until),
+        (Some("a"), Some(takeover))
+    );
+    b.shutdown().await;
+}

@@ -342,6 +342,16 @@ struct Held {
     pending: Option<(LeaseRecord, Instant)>,
 }
 
+/// What a read-back after a write of unknown outcome found.
+enum ReadBack {
+    /// The write landed: the object's ETag.
+    Landed(String),
+    /// Something else is there (`None`: nothing is).
+    Other(Option<Object>),
+    /// The read failed.
+    Failed(StoreError),
+}
+
 /// How a leadership ended.
 enum LeadEnd {
     Lost,
@@ -1158,12 +1168,7 @@ impl<S: LeaseStore> Election<S> {
                         "acquire attempt failed; reading back to settle it");
                 }
                 // Read back: learn the winner, or find that our write landed.
-                let read_sent = self.clock.now();
-                self.plan.last_read = Some(read_sent);
-                let back = self.store.get(&self.cfg.key).await;
-                if back.is_ok() {
-                    self.read_answered(read_sent);
-                }
+                let (read_sent, back) = self.read_back(&rec.nonce).await;
                 // A write found landed counts from when *it* was sent (the
                 // reservation's send for a create): it may have landed, and
                 // been seen by the others, long before this read-back.
@@ -1173,23 +1178,16 @@ impl<S: LeaseStore> Election<S> {
                     sent
                 };
                 match back {
-                    Ok(Some(obj)) => {
-                        self.progress();
-                        if let Ok(r) = LeaseRecord::parse(&obj.body) {
-                            if r.nonce == rec.nonce {
-                                info!(term, "acquire write had landed after all");
-                                return self
-                                    .landed(rec, obj.etag, valid_from, prev.as_ref(), create)
-                                    .await;
-                            }
-                        }
-                        self.observe(Some(obj));
+                    ReadBack::Landed(etag) => {
+                        info!(term, "acquire write had landed after all");
+                        return self
+                            .landed(rec, etag, valid_from, prev.as_ref(), create)
+                            .await;
                     }
-                    Ok(None) => {
-                        self.progress();
-                        self.observe(None);
+                    ReadBack::Other(obj) => {
+                        self.observe(obj);
                     }
-                    Err(e) => self.report_read_error(&e),
+                    ReadBack::Failed(e) => self.report_read_error(&e),
                 }
                 None
             }
@@ -1392,6 +1390,32 @@ impl<S: LeaseStore> Election<S> {
         }
     }
 
+    /// After a write whose outcome is unknown (a timeout, a 5xx, a 409):
+    /// read the lease back, the one way both an acquisition and a renewal
+    /// settle it (rule 4). Returns the read's send time and what it found.
+    async fn read_back(&mut self, nonce: &str) -> (Instant, ReadBack) {
+        let sent = self.clock.now();
+        self.plan.last_read = Some(sent);
+        let r = self.store.get(&self.cfg.key).await;
+        let back = match r {
+            Ok(obj) => {
+                self.read_answered(sent);
+                let ours = obj
+                    .as_ref()
+                    .and_then(|o| LeaseRecord::parse(&o.body).ok())
+                    .is_some_and(|r| r.nonce == nonce);
+                match obj {
+                    Some(o) if ours => ReadBack::Landed(o.etag),
+                    other => ReadBack::Other(other),
+                }
+            }
+            Err(e) => ReadBack::Failed(e),
+        };
+        // A failed request still completed: the loop is alive.
+        self.progress();
+        (sent, back)
+    }
+
     /// Settle an unknown renewal by reading the record back.
     async fn settle(
         &mut self,
@@ -1399,42 +1423,35 @@ impl<S: LeaseStore> Election<S> {
         attempt: LeaseRecord,
         sent: Instant,
     ) -> Result<(), String> {
-        match self.store.get(&self.cfg.key).await {
-            Ok(Some(obj)) => {
-                self.progress();
-                match LeaseRecord::parse(&obj.body) {
-                    Ok(r) if r.nonce == attempt.nonce => {
-                        info!(term = r.term, "renewal had landed after all");
-                        self.renewed(h, attempt, obj.etag, sent);
-                        debug!(
-                            event = "renewed",
-                            term = h.record.term,
-                            valid_ms = h
-                                .deadline
-                                .saturating_duration_since(self.clock.now())
-                                .as_millis() as u64,
-                            "renewed lease (settled)"
-                        );
-                        Ok(())
-                    }
-                    Ok(r) if r.nonce == h.record.nonce && obj.etag == h.etag => {
-                        // The write did not land; the lease is still ours.
-                        h.pending = None;
-                        Ok(())
-                    }
-                    Ok(r) => Err(format!(
-                        "the lease now names {} (term {})",
-                        r.holder, r.term
-                    )),
-                    Err(e) => Err(format!("the lease object now {e}")),
+        match self.read_back(&attempt.nonce).await.1 {
+            ReadBack::Landed(etag) => {
+                info!(term = attempt.term, "renewal had landed after all");
+                self.renewed(h, attempt, etag, sent);
+                debug!(
+                    event = "renewed",
+                    term = h.record.term,
+                    valid_ms = h
+                        .deadline
+                        .saturating_duration_since(self.clock.now())
+                        .as_millis() as u64,
+                    "renewed lease (settled)"
+                );
+                Ok(())
+            }
+            ReadBack::Other(Some(obj)) => match LeaseRecord::parse(&obj.body) {
+                Ok(r) if r.nonce == h.record.nonce && obj.etag == h.etag => {
+                    // The write did not land; the lease is still ours.
+                    h.pending = None;
+                    Ok(())
                 }
-            }
-            Ok(None) => {
-                self.progress();
-                Err("the lease object was deleted".into())
-            }
-            Err(e) => {
-                self.progress();
+                Ok(r) => Err(format!(
+                    "the lease now names {} (term {})",
+                    r.holder, r.term
+                )),
+                Err(e) => Err(format!("the lease object now {e}")),
+            },
+            ReadBack::Other(None) => Err("the lease object was deleted".into()),
+            ReadBack::Failed(e) => {
                 warn!(error = %e, "cannot settle the renewal yet; will retry");
                 Ok(())
             }

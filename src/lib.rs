@@ -4,6 +4,10 @@
 //! Data flows one way: config → store → probe → election → [`State`] on a
 //! `watch` channel → surfaces and work. Nothing but the election writes
 //! the lease object; nothing below the election imports from above it.
+//! The few channels back into the election (successors, the watched
+//! successor, release barriers, step-down, wake-ups) are drawn in
+//! [`lease::election`]'s docs; each can only delay a write, make a read
+//! sooner, or end a leadership.
 //!
 //! - [`config`]: the YAML file, defaults, validation (exit code 64) and the
 //!   layering of file < environment < flags.

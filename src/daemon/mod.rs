@@ -7,7 +7,8 @@
 //! inputs ([`Links`]) and reports facts
 //! ([`Event`](crate::lease::election::Event)s: renewals go to metrics,
 //! releases to the registry); it knows nothing of
-//! HTTP or processes.
+//! HTTP or processes. The channels back into it are drawn in
+//! [`crate::lease::election`]'s docs.
 //!
 //! # Startup order
 //! 1. Bind the HTTP port (a port in use is reported at once).

@@ -1,7 +1,10 @@
 //! The election state machine. One task owns the lease; everything else
 //! learns about it from the [`State`] published on a `watch` channel.
 //!
-//! # The rules this module keeps (the safety argument is in docs/design.md)
+//! # The rules this module keeps
+//! Numbered as in docs/design.md ("The protocol"), which gives the safety
+//! argument; rules 8 (the probe), 9 (leader-only work) and 14 (logging)
+//! are kept elsewhere.
 //!
 //! 1. Every write of the lease key is conditional: `If-None-Match: *` to
 //!    create it, `If-Match: <etag>` to renew, take over and release.
@@ -9,38 +12,69 @@
 //!    current version (ETag) of the record. It writes only when that version
 //!    has stayed the same for `max(own lease_duration, record's lease_duration)`,
 //!    when the record says it was released, or when the record was written by
-//!    this very process (then nobody else can hold it).
-//! 3. A leader's validity runs from the moment it *sent* its last successful
-//!    write, for `renew_deadline` (< `lease_duration`). When that deadline
-//!    passes it stops being leader, whether or not S3 answers: the deadline
-//!    timer is raced against every request.
-//! 4. A refused condition (412, or 404 on `If-Match`) on renew means the lease
-//!    is gone: step down at once. Ambiguous outcomes (timeout, 5xx, 409) are
-//!    settled by reading the record back and comparing the write's nonce.
-//! 5. `term` grows on every acquisition; it is the fencing token. Before a
-//!    copy writes a record with term `n` it reserves `n` on the term floor
-//!    ([`crate::lease::floor`]), so terms never repeat or go back,
-//!    even when the lease object is deleted or replaced. A key found absent
+//!    this very process (then nobody else can hold it). A key found absent
 //!    is created at once only when no floor exists (no election ever ran
 //!    here); otherwise the copy watches the key absent for a full lease,
 //!    then needs a read sent after that lease that still finds it absent,
 //!    and writes a full lease after that read (an absence can hide a record
 //!    created, renewed and deleted between two reads; docs/design.md).
-//! 6. A record that is not ours (corrupt, foreign, newer schema, too large)
-//!    is reported and never written over.
-//! 7. On shutdown a leader first publishes that it is no longer leader, then
+//! 3. A leader's validity runs from the moment it *sent* its last successful
+//!    write, for `renew_deadline` (< `lease_duration`), also when the write
+//!    was found landed by a read-back. When that deadline passes it stops
+//!    being leader, whether or not S3 answers: the deadline timer is raced
+//!    against every request.
+//! 4. A refused condition (412, or 404 on `If-Match`) on renew means the
+//!    lease is gone: step down at once.
+//! 5. Ambiguous outcomes (timeout, 5xx, 409) are settled by reading the
+//!    record back and comparing the write's nonce (`read_back`,
+//!    one path for acquisitions and renewals).
+//! 6. On shutdown a leader first publishes that it is no longer leader, then
 //!    releases the lease with a conditional write.
-//! 8. After losing, a copy follows and competes again; it never gives up.
-//! 9. Hints only ever make a copy *read* sooner, never write sooner: a
-//!    wake-up (`POST /wake`) causes at most one extra read, rate-limited; the
-//!    `successors` list in a record only *delays* the copies it does not put
-//!    first; phase-aligned polling only moves reads in time. None of them
-//!    changes rule 2.
-//! 10. Retries are paced: after a write attempt that did not take the lease
-//!     (any error, or a refused condition), the next attempt waits at least
-//!     one jittered `retry_period`; while the store throttles (503 SlowDown,
-//!     429), attempts and polls back off exponentially, up to a lease apart.
-//!     Waiting longer never breaks rule 2: it only delays a write.
+//! 7. After losing, a copy follows and competes again; it never gives up.
+//! 10. A step-down is a release followed by a cool-off (`step_down_cooloff`,
+//!     or longer for failing work: [`crate::work::backoff`]); a request
+//!     about an earlier term is dropped.
+//! 11. `term` grows on every acquisition; it is the fencing token. Before a
+//!     copy writes a record with term `n` it reserves `n` on the term floor
+//!     ([`crate::lease::floor`]), so terms never repeat or go back, even
+//!     when the lease object is deleted or replaced.
+//! 12. Retries are paced (`election/throttle.rs`): after a write attempt that did not
+//!     take the lease (any error, or a refused condition), the next attempt
+//!     waits at least one jittered `retry_period`; while the store throttles
+//!     (503 SlowDown, 429), attempts and polls back off exponentially, up
+//!     to half a lease apart. Waiting longer never breaks rule 2: it only
+//!     delays a write.
+//! 13. ETags are compared in one normalized form (the store does it).
+//! 15. A record that is not ours (corrupt, foreign, newer schema, too large)
+//!     is reported and never written over.
+//! 16. Hints only ever make a copy *read* sooner (or, for a far follower,
+//!     later), never write sooner: a wake-up (`POST /wake`) causes at most
+//!     one extra read, rate-limited (`election/pacing.rs`); the `successors` list in a
+//!     record only *delays* the copies it does not put first (`election/far.rs`);
+//!     phase-aligned polling only moves reads in time (`election/plan.rs`). None of
+//!     them changes rule 2.
+//!
+//! # The published state, and what feeds back into the election
+//! The election publishes one [`State`] on a `watch` channel, built in one
+//! place (`snapshot`); everything else subscribes. Data flows
+//! one way, from the election to the surfaces and the work, except for
+//! these channels back into it, each of which can only delay a write,
+//! make a read sooner, or end a leadership:
+//!
+//! ```text
+//!                     +--------------------------------------------+
+//!  store  <--------> |                 Election                   | -- State (watch) --> surfaces, work,
+//!  (S3, memory, sim)  |                                            |                      registry, peers::watch
+//!                     +--------------------------------------------+ -- Event (broadcast) --> metrics,
+//!                        ^          ^            ^          ^     ^                      registry, twins
+//!     successors (watch) |          |            |          |     | wake (Notify)
+//!     from the registry  |          |            |          |     |   POST /wake, registry
+//!                        |  watched successor    |   commands (mpsc): StepDown
+//!                        |  (watch) from         |   from HTTP, SIGUSR1, hooks,
+//!                        |  peers::watch         |   the supervisor (with a cool-off)
+//!                        |                 release barriers (watch<bool>)
+//!                        |                 from the supervisor and hooks
+//! ```
 //!
 //! # Timing of follower reads
 //! A follower keeps a window in which the holder's next renewal should
@@ -306,7 +340,7 @@ struct Observation {
     first_seen: Instant,
     /// An absent key that needs a lease of watching: the send time of the
     /// first read, sent a full lease after `first_seen`, that still found
-    /// it absent. The lease of waiting counts from here (rule 5).
+    /// it absent. The lease of waiting counts from here (rule 2).
     confirmed: Option<Instant>,
     /// A live record was seen before the key went missing.
     absent_after_record: bool,
@@ -396,12 +430,12 @@ pub struct Election<S: LeaseStore> {
     pacer: WakePacer,
     /// When to read (phase-aligned polling, see the module docs).
     plan: ReadPlan,
-    /// After a failed write attempt: no new attempt before this (rule 10).
+    /// After a failed write attempt: no new attempt before this (rule 12).
     write_not_before: Option<Instant>,
     /// Throttled answers in a row, to reads and to writes (a store may
-    /// throttle only one kind); the pause doubles with each (rule 10).
+    /// throttle only one kind); the pause doubles with each (rule 12).
     throttle: Throttle,
-    /// What this copy knows of the term floor (rule 5).
+    /// What this copy knows of the term floor (rule 11).
     floor: Floor,
     /// Cancelled when the daemon stops: no acquisition starts after that.
     stopping: CancellationToken,
@@ -469,7 +503,8 @@ impl<S: LeaseStore> Election<S> {
         self.wake.clone()
     }
 
-    /// Sustained rate of wake-up reads (see [`pacing::interval_for`]).
+    /// Sustained rate of wake-up reads: one per quarter retry period,
+    /// between 50 ms and 1 s.
     pub fn wake_interval(&self) -> Duration {
         self.pacer.interval()
     }
@@ -630,7 +665,7 @@ impl<S: LeaseStore> Election<S> {
     /// The plain wait between two requests of a kind: `retry_period`,
     /// doubled for each throttled answer in a row to that kind (at most half
     /// a lease, so that a throttled copy still shows progress within a lease
-    /// to /healthz and the watchdog), with up to 20 % jitter (rule 10).
+    /// to /healthz and the watchdog), with up to 20 % jitter (rule 12).
     fn pause(&self, kind: Kind) -> Duration {
         let mut d = self
             .throttle
@@ -704,7 +739,7 @@ impl<S: LeaseStore> Election<S> {
 
     /// A read sent at `sent` found the key still absent. If that key needs
     /// a lease of watching and the read went out a full lease after the
-    /// watch began, the lease of waiting counts from this read (rule 5): a
+    /// watch began, the lease of waiting counts from this read (rule 2): a
     /// record whose term was reserved before the watch began may have been
     /// created, renewed and deleted again between two reads (or while every
     /// read failed), and its holder's validity, renewed while it existed,
@@ -723,7 +758,7 @@ impl<S: LeaseStore> Election<S> {
     }
 
     /// An absent key is created at once only when nothing ever ran here:
-    /// no record seen before, and no term floor (rule 5). Otherwise the key
+    /// no record seen before, and no term floor (rule 2). Otherwise the key
     /// was deleted, perhaps while held: wait a full lease, as for a record.
     fn absence_needs_a_lease(&self, obs: &Observation) -> bool {
         obs.absent_after_record || self.floor != Floor::Absent
@@ -860,7 +895,7 @@ impl<S: LeaseStore> Election<S> {
                 }
                 Err(e) => {
                     // A failed read says nothing of the holder's phase; an
-                    // aimed read would come at once (rule 10): poll plainly.
+                    // aimed read would come at once (rule 12): poll plainly.
                     self.plan.failed();
                     self.report_read_error(&e);
                     return None;
@@ -871,7 +906,7 @@ impl<S: LeaseStore> Election<S> {
         self.try_acquire(etag, prev).await
     }
 
-    /// Keep the term floor known where it matters (rule 5): when the key is
+    /// Keep the term floor known where it matters (rule 11): when the key is
     /// absent (does a floor say an election ran here?), and when a record
     /// shows a term above the known floor (so that a takeover reserves with
     /// one write). One read per change of term; a failed read leaves the
@@ -894,7 +929,7 @@ impl<S: LeaseStore> Election<S> {
         }
         // The watch of an absent key starts once the floor it is judged
         // against is known: a term reserved between the two reads must fall
-        // inside the watch (rule 5).
+        // inside the watch (rule 2).
         if let Some(o) = self
             .observed
             .as_mut()
@@ -908,7 +943,7 @@ impl<S: LeaseStore> Election<S> {
     /// After creating the lease with `term`: is `term` still the highest
     /// reserved? A create is the one write not conditioned on a version, so
     /// a record of a higher term may have landed and been deleted between
-    /// our reservation and our create (rule 5). An unreadable floor counts
+    /// our reservation and our create (rule 11). An unreadable floor counts
     /// as "no": the cost is one lease of waiting, after a deletion or at the
     /// very first election only.
     async fn floor_still_ours(&mut self, term: u64) -> bool {
@@ -1090,7 +1125,7 @@ impl<S: LeaseStore> Election<S> {
             Ok(None) => {
                 // The floor moved while this copy watched the key absent:
                 // another copy may have created the key and lost it in
-                // between. Watch a full lease of absence again (rule 5).
+                // between. Watch a full lease of absence again (rule 2).
                 self.progress();
                 info!(key = %self.cfg.key, floor = ?self.floor.term(),
                     "the term floor moved while the lease key was absent; watching it absent again before creating it");
@@ -1195,7 +1230,7 @@ impl<S: LeaseStore> Election<S> {
     }
 
     /// Our acquisition write landed. After a create, lead only if no higher
-    /// term was reserved meanwhile (rule 5): another copy may have written
+    /// term was reserved meanwhile (rule 11): another copy may have written
     /// it and seen it deleted, and may still believe it leads. Then our
     /// record is treated as anyone's, so every copy waits it out (rule 2).
     async fn landed(
@@ -1392,7 +1427,7 @@ impl<S: LeaseStore> Election<S> {
 
     /// After a write whose outcome is unknown (a timeout, a 5xx, a 409):
     /// read the lease back, the one way both an acquisition and a renewal
-    /// settle it (rule 4). Returns the read's send time and what it found.
+    /// settle it (rule 5). Returns the read's send time and what it found.
     async fn read_back(&mut self, nonce: &str) -> (Instant, ReadBack) {
         let sent = self.clock.now();
         self.plan.last_read = Some(sent);

@@ -2,7 +2,7 @@
 //! that it names, over HTTP (`peers::watch`), and read the lease once per
 //! `far_poll` instead of at the renewal rate. Pure choice of whom to watch.
 //!
-//! Only ever moves reads later, never a write sooner (rule 9): a far
+//! Only ever moves reads later, never a write sooner (rule 16): a far
 //! follower's takeover time is the same as any follower's.
 
 use crate::lease::record::{LeaseRecord, Successor};

@@ -1,4 +1,4 @@
-//! Wake-up pacing (rule 9): a `POST /wake` makes a follower read the lease
+//! Wake-up pacing (rule 16): a `POST /wake` makes a follower read the lease
 //! once, soon; a storm of them costs at most [`WAKE_BURST`] reads at once,
 //! then one per [`WakePacer::interval`]. A token bucket, pure: the
 //! election hands it the current instant.

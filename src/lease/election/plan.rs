@@ -4,7 +4,7 @@
 //! creeping earlier each period until one read comes too early. Pure: the
 //! election tells it each read's send time and what it found.
 //!
-//! Only ever moves reads in time (rule 9): nothing here decides a write.
+//! Only ever moves reads in time (rule 16): nothing here decides a write.
 
 use std::time::Duration;
 
@@ -66,7 +66,7 @@ impl ReadPlan {
     }
 
     /// The read failed: it says nothing of the holder's phase, and an aimed
-    /// read would come at once (rule 10): poll plainly.
+    /// read would come at once (rule 12): poll plainly.
     pub fn failed(&mut self) {
         self.phase = None;
     }

@@ -300,7 +300,7 @@ async fn failed_acquire_is_settled_as_lost() {
     // The key is still absent, but a term was reserved: another copy may
     // have created the key and seen it deleted since, so this copy waits
     // until a read a full lease into its watch still finds the key absent,
-    // then a lease more (rule 5).
+    // then a lease more (rule 2).
     sleep(RETRY).await;
     assert!(!a.leads());
     sleep(LEASE).await;
@@ -1559,7 +1559,7 @@ async fn a_settle_finding_our_record_under_another_etag_ends_the_leadership() {
 }
 
 /// After a failed write attempt, a wake-up read does not bring the next
-/// attempt forward: it waits its pause (rule 10), however soon the copy
+/// attempt forward: it waits its pause (rule 12), however soon the copy
 /// reads again.
 #[tokio::test(start_paused = true)]
 async fn a_wake_up_does_not_hasten_a_retry_after_a_failed_write() {
@@ -2033,7 +2033,7 @@ async fn a_far_follower_deceived_by_a_lying_successor_takes_over_within_two_leas
     }
 }
 
-/// The watch of an absent key needs its confirming read (rule 5): with
+/// The watch of an absent key needs its confirming read (rule 2): with
 /// every read failing from before a lease into the watch until well past
 /// two leases, the copy creates nothing (a record it cannot see may be
 /// renewed all along); once a read confirms the absence, it creates the

@@ -1,4 +1,4 @@
-//! The pause between requests (rule 10): `retry_period`, doubled for each
+//! The pause between requests (rule 12): `retry_period`, doubled for each
 //! throttled answer in a row (503 SlowDown, 429, throttling codes) to that
 //! kind of request, at most half a lease, so that a throttled copy still
 //! shows progress within a lease to `/healthz` and the watchdog. Reads and

@@ -957,21 +957,26 @@ fn the_guards_of_a_killed_daemon_say_daemon_gone() {
         || read_num(&pp).is_some() && read_num(&hp).is_some(),
     );
     let (prog, hook) = (read_num(&pp).unwrap(), read_num(&hp).unwrap());
+    let killed = SystemTime::now();
     a.signal("KILL");
     let said = |pid: u128| {
         let needle = format!("program {pid}: daemon gone");
         move |e: &Event| e.str("raw").is_some_and(|l| l.contains(&needle))
     };
-    assert!(
-        a.wait_event(Duration::from_secs(2), said(prog)).is_some(),
-        "the program's guard did not say `daemon gone`: {}",
-        a.log_text()
-    );
-    assert!(
-        a.wait_event(Duration::from_secs(2), said(hook)).is_some(),
-        "the hook's guard did not say `daemon gone`: {}",
-        a.log_text()
-    );
+    // A generous bound (a busy machine); the figure (the target is 100 ms)
+    // is printed for BENCHMARKS.md: `cargo test --test edges
+    // the_guards_of_a_killed_daemon -- --nocapture`.
+    for (what, pid) in [("program", prog), ("hook", hook)] {
+        let e = a.wait_event(Duration::from_secs(2), said(pid));
+        let e = e.unwrap_or_else(|| {
+            panic!(
+                "the {what}'s guard did not say `daemon gone`: {}",
+                a.log_text()
+            )
+        });
+        let took = e.at.duration_since(killed).unwrap_or_default();
+        eprintln!("the {what}'s guard said `daemon gone` {took:?} after kill -9 (seen by the reader of its stderr)");
+    }
     a.kill();
 }
 

@@ -818,8 +818,8 @@ impl<S: LeaseStore> Election<S> {
         s.term = self.max_term;
         s.transitions = self.max_transitions.unwrap_or(0);
         s.candidate = !p.stopped && !p.releasing && self.cooloff_until.is_none_or(|c| now >= c);
-        if let (Some((r, deadline)), false) = (&self.leading, p.stopped) {
-            s.role = Role::Leader;
+        // The holder of a live record, as a record names it.
+        let held_by = |s: &mut State, r: &LeaseRecord| {
             s.leader = Some(r.holder.clone());
             s.leader_address = r.holder_address.clone();
             s.leader_incarnation = r.incarnation.clone();
@@ -827,6 +827,10 @@ impl<S: LeaseStore> Election<S> {
             s.transitions = r.transitions;
             s.acquired_at = Some(r.acquired_at.clone());
             s.renewed_at = Some(r.renewed_at.clone());
+        };
+        if let (Some((r, deadline)), false) = (&self.leading, p.stopped) {
+            s.role = Role::Leader;
+            held_by(&mut s, r);
             s.valid_until = Some(*deadline);
             return s;
         }
@@ -839,15 +843,7 @@ impl<S: LeaseStore> Election<S> {
         };
         let mut record_problem = None;
         match self.observed.as_ref().map(|o| &o.seen) {
-            Some(Seen::Record(r)) if !r.released => {
-                s.leader = Some(r.holder.clone());
-                s.leader_address = r.holder_address.clone();
-                s.leader_incarnation = r.incarnation.clone();
-                s.term = r.term;
-                s.transitions = r.transitions;
-                s.acquired_at = Some(r.acquired_at.clone());
-                s.renewed_at = Some(r.renewed_at.clone());
-            }
+            Some(Seen::Record(r)) if !r.released => held_by(&mut s, r),
             Some(Seen::Record(r)) => {
                 s.term = r.term;
                 s.transitions = r.transitions;

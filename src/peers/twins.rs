@@ -256,6 +256,15 @@ mod tests {
             ),
             "{p}"
         );
+        // The same incarnation seen again without an address keeps the one
+        // known; another one without an address says so.
+        t.saw("bbbb", None, "lease");
+        assert!(problems.current().unwrap().contains("at 10.0.0.7:4040"));
+        t.saw("dddd", None, "lease");
+        assert!(problems
+            .current()
+            .unwrap()
+            .contains("(incarnation dddd, at an unknown address)"));
         tokio::time::sleep(Duration::from_secs(1000)).await;
         t.saw("bbbb", Some("host-b"), "registry");
         tokio::time::sleep(Duration::from_secs(1100)).await;

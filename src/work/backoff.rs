@@ -238,4 +238,25 @@ mod tests {
         b.succeeded(Work::Program);
         assert_eq!(rx(), None);
     }
+
+    /// Each failure is counted in `s3_elector_work_failures_total`, by the
+    /// work's name (a label dashboards select on).
+    #[test]
+    fn failures_are_counted_by_work_in_the_metric() {
+        use crate::surfaces::metrics::{Format, Metrics};
+        let metrics = Arc::new(Metrics::new());
+        let b = Backoff::new(S(1), S(16), Problems::new(), Some(metrics.clone()));
+        b.failed(Work::OnAcquired, "exit 3");
+        b.failed(Work::OnAcquired, "exit 3");
+        b.failed(Work::Program, "exit 1");
+        let state =
+            crate::work::hooks::tests::st(crate::lease::election::Role::Follower, None, 1, false);
+        let text = metrics.render(&state, Format::Prometheus);
+        for line in [
+            "s3_elector_work_failures_total{work=\"on_acquired\"} 2",
+            "s3_elector_work_failures_total{work=\"program\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
 }

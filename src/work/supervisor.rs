@@ -606,4 +606,111 @@ pub(crate) mod tests {
         assert_eq!(backoff.failures(Work::Program), 1);
         assert!(crx.try_recv().is_err(), "one step-down request");
     }
+
+    /// Under `child.on_exit: restart` a program that exits is started again
+    /// one RESTART_DELAY later, not at once (a program that fails at start
+    /// must not spin).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exited_program_is_restarted_after_the_restart_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let starts = dir.path().join("starts");
+        let spec = ChildSpec {
+            guard: None,
+            after: None,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!("echo x >> {}; exit 1", starts.display()),
+            ],
+            on_exit: ChildExit::Restart,
+            kill_grace: Duration::from_millis(500),
+            election: "e".into(),
+            identity: "me".into(),
+            once: None,
+            backoff: None,
+            lease: Duration::from_secs(15),
+            output: procs::Output::Log,
+        };
+        let (_tx, rx) = watch::channel(crate::work::hooks::tests::st(
+            crate::lease::election::Role::Leader,
+            Some("me"),
+            2,
+            true,
+        ));
+        let (idle_tx, _idle) = watch::channel(true);
+        let (cmds, _crx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(spec, rx, idle_tx, cmds, stop.clone()));
+        tokio::time::sleep(RESTART_DELAY * 2 + RESTART_DELAY / 2).await;
+        stop.cancel();
+        let _ = task.await;
+        let n = std::fs::read_to_string(&starts).unwrap().lines().count();
+        assert!((2..=3).contains(&n), "{n} starts in 2.5 restart delays");
+    }
+
+    /// A program still running a lease after its start resets its count of
+    /// failures in a row (the back-off starts again from the base).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_program_that_runs_a_lease_resets_its_failures() {
+        use crate::surfaces::problems::Problems;
+        let dir = tempfile::tempdir().unwrap();
+        let mode = dir.path().join("mode");
+        std::fs::write(&mode, "fail").unwrap();
+        let backoff = Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(16),
+            Problems::new(),
+            None,
+        );
+        let spec = ChildSpec {
+            guard: None,
+            after: None,
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "test \"$(cat {})\" = ok && exec sleep 30; exit 1",
+                    mode.display()
+                ),
+            ],
+            on_exit: ChildExit::Release,
+            kill_grace: Duration::from_millis(500),
+            election: "e".into(),
+            identity: "me".into(),
+            once: None,
+            backoff: Some(backoff.clone()),
+            lease: Duration::from_secs(1),
+            output: procs::Output::Log,
+        };
+        let leader = |term| {
+            crate::work::hooks::tests::st(
+                crate::lease::election::Role::Leader,
+                Some("me"),
+                term,
+                true,
+            )
+        };
+        let (tx, rx) = watch::channel(leader(2));
+        let (idle_tx, _idle) = watch::channel(true);
+        let (cmds, mut crx) = mpsc::channel(16);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(spec, rx, idle_tx, cmds, stop.clone()));
+        tokio::time::timeout(Duration::from_secs(10), crx.recv())
+            .await
+            .expect("a step-down request")
+            .unwrap();
+        assert_eq!(backoff.failures(Work::Program), 1);
+        std::fs::write(&mode, "ok").unwrap();
+        tx.send_replace(leader(3));
+        let reset = async {
+            while backoff.failures(Work::Program) != 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), reset)
+            .await
+            .expect("reset a lease after the program started");
+        stop.cancel();
+        let _ = task.await;
+    }
 }

@@ -547,46 +547,63 @@ pub(crate) mod tests {
         a.stop().await;
     }
 
+    /// A `sh -c script` program spec for the tests below, run directly
+    /// (no guard) with the given policy, back-off and lease.
+    fn sh_spec(
+        script: String,
+        on_exit: ChildExit,
+        backoff: Option<Arc<Backoff>>,
+        lease: Duration,
+    ) -> ChildSpec {
+        ChildSpec {
+            guard: None,
+            after: None,
+            argv: vec!["sh".into(), "-c".into(), script],
+            on_exit,
+            kill_grace: Duration::from_millis(500),
+            election: "e".into(),
+            identity: "me".into(),
+            once: None,
+            backoff,
+            lease,
+            output: procs::Output::Log,
+        }
+    }
+
+    /// This copy leading in `term` (valid for 10 s), as published.
+    fn leading(term: u64) -> State {
+        crate::work::hooks::tests::st(crate::lease::election::Role::Leader, Some("me"), term, true)
+    }
+
+    /// A back-off of 1 s to 16 s with nowhere to show its problem.
+    fn test_backoff() -> Arc<Backoff> {
+        Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(16),
+            crate::surfaces::problems::Problems::new(),
+            None,
+        )
+    }
+
     /// Under `child.on_exit: release` a program that exits asks for one
     /// step-down, and is not started again in the same term while that
     /// request is on its way (a slow renewal holds it up): one failure per
     /// leadership, never two (the review of issue 31).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_exited_program_is_not_restarted_in_the_term_it_gave_up() {
-        use crate::surfaces::problems::Problems;
         let dir = tempfile::tempdir().unwrap();
         let starts = dir.path().join("starts");
-        let backoff = Backoff::new(
-            Duration::from_secs(1),
-            Duration::from_secs(16),
-            Problems::new(),
-            None,
+        let backoff = test_backoff();
+        let script = format!("echo x >> {}; exit 1", starts.display());
+        let spec = sh_spec(
+            script,
+            ChildExit::Release,
+            Some(backoff.clone()),
+            Duration::from_secs(15),
         );
-        let spec = ChildSpec {
-            guard: None,
-            after: None,
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                format!("echo x >> {}; exit 1", starts.display()),
-            ],
-            on_exit: ChildExit::Release,
-            kill_grace: Duration::from_millis(500),
-            election: "e".into(),
-            identity: "me".into(),
-            once: None,
-            backoff: Some(backoff.clone()),
-            lease: Duration::from_secs(15),
-            output: procs::Output::Log,
-        };
         // Leading term 2 throughout: the election has not acted on the
         // step-down yet.
-        let (_tx, rx) = watch::channel(crate::work::hooks::tests::st(
-            crate::lease::election::Role::Leader,
-            Some("me"),
-            2,
-            true,
-        ));
+        let (_tx, rx) = watch::channel(leading(2));
         let (idle_tx, _idle) = watch::channel(true);
         let (cmds, mut crx) = mpsc::channel(16);
         let stop = CancellationToken::new();
@@ -614,29 +631,9 @@ pub(crate) mod tests {
     async fn an_exited_program_is_restarted_after_the_restart_delay() {
         let dir = tempfile::tempdir().unwrap();
         let starts = dir.path().join("starts");
-        let spec = ChildSpec {
-            guard: None,
-            after: None,
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                format!("echo x >> {}; exit 1", starts.display()),
-            ],
-            on_exit: ChildExit::Restart,
-            kill_grace: Duration::from_millis(500),
-            election: "e".into(),
-            identity: "me".into(),
-            once: None,
-            backoff: None,
-            lease: Duration::from_secs(15),
-            output: procs::Output::Log,
-        };
-        let (_tx, rx) = watch::channel(crate::work::hooks::tests::st(
-            crate::lease::election::Role::Leader,
-            Some("me"),
-            2,
-            true,
-        ));
+        let script = format!("echo x >> {}; exit 1", starts.display());
+        let spec = sh_spec(script, ChildExit::Restart, None, Duration::from_secs(15));
+        let (_tx, rx) = watch::channel(leading(2));
         let (idle_tx, _idle) = watch::channel(true);
         let (cmds, _crx) = mpsc::channel(16);
         let stop = CancellationToken::new();
@@ -652,45 +649,21 @@ pub(crate) mod tests {
     /// failures in a row (the back-off starts again from the base).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_program_that_runs_a_lease_resets_its_failures() {
-        use crate::surfaces::problems::Problems;
         let dir = tempfile::tempdir().unwrap();
         let mode = dir.path().join("mode");
         std::fs::write(&mode, "fail").unwrap();
-        let backoff = Backoff::new(
-            Duration::from_secs(1),
-            Duration::from_secs(16),
-            Problems::new(),
-            None,
+        let backoff = test_backoff();
+        let script = format!(
+            "test \"$(cat {})\" = ok && exec sleep 30; exit 1",
+            mode.display()
         );
-        let spec = ChildSpec {
-            guard: None,
-            after: None,
-            argv: vec![
-                "sh".into(),
-                "-c".into(),
-                format!(
-                    "test \"$(cat {})\" = ok && exec sleep 30; exit 1",
-                    mode.display()
-                ),
-            ],
-            on_exit: ChildExit::Release,
-            kill_grace: Duration::from_millis(500),
-            election: "e".into(),
-            identity: "me".into(),
-            once: None,
-            backoff: Some(backoff.clone()),
-            lease: Duration::from_secs(1),
-            output: procs::Output::Log,
-        };
-        let leader = |term| {
-            crate::work::hooks::tests::st(
-                crate::lease::election::Role::Leader,
-                Some("me"),
-                term,
-                true,
-            )
-        };
-        let (tx, rx) = watch::channel(leader(2));
+        let spec = sh_spec(
+            script,
+            ChildExit::Release,
+            Some(backoff.clone()),
+            Duration::from_secs(1),
+        );
+        let (tx, rx) = watch::channel(leading(2));
         let (idle_tx, _idle) = watch::channel(true);
         let (cmds, mut crx) = mpsc::channel(16);
         let stop = CancellationToken::new();
@@ -701,7 +674,7 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(backoff.failures(Work::Program), 1);
         std::fs::write(&mode, "ok").unwrap();
-        tx.send_replace(leader(3));
+        tx.send_replace(leading(3));
         let reset = async {
             while backoff.failures(Work::Program) != 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;

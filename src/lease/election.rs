@@ -885,7 +885,13 @@ impl<S: LeaseStore> Election<S> {
                         self.confirm_absence(sent);
                     }
                     self.plan_reads(previous, sent, changed, aimed);
-                    if changed {
+                    // A floor still unknown is read again at every read of
+                    // an absent key, not only at the write: the watch starts
+                    // once the floor is known (simulation seed 4098, where
+                    // one lost floor read cost two more leases).
+                    let absent =
+                        matches!(self.observed.as_ref().map(|o| &o.seen), Some(Seen::Absent));
+                    if changed || (absent && self.floor == Floor::Unknown) {
                         self.refresh_floor().await;
                     }
                 }

@@ -2177,3 +2177,31 @@ async fn a_read_error_shows_until_the_next_answered_read_of_the_same_version() {
     );
     b.shutdown().await;
 }
+
+/// A term floor that cannot be read when the key is first seen absent is
+/// read again at the next read, and the watch of absence starts then
+/// (simulation seed 4098): the copy creates the key about two leases after
+/// the floor became known. Before, it read the floor again only at the
+/// write, found it "moved" from unknown, and watched two more leases.
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_floor_is_read_again_before_the_write_not_at_it() {
+    let store = MemoryStore::new();
+    set_floor(&store, 7);
+    store.fail_floor_reads(1);
+    let t0 = Instant::now();
+    let b = start(&store, "b");
+    settle().await;
+    // The floor is known from the second read (about RETRY): two leases of
+    // watching and confirming, and a few retry periods of slack.
+    sleep(RETRY + LEASE * 2 - Duration::from_secs(1)).await;
+    assert!(!b.leads(), "created the key before two leases of watching");
+    let mut rx = b.rx.clone();
+    until_state(&mut rx, "b leads", |s| s.is_leader(Instant::now())).await;
+    let took = Instant::now() - t0;
+    assert!(
+        took <= RETRY * 4 + LEASE * 2,
+        "led {took:?} after start; the floor read failed once (a lost read must not cost two more leases)"
+    );
+    assert_eq!(b.state().term, 8, "the term above the floor");
+    b.shutdown().await;
+}

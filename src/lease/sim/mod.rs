@@ -61,6 +61,9 @@ pub struct Opts {
     pub leases: u32,
     /// Put back a known defect (negative controls).
     pub defect: Option<Defect>,
+    /// Trace every request at the store, not only writes that land
+    /// (`S3E_SIM_VERBOSE=1` when a seed is replayed).
+    pub verbose: bool,
 }
 
 /// Known defects the simulation must find.
@@ -78,6 +81,7 @@ impl Default for Opts {
             drift: 0.98,
             leases: 50,
             defect: None,
+            verbose: false,
         }
     }
 }
@@ -824,6 +828,7 @@ async fn run_async(seed: u64, opts: Opts) -> Outcome {
             p_conflict: rng.random_range(0.0..0.8),
         };
         w.wake_faults = (rng.random_range(0.0..0.4), rng.random_range(0.0..0.3));
+        w.verbose = opts.verbose;
         w.trace(format!("seed {seed}: {}", drawn.describe()));
     }
     let mut sim = Sim {

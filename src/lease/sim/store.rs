@@ -260,6 +260,29 @@ impl World {
 
     /// Apply a request at its arrival; linearizable by the world's lock.
     fn apply(&mut self, proc: usize, key: &str, req: Req, sent: Instant) -> Answer {
+        let what = self.verbose.then(|| match &req {
+            Req::Get => "GET".to_string(),
+            Req::PutIfAbsent(_) => "PUT if-none-match".to_string(),
+            Req::PutIfMatch(_, e) => format!("PUT if-match {e}"),
+            Req::PutSide(_) => "PUT".to_string(),
+            Req::DeleteSide => "DELETE".to_string(),
+        });
+        let answer = self.apply_quietly(proc, key, req, sent);
+        if let Some(what) = what {
+            let name = self.procs[proc].name.clone();
+            let told = match &answer {
+                Ok(Reply::Read(Some(o))) => match LeaseRecord::parse(&o.body) {
+                    Ok(r) => format!("{} term {} released {}", o.etag, r.term, r.released),
+                    Err(_) => format!("{} ({} bytes)", o.etag, o.size),
+                },
+                other => format!("{other:?}"),
+            };
+            self.trace(format!("store: {name} {what} {key} -> {told}"));
+        }
+        answer
+    }
+
+    fn apply_quietly(&mut self, proc: usize, key: &str, req: Req, sent: Instant) -> Answer {
         match req {
             Req::Get => Ok(Reply::Read(self.objects.map.get(key).map(|(b, e)| {
                 Object {

@@ -144,6 +144,10 @@ const REGRESSIONS: &[u64] = &[
     // lease (91759); request timeouts below the store's own latency
     // (42139, 47897, 74054, 74955: no request could succeed).
     91759, 42139, 47897, 74054, 74955,
+    // From 30,000 at 698b183: a floor read lost when the key was first seen
+    // absent was retried only at the write, and the watch started again
+    // (no leader for 41 s after the calm, bound 38.5 s).
+    4098,
 ];
 
 #[test]
@@ -161,7 +165,14 @@ fn regression_seeds_hold() {
 #[allow(clippy::disallowed_types)] // the wall-clock time the run took, for the record
 fn explore() {
     if let Some(seed) = env_u64("S3E_SIM_SEED") {
-        let o = run(seed, Opts::default());
+        let verbose = env_u64("S3E_SIM_VERBOSE").is_some_and(|v| v != 0);
+        let o = run(
+            seed,
+            Opts {
+                verbose,
+                ..Opts::default()
+            },
+        );
         println!("{}", o.trace.join("\n"));
         println!("{}", o.report(0));
         assert!(o.violations.is_empty(), "seed {seed} broke a promise");

@@ -81,6 +81,8 @@ pub struct World {
     pub floor_deleted: bool,
     /// Delays of wake-ups: (chance of none, chance of two).
     pub wake_faults: (f64, f64),
+    /// Trace every request at its arrival ([`super::Opts::verbose`]).
+    pub verbose: bool,
 }
 
 impl World {
@@ -100,6 +102,7 @@ impl World {
             wake_faults: (0.0, 0.0),
             max_term: 0,
             floor_deleted: false,
+            verbose: false,
         }
     }
 

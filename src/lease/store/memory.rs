@@ -41,6 +41,8 @@ struct Inner {
     read_etag: Option<fn(&str) -> String>,
     log: Vec<Op>,
     floor_requests: usize,
+    /// Reads of the term floor still to fail ([`MemoryStore::fail_floor_reads`]).
+    floor_read_failures: usize,
 }
 
 /// Shared, cloneable in-memory store.
@@ -105,6 +107,12 @@ impl MemoryStore {
         self.lock().objects.get(key).map(|(b, _)| b.clone())
     }
 
+    /// The next `n` reads of the term floor fail with a 503 (the floor is
+    /// otherwise outside the queued faults, which are meant for the lease).
+    pub fn fail_floor_reads(&self, n: usize) {
+        self.lock().floor_read_failures = n;
+    }
+
     /// Requests to the term floor object (not in [`MemoryStore::requests`]).
     pub fn floor_requests(&self) -> usize {
         self.lock().floor_requests
@@ -119,7 +127,14 @@ impl MemoryStore {
         // The term floor is bookkeeping beside the lease: its requests are
         // neither logged nor given the faults meant for the lease.
         if crate::lease::floor::is_floor_key(key) {
-            self.lock().floor_requests += 1;
+            let mut g = self.lock();
+            g.floor_requests += 1;
+            if op == Op::Get && g.floor_read_failures > 0 {
+                g.floor_read_failures -= 1;
+                return Some(Fault::FailBefore(StoreError::Transient(
+                    "503 SlowDown".into(),
+                )));
+            }
             return None;
         }
         loop {

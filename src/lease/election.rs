@@ -1,6 +1,18 @@
 //! The election state machine. One task owns the lease; everything else
 //! learns about it from the [`State`] published on a `watch` channel.
 //!
+//! # Shape
+//! The decisions are pure: `election/step.rs` takes what the task knows
+//! (what `may_acquire`, `next_wake` and the renew deadline say, all
+//! functions of the state and the current instant) and returns the next
+//! action and its deadline: read, acquire or wait for a follower; renew,
+//! wait or expire for a leader. This file is the shell that performs the
+//! action, the only place requests are sent and sleeps are raced against
+//! wake-ups, commands and shutdown, and feeds the outcome back. Read
+//! planning (`election/plan.rs`), wake-up pacing (`election/pacing.rs`),
+//! throttling backoff (`election/throttle.rs`) and far followers
+//! (`election/far.rs`) are pure types of their own.
+//!
 //! # The rules this module keeps
 //! Numbered as in docs/design.md ("The protocol"), which gives the safety
 //! argument; rules 8 (the probe), 9 (leader-only work) and 14 (logging)
@@ -116,10 +128,12 @@ use crate::peers::twins::RecordWatch;
 mod far;
 mod pacing;
 mod plan;
+mod step;
 mod throttle;
 
 use pacing::WakePacer;
 use plan::ReadPlan;
+use step::{FollowerStep, LeaderStep, Round};
 use throttle::{Kind, Throttle};
 
 /// Settings of one election, resolved from the config.
@@ -584,21 +598,40 @@ impl<S: LeaseStore> Election<S> {
             retry_period = ?self.cfg.retry_period,
             "election starting"
         );
-        loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            let acquired = self.follower_tick().await;
-            if let Some(held) = acquired {
-                match self.lead(held, &shutdown).await {
-                    LeadEnd::Shutdown => break,
-                    LeadEnd::Lost => {
-                        // Re-read right away: learn the new holder quickly.
-                        continue;
+        // The shell: decide the next step (step.rs, pure), perform it, and
+        // feed the outcome back as the next round.
+        let mut round = Round::Woke;
+        while !shutdown.is_cancelled() {
+            let now = self.clock.now();
+            let step = step::follower_step(
+                round,
+                self.may_acquire(now),
+                self.recheck_before_writing(),
+                self.next_wake(),
+            );
+            round = match step {
+                FollowerStep::Read => {
+                    if self.read_lease().await {
+                        Round::Read
+                    } else {
+                        Round::Attempted
                     }
                 }
-            }
-            self.wait_for_next_read(&shutdown).await;
+                FollowerStep::Acquire { etag, prev } => {
+                    match self.try_acquire(etag, prev).await {
+                        Some(held) => match self.lead(held, &shutdown).await {
+                            LeadEnd::Shutdown => break,
+                            // Re-read right away: learn the new holder quickly.
+                            LeadEnd::Lost => Round::Woke,
+                        },
+                        None => Round::Attempted,
+                    }
+                }
+                FollowerStep::Wait { at } => {
+                    self.wait_for_next_read(at, &shutdown).await;
+                    Round::Woke
+                }
+            };
         }
         self.public.stopped = true;
         self.publish();
@@ -607,8 +640,7 @@ impl<S: LeaseStore> Election<S> {
 
     /// Sleep until the next follower step: the next planned read, the
     /// moment the observed lease may be taken, a wake-up, or shutdown.
-    async fn wait_for_next_read(&mut self, shutdown: &CancellationToken) {
-        let mut at = self.next_wake();
+    async fn wait_for_next_read(&mut self, mut at: Instant, shutdown: &CancellationToken) {
         loop {
             if let Some(w) = self.pacer.due() {
                 at = at.min(w);
@@ -868,44 +900,39 @@ impl<S: LeaseStore> Election<S> {
         self.tx.send_replace(self.snapshot());
     }
 
-    /// One follower step: read (unless the observed lease has just run out),
-    /// and try to acquire when the rules allow it.
-    async fn follower_tick(&mut self) -> Option<Held> {
-        if self.may_acquire(self.clock.now()).is_none() || self.recheck_before_writing() {
-            let sent = self.clock.now();
-            let (aimed, previous) = self.plan.sending(sent, self.guard());
-            let r = self.store.get(&self.cfg.key).await;
-            self.note_answer(Kind::Read, r.as_ref().err());
-            match r {
-                Ok(obj) => {
-                    self.read_answered(sent);
-                    self.progress();
-                    let changed = self.observe(obj);
-                    if !changed {
-                        self.confirm_absence(sent);
-                    }
-                    self.plan_reads(previous, sent, changed, aimed);
-                    // A floor still unknown is read again at every read of
-                    // an absent key, not only at the write: the watch starts
-                    // once the floor is known (simulation seed 4098, where
-                    // one lost floor read cost two more leases).
-                    let absent =
-                        matches!(self.observed.as_ref().map(|o| &o.seen), Some(Seen::Absent));
-                    if changed || (absent && self.floor == Floor::Unknown) {
-                        self.refresh_floor().await;
-                    }
-                }
-                Err(e) => {
-                    // A failed read says nothing of the holder's phase; an
-                    // aimed read would come at once (rule 12): poll plainly.
-                    self.plan.failed();
-                    self.report_read_error(&e);
-                    return None;
-                }
+    /// A follower's read of the lease: take in what it shows, move the read
+    /// plan, keep the floor known. Returns whether the read was answered.
+    async fn read_lease(&mut self) -> bool {
+        let sent = self.clock.now();
+        let (aimed, previous) = self.plan.sending(sent, self.guard());
+        let r = self.store.get(&self.cfg.key).await;
+        self.note_answer(Kind::Read, r.as_ref().err());
+        let obj = match r {
+            Ok(obj) => obj,
+            Err(e) => {
+                // A failed read says nothing of the holder's phase; an
+                // aimed read would come at once (rule 12): poll plainly.
+                self.plan.failed();
+                self.report_read_error(&e);
+                return false;
             }
+        };
+        self.read_answered(sent);
+        self.progress();
+        let changed = self.observe(obj);
+        if !changed {
+            self.confirm_absence(sent);
         }
-        let (etag, prev) = self.may_acquire(self.clock.now())?;
-        self.try_acquire(etag, prev).await
+        self.plan_reads(previous, sent, changed, aimed);
+        // A floor still unknown is read again at every read of an absent
+        // key, not only at the write: the watch starts once the floor is
+        // known (simulation seed 4098, where one lost floor read cost two
+        // more leases).
+        let absent = matches!(self.observed.as_ref().map(|o| &o.seen), Some(Seen::Absent));
+        if changed || (absent && self.floor == Floor::Unknown) {
+            self.refresh_floor().await;
+        }
+        true
     }
 
     /// Keep the term floor known where it matters (rule 11): when the key is
@@ -1312,26 +1339,53 @@ impl<S: LeaseStore> Election<S> {
     /// Hold the lease: renew every `retry_period` until it is lost, the
     /// deadline passes, or shutdown.
     async fn lead(&mut self, mut h: Held, shutdown: &CancellationToken) -> LeadEnd {
-        let mut last_attempt = self.clock.now();
+        let mut next_renewal = self.clock.now() + self.cfg.retry_period;
         loop {
-            if shutdown.is_cancelled() {
-                self.release(&h).await;
-                return LeadEnd::Shutdown;
-            }
-            let next = last_attempt + self.cfg.retry_period;
-            tokio::select! {
-                // The deadline wins over everything: never lead past it.
-                biased;
-                _ = self.clock.sleep_until(h.deadline) => {
+            let now = self.clock.now();
+            let at = match step::leader_step(now, h.deadline, next_renewal) {
+                // The deadline wins over everything, a stop included.
+                LeaderStep::Expired => {
                     self.step_down(&h, "renew deadline passed without a successful renewal");
                     return LeadEnd::Lost;
                 }
-                _ = shutdown.cancelled() => {
+                _ if shutdown.is_cancelled() => {
                     self.release(&h).await;
                     return LeadEnd::Shutdown;
                 }
+                LeaderStep::Wait { at } => at,
+                LeaderStep::Renew => {
+                    next_renewal = now + self.cfg.retry_period;
+                    // The deadline wins over the request: never lead past it.
+                    let deadline = h.deadline;
+                    let outcome = tokio::select! {
+                        biased;
+                        _ = self.clock.sleep_until(deadline) => None,
+                        o = self.renew_once(&mut h) => Some(o),
+                    };
+                    match outcome {
+                        None => {
+                            self.step_down(&h, "renew deadline passed while waiting for the store");
+                            return LeadEnd::Lost;
+                        }
+                        Some(Err(reason)) => {
+                            self.step_down(&h, &reason);
+                            return LeadEnd::Lost;
+                        }
+                        Some(Ok(())) => continue,
+                    }
+                }
+            };
+            // The wait ends at the deadline at the latest; whatever ends it,
+            // the next step is decided afresh, the deadline first.
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {}
                 Some(cmd) = self.commands.recv() => {
                     let Command::StepDown { reason, term, cooloff } = cmd;
+                    if self.clock.now() >= h.deadline {
+                        info!(reason, "step-down requested as the renew deadline passed; the lease runs out instead");
+                        continue;
+                    }
                     if term.is_some_and(|t| t != h.record.term) {
                         info!(reason, stale_term = term, term = h.record.term,
                             "dropping a step-down request about an earlier term");
@@ -1347,26 +1401,8 @@ impl<S: LeaseStore> Election<S> {
                     return LeadEnd::Lost;
                 }
                 // A leader has nothing to learn from a wake-up.
-                _ = self.wake.notified() => continue,
-                _ = self.clock.sleep_until(next) => {}
-            }
-            last_attempt = self.clock.now();
-            let deadline = h.deadline;
-            let outcome = tokio::select! {
-                biased;
-                _ = self.clock.sleep_until(deadline) => None,
-                o = self.renew_once(&mut h) => Some(o),
-            };
-            match outcome {
-                None => {
-                    self.step_down(&h, "renew deadline passed while waiting for the store");
-                    return LeadEnd::Lost;
-                }
-                Some(Err(reason)) => {
-                    self.step_down(&h, &reason);
-                    return LeadEnd::Lost;
-                }
-                Some(Ok(())) => {}
+                _ = self.wake.notified() => {}
+                _ = self.clock.sleep_until(at) => {}
             }
         }
     }

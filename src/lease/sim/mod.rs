@@ -356,6 +356,7 @@ impl Sim {
                 request_timeout: self.drawn.request_timeout,
                 cut_off_until: None,
                 told: Default::default(),
+                absent_since: None,
                 program_idle: idle_rx.clone(),
                 wake: Arc::new(tokio::sync::Notify::new()),
                 alive: true,
@@ -437,7 +438,7 @@ impl Sim {
         w.procs[s.proc].alive = false;
         let name = w.procs[s.proc].name.clone();
         w.trace(format!("chaos: {name} crashes"));
-        w.believe(s.proc, None);
+        w.crashed(s.proc);
     }
 
     fn restart(&mut self, i: usize, same_identity: bool) {
@@ -519,7 +520,11 @@ impl Sim {
                 {
                     let mut w = lock(&world);
                     w.procs[proc].alive = false;
-                    w.believe(proc, None);
+                    if ended {
+                        w.believe(proc, None);
+                    } else {
+                        w.crashed(proc);
+                    }
                 }
                 self.slots[i].running = false;
                 for h in &self.slots[i].helpers {

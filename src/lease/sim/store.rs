@@ -352,8 +352,9 @@ impl World {
             "store: {} wrote term {} {what} ({how})",
             self.procs[proc].name, rec.term
         ));
-        if let Some((old, cond)) = replaced {
-            self.check_takeover(proc, old, cond, sent);
+        match replaced {
+            Some((old, cond)) => self.check_takeover(proc, old, cond, sent),
+            None => self.check_create(proc, sent),
         }
         self.writer.insert(etag.to_string(), proc);
         if rec.released {

@@ -111,7 +111,8 @@ fn the_lost_answer_defect_is_caught() {
 }
 
 /// A negative control: a takeover after half a lease is found, by rule 2's
-/// check and as two leaders.
+/// check and as two leaders; so is a create half a lease after the read
+/// that confirmed the key absent (rule 2's check of creates).
 #[test]
 fn a_takeover_after_half_a_lease_is_caught() {
     let opts = Opts {
@@ -125,6 +126,10 @@ fn a_takeover_after_half_a_lease_is_caught() {
     assert!(
         first_caught(opts, 100, |v| v.contains("two leaders")).is_some(),
         "no two leaders"
+    );
+    assert!(
+        first_caught(opts, 600, |v| v.contains("created the lease key")).is_some(),
+        "rule 2's check of creates never fired"
     );
 }
 

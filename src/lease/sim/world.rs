@@ -3,13 +3,17 @@
 //!
 //! The checks (docs/design.md, "Simulation"):
 //! - **beliefs never overlap**: a process *believes* it leads from the true
-//!   instant its published `State` says so until that state changes, its
-//!   `valid_until` (mapped from its own clock) passes, or it dies;
+//!   instant its published `State` says so until that state changes or its
+//!   `valid_until` (mapped from its own clock) passes; killed while it
+//!   believes, it believes on until that `valid_until` (its guard's
+//!   deadline: its program may run until then);
 //! - **terms grow**: each leadership (a process and a term) has a higher
 //!   term than every leadership that began before it;
 //! - **rule 2**: a write over another process's live record comes at least
 //!   `max(own lease, record's lease)` after the writer was first *told* of
 //!   that version (an answer delivered to it), on the writer's own clock;
+//!   a create, where a floor existed when the writer was first told the
+//!   key is absent, comes two leases on its clock after that;
 //!   nothing writes over an unusable object;
 //! - **release barriers**: no released record is sent while the process's
 //!   program still runs;
@@ -42,6 +46,10 @@ pub struct Proc {
     /// Lease versions (ETag, `""` for absent), with the true instant an
     /// answer first told this process of them.
     pub told: BTreeMap<String, Instant>,
+    /// Since when (true time) every answer told this process the key is
+    /// absent, and whether a term floor existed then (an election had run
+    /// here: rule 2 wants two leases of watching before a create).
+    pub absent_since: Option<(Instant, bool)>,
     /// `true` while its program does not run (its release barrier).
     pub program_idle: watch::Receiver<bool>,
     pub wake: Arc<Notify>,
@@ -55,6 +63,10 @@ pub struct Belief {
     pub term: u64,
     pub from: Instant,
     pub to: Instant,
+    /// The process died while it believed: the interval runs on to the
+    /// guard deadline it had handed out (its work may outlive it until
+    /// then), and does not count as a leader for liveness.
+    pub after_death: bool,
 }
 
 pub struct World {
@@ -162,7 +174,38 @@ impl World {
             return;
         }
         let now = Instant::now();
-        self.procs[proc].told.entry(etag.to_string()).or_insert(now);
+        let floor = self.floor_term().is_some();
+        let p = &mut self.procs[proc];
+        p.told.entry(etag.to_string()).or_insert(now);
+        if etag.is_empty() {
+            p.absent_since.get_or_insert((now, floor));
+        } else {
+            p.absent_since = None;
+        }
+    }
+
+    /// Rule 2 for a create by `proc`, sent at `sent`: where a floor existed
+    /// when the process first saw the key absent, it watched the absence a
+    /// lease, confirmed it with a read, and waited a lease after that read:
+    /// at least two leases on its own clock since it was first told.
+    pub fn check_create(&mut self, proc: usize, sent: Instant) {
+        if self.floor_deleted {
+            return; // the documented limit: nothing says an election ran
+        }
+        let p = &self.procs[proc];
+        let Some((since, true)) = p.absent_since else {
+            return;
+        };
+        let waited = p.clock.to_local(sent) - p.clock.to_local(since);
+        let need = p.lease * 2;
+        if waited < need {
+            let name = p.name.clone();
+            self.violation(format!(
+                "{name} created the lease key after watching it absent {:.3}s on its clock, less than {:.3}s (rule 2)",
+                waited.as_secs_f64(),
+                need.as_secs_f64()
+            ));
+        }
     }
 
     /// Rule 2 for a write by `proc`, sent at `sent`, over version `cond`
@@ -245,6 +288,7 @@ impl World {
                 term,
                 from,
                 to,
+                after_death: false,
             });
             self.trace(format!(
                 "{name} stops believing (term {term}, belief ended at {}s)",
@@ -260,6 +304,36 @@ impl World {
                     u.trim()
                 ));
             }
+        }
+    }
+
+    /// A process was killed (SIGKILL, OOM, a panic, a stop that did not
+    /// finish): an open belief lasts to the guard deadline it handed out,
+    /// `valid_until`, which is as long as its program may still run.
+    pub fn crashed(&mut self, proc: usize) {
+        let now = Instant::now();
+        if let Some((term, from, until)) = self.open.remove(&proc) {
+            let name = self.procs[proc].name.clone();
+            self.beliefs.push(Belief {
+                proc,
+                term,
+                from,
+                to: now.min(until),
+                after_death: false,
+            });
+            if until > now {
+                self.beliefs.push(Belief {
+                    proc,
+                    term,
+                    from: now,
+                    to: until,
+                    after_death: true,
+                });
+            }
+            self.trace(format!(
+                "{name} dies believing (term {term}); its guard deadline ends at {}s",
+                self.at(until).trim()
+            ));
         }
     }
 
@@ -323,7 +397,7 @@ impl World {
     pub fn first_belief_from(&self, t: Instant) -> Option<Instant> {
         self.beliefs
             .iter()
-            .filter(|b| b.to > t)
+            .filter(|b| b.to > t && !b.after_death)
             .map(|b| b.from.max(t))
             .min()
     }

@@ -29,6 +29,8 @@
 //!   - [`work::procs`]: process groups: start, stop, kill on exit.
 //!   - [`work::guard`]: the process between the daemon and each program or
 //!     hook, which stops it when the daemon dies or freezes.
+//! - [`health`]: the copy's own health check and its verdict, which only
+//!   decides who hands over to whom (never lets anyone write sooner).
 //! - [`peers`]: talking to the other copies (hints only, never safety).
 //!   - [`peers::client`]: one small HTTP client (hyper) for another daemon's endpoint.
 //!   - [`peers::registry`]: the candidate registry and wake-ups (fast hand-over).
@@ -50,6 +52,7 @@ pub mod config;
 pub mod cost;
 pub mod daemon;
 pub mod fenced;
+pub mod health;
 pub mod lease;
 pub mod peers;
 pub mod signals;

@@ -57,6 +57,105 @@ pub struct Config {
     pub fenced: FencedConfig,
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// Leadership that follows health ([`crate::health`]): off unless
+/// `command` or `http_url` is set. A verdict only decides who hands over
+/// to whom; it never lets a copy write sooner than the lease allows.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// An argument list, as hooks take it (no shell unless you write
+    /// `sh -c`); exit 0 = healthy.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// `http://host:port/path`; any 2xx answer = healthy.
+    #[serde(default)]
+    pub http_url: Option<String>,
+    /// The command's working directory.
+    #[serde(default)]
+    pub working_dir: Option<PathBuf>,
+    /// Time between the starts of two checks.
+    #[serde(default = "default_health_interval", deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// One check's limit (default: `interval`); a command that runs longer
+    /// has its process group killed, and the check counts as failed.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Good results in a row that make an unhealthy copy healthy.
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    /// Bad results in a row that make a healthy copy unhealthy.
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+    /// An unhealthy leader with no healthy successor to name: `stay`
+    /// (default: keep the lease) or `release` it.
+    #[serde(default)]
+    pub when_none_healthy: WhenNoneHealthy,
+    /// A copy that just gained leadership is not handed away for health
+    /// within this (default: `rise × interval`).
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub hold_down: Option<Duration>,
+    /// Hand over at once when the leader turns unhealthy, even within the
+    /// hold-down.
+    #[serde(default)]
+    pub fail_fast: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            command: None,
+            http_url: None,
+            working_dir: None,
+            interval: default_health_interval(),
+            timeout: None,
+            rise: default_rise(),
+            fall: default_fall(),
+            when_none_healthy: WhenNoneHealthy::default(),
+            hold_down: None,
+            fail_fast: false,
+        }
+    }
+}
+
+impl HealthConfig {
+    /// Is a check configured?
+    pub fn enabled(&self) -> bool {
+        self.command.is_some() || self.http_url.is_some()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(self.interval)
+    }
+
+    pub fn hold_down(&self) -> Duration {
+        self.hold_down
+            .unwrap_or(self.interval.saturating_mul(self.rise))
+    }
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_rise() -> u32 {
+    2
+}
+
+fn default_fall() -> u32 {
+    3
+}
+
+/// What an unhealthy leader does when no healthy successor is known.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenNoneHealthy {
+    #[default]
+    Stay,
+    Release,
 }
 
 /// Kubernetes: while this copy leads it sets a label on its own pod, so
@@ -476,6 +575,19 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "registry",
     "fenced",
     "kubernetes",
+    "health",
+];
+pub(super) const HEALTH_KEYS: &[&str] = &[
+    "command",
+    "http_url",
+    "working_dir",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "when_none_healthy",
+    "hold_down",
+    "fail_fast",
 ];
 pub(super) const REGISTRY_KEYS: &[&str] = &["enabled", "refresh", "list_interval"];
 pub(super) const HTTP_KEYS: &[&str] = &[
@@ -521,6 +633,7 @@ pub(super) fn known_keys(path: &str) -> Option<&'static [&'static str]> {
         "registry" => REGISTRY_KEYS,
         "fenced" => FENCED_KEYS,
         "kubernetes" => KUBERNETES_KEYS,
+        "health" => HEALTH_KEYS,
         _ => return None,
     })
 }

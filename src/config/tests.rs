@@ -270,7 +270,7 @@ fn known_key_lists_match_the_structs() {
             s3:\n  bucket: leases\n  key: k\n  region: r\n  endpoint_url: http://h\n  force_path_style: true\n  connect_timeout: 1s\n  request_timeout: 2s\n\
             timing:\n  lease_duration: 15s\n  renew_deadline: 10s\n  retry_period: 2s\n";
     Config::from_yaml(yaml, "t").unwrap();
-    assert_eq!(TOP_KEYS.len(), 14);
+    assert_eq!(TOP_KEYS.len(), 15);
     assert_eq!(S3_KEYS.len(), 8);
     assert_eq!(TIMING_KEYS.len(), 4);
     let yaml = "election: d\ns3:\n  bucket: leases\nstatus_file: /tmp/s.json\n\
@@ -287,6 +287,80 @@ fn known_key_lists_match_the_structs() {
     assert_eq!(HOOKS_KEYS.len(), 5);
     assert_eq!(CHILD_KEYS.len(), 2);
     assert_eq!(FENCED_KEYS.len(), 1);
+    let yaml = "election: d\ns3:\n  bucket: leases\n\
+            health:\n  command: [/bin/true]\n  working_dir: /\n  interval: 2s\n  timeout: 1s\n  rise: 3\n  fall: 4\n  when_none_healthy: release\n  hold_down: 7s\n  fail_fast: true\n";
+    let c = Config::from_yaml(yaml, "t").unwrap();
+    assert_eq!(HEALTH_KEYS.len(), 10);
+    assert_eq!(c.health.hold_down(), Duration::from_secs(7));
+    assert_eq!(c.health.when_none_healthy, WhenNoneHealthy::Release);
+    Config::from_yaml(
+        "election: d\ns3:\n  bucket: leases\nhealth:\n  http_url: http://127.0.0.1:9/ok\n",
+        "t",
+    )
+    .unwrap();
+}
+
+#[test]
+fn health_has_keepalived_defaults_and_every_bad_value_is_named() {
+    let base = "election: d\ns3:\n  bucket: leases\n";
+    let c = Config::from_yaml(&format!("{base}health:\n  command: [/bin/true]\n"), "t").unwrap();
+    assert!(c.health.enabled());
+    assert_eq!(c.health.interval, Duration::from_secs(5));
+    assert_eq!(
+        c.health.timeout(),
+        Duration::from_secs(5),
+        "timeout defaults to the interval"
+    );
+    assert_eq!((c.health.rise, c.health.fall), (2, 3));
+    assert_eq!(
+        c.health.hold_down(),
+        Duration::from_secs(10),
+        "rise × interval"
+    );
+    assert_eq!(c.health.when_none_healthy, WhenNoneHealthy::Stay);
+    assert!(!Config::from_yaml(base, "t").unwrap().health.enabled());
+    let bad = |h: &str| -> String {
+        Config::from_yaml(&format!("{base}health:\n{h}"), "t")
+            .unwrap_err()
+            .lines()
+            .join("\n")
+    };
+    let e = bad("  command: [a]\n  http_url: http://h:1/\n");
+    assert!(
+        e.contains("health.command") && e.contains("set only one"),
+        "{e}"
+    );
+    let e = bad("  command: []\n");
+    assert!(
+        e.contains("health.command") && e.contains("is empty"),
+        "{e}"
+    );
+    let e = bad("  http_url: https://h/ok\n");
+    assert!(
+        e.contains("health.http_url") && e.contains("http://"),
+        "{e}"
+    );
+    let e = bad("  http_url: \"not a url\"\n");
+    assert!(e.contains("health.http_url"), "{e}");
+    let e = bad("  command: [a]\n  interval: 1s\n  timeout: 2s\n");
+    assert!(
+        e.contains("health.timeout") && e.contains("never overlap"),
+        "{e}"
+    );
+    let e = bad("  command: [a]\n  rise: 0\n  fall: 101\n");
+    assert!(
+        e.contains("health.rise") && e.contains("health.fall"),
+        "{e}"
+    );
+    let e = bad("  command: [a]\n  interval: 5\n");
+    assert!(
+        e.contains("health.interval") && e.contains("no unit"),
+        "{e}"
+    );
+    let e = bad("  command: [a]\n  when_none_healthy: maybe\n");
+    assert!(e.contains("when_none_healthy"), "{e}");
+    let e = bad("  comand: [a]\n");
+    assert!(e.contains("comand"), "{e}");
 }
 
 #[test]

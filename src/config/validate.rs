@@ -232,6 +232,7 @@ impl Config {
             }
         }
         self.validate_kubernetes(&mut add);
+        self.validate_health(&mut add);
         let gap = self
             .timing
             .lease_duration
@@ -251,6 +252,69 @@ impl Config {
 }
 
 impl Config {
+    fn validate_health(&self, add: &mut impl FnMut(&str, String)) {
+        let h = &self.health;
+        let fmt = |d: Duration| humantime::format_duration(d).to_string();
+        match (&h.command, &h.http_url) {
+            (Some(_), Some(_)) => add(
+                "health.command",
+                "both `health.command` and `health.http_url` are set; set only one".into(),
+            ),
+            (Some(c), None) if c.first().is_none_or(|c| c.is_empty()) => add(
+                "health.command",
+                "is empty; give the program and its arguments as a list, e.g. [\"/usr/local/bin/db-ok\", \"--quick\"]".into(),
+            ),
+            (None, Some(u)) => {
+                if let Err(m) = crate::health::check::parse_url(u) {
+                    add("health.http_url", m);
+                }
+            }
+            _ => {}
+        }
+        if !h.enabled() {
+            return;
+        }
+        if h.interval < Duration::from_millis(10) || h.interval > Duration::from_secs(3600) {
+            add(
+                "health.interval",
+                format!("{} is out of range; use 10ms to 1h", fmt(h.interval)),
+            );
+        }
+        let t = h.timeout();
+        if t.is_zero() || t > h.interval {
+            add(
+                "health.timeout",
+                format!(
+                    "{} is out of range; use more than 0s and at most health.interval ({}), so that checks never overlap",
+                    fmt(t),
+                    fmt(h.interval)
+                ),
+            );
+        }
+        for (field, n) in [("health.rise", h.rise), ("health.fall", h.fall)] {
+            if !(1..=100).contains(&n) {
+                add(
+                    field,
+                    format!("{n} is out of range; use 1 to 100 results in a row"),
+                );
+            }
+        }
+        if let Some(d) = &h.working_dir {
+            if !d.is_dir() {
+                add(
+                    "health.working_dir",
+                    format!("`{}` is not a directory", d.display()),
+                );
+            }
+        }
+        if h.hold_down() > Duration::from_secs(86400) {
+            add(
+                "health.hold_down",
+                format!("{} is out of range; use 0s to 24h", fmt(h.hold_down())),
+            );
+        }
+    }
+
     fn validate_kubernetes(&self, add: &mut impl FnMut(&str, String)) {
         let k = &self.kubernetes;
         let Some(label) = &k.leader_label else {

@@ -188,6 +188,12 @@ pub fn election_config(
         // which names successors and their addresses.
         far_poll: cfg.registry.enabled.then_some(cfg.timing.lease_duration),
         incarnation: incarnation.to_string(),
+        health: crate::lease::election::HealthPolicy {
+            hold_down: cfg.health.hold_down(),
+            fail_fast: cfg.health.fail_fast,
+            release_when_none: cfg.health.when_none_healthy
+                == crate::config::WhenNoneHealthy::Release,
+        },
     }
 }
 

@@ -117,6 +117,7 @@ use rand::distr::{Distribution, StandardUniform};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::health::{Report as HealthReport, Verdict};
 use crate::lease::clock::Clock;
 use crate::lease::floor::{self, Floor};
 use crate::lease::record::{
@@ -165,6 +166,30 @@ pub struct ElectionConfig {
     /// This process's incarnation ([`new_incarnation`](crate::lease::record::new_incarnation)),
     /// written in every record it makes.
     pub incarnation: String,
+    /// What an unhealthy leader does ([`crate::health`]); used only with a
+    /// health check linked ([`Links::health`]).
+    pub health: HealthPolicy,
+}
+
+/// How leadership follows health (`health:` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// A leadership this young is not handed away for health.
+    pub hold_down: Duration,
+    /// Hand over at once, hold-down or not.
+    pub fail_fast: bool,
+    /// Release when unhealthy even with no healthy successor to name.
+    pub release_when_none: bool,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        HealthPolicy {
+            hold_down: Duration::from_secs(10),
+            fail_fast: false,
+            release_when_none: false,
+        }
+    }
 }
 
 pub use pacing::WAKE_BURST;
@@ -203,6 +228,9 @@ pub struct Links {
     /// Seed of the election's random choices (poll jitter, write nonces);
     /// `None`: seeded from the OS. The simulation seeds every copy.
     pub seed: Option<u64>,
+    /// This copy's health check ([`crate::health`]); `None`: no check, the
+    /// copy counts as healthy.
+    pub health: Option<watch::Receiver<HealthReport>>,
 }
 
 /// Facts the election reports as they happen, besides its [`State`]: for
@@ -293,6 +321,8 @@ pub struct State {
     /// A far follower: the named successor it watches (with its address)
     /// instead of reading the lease at the renewal rate.
     pub watch: Option<Successor>,
+    /// This copy's health check, when one is configured.
+    pub health: Option<HealthReport>,
 }
 
 impl State {
@@ -315,6 +345,7 @@ impl State {
             ready: false,
             candidate: true,
             watch: None,
+            health: None,
         }
     }
 
@@ -388,6 +419,11 @@ struct Held {
     deadline: Instant,
     /// A renewal whose outcome is not known yet: (attempted record, sent at).
     pending: Option<(LeaseRecord, Instant)>,
+    /// When this leadership began (the health hold-down counts from here).
+    since: Instant,
+    /// The health check said healthy at some moment of this leadership: a
+    /// turn to unhealthy is a change `fail_fast` acts on at once.
+    healthy_seen: bool,
 }
 
 /// What a read-back after a write of unknown outcome found.
@@ -457,6 +493,8 @@ pub struct Election<S: LeaseStore> {
     clock: Clock,
     /// Every random choice: poll jitter and write nonces.
     rng: std::sync::Mutex<StdRng>,
+    /// This copy's health check ([`Links::health`]).
+    health: Option<watch::Receiver<HealthReport>>,
 }
 
 impl<S: LeaseStore> Election<S> {
@@ -479,6 +517,7 @@ impl<S: LeaseStore> Election<S> {
             cooloff_until: None,
             successors: links.successors,
             watched: links.watched,
+            health: links.health,
             events,
             twin: RecordWatch::default(),
             leading: None,
@@ -653,6 +692,11 @@ impl<S: LeaseStore> Election<S> {
                     let Command::StepDown { reason, .. } = cmd;
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
+                // A new verdict can move the takeover time: decide afresh.
+                Ok(()) = health_changed(&mut self.health) => {
+                    self.publish();
+                    return;
+                }
                 _ = self.wake.notified() => {
                     let due = self.pacer.received(self.clock.now());
                     debug!(in_ms = due.saturating_duration_since(self.clock.now()).as_millis() as u64,
@@ -743,12 +787,49 @@ impl<S: LeaseStore> Election<S> {
         }
     }
 
+    /// This copy's health verdict; `None` when no check is configured.
+    fn verdict(&self) -> Option<Verdict> {
+        self.health.as_ref().map(|h| h.borrow().verdict)
+    }
+
+    /// How much later than its rank allows an unhealthy (or not yet
+    /// checked) copy takes another's lease: after every rank delay plus one
+    /// retry period, so that any live, healthy successor goes first
+    /// ([`crate::health`]). Only ever delays a write.
+    fn unhealthy_delay(&self) -> Option<Duration> {
+        matches!(self.verdict(), Some(Verdict::Unknown | Verdict::Unhealthy))
+            .then(|| self.cfg.rank_delay * MAX_SUCCESSORS as u32 + self.cfg.retry_period)
+    }
+
+    /// Should the leader `h` hand the lease over for health at `now`? When
+    /// its check says unhealthy; its hold-down (at least one retry period)
+    /// has passed, or it turned unhealthy during this leadership under
+    /// `fail_fast`; and it has a checked successor to name (or
+    /// `release_when_none`). A copy that took the lease already unhealthy
+    /// keeps it for the hold-down: no release storm, whatever the policy.
+    fn hand_over_for_health(&self, h: &Held, now: Instant) -> bool {
+        let p = &self.cfg.health;
+        let hold_down = p.hold_down.max(self.cfg.retry_period);
+        self.verdict() == Some(Verdict::Unhealthy)
+            && ((p.fail_fast && h.healthy_seen) || now >= h.since + hold_down)
+            && (p.release_when_none || !self.current_successors().is_empty())
+    }
+
     /// The earliest moment this copy may write, given what it last saw;
     /// `None` when it may not write at all (an unusable record).
     fn acquire_at(&self) -> Option<Instant> {
         let obs = self.observed.as_ref()?;
-        let delay = |r: &LeaseRecord| self.cfg.rank_delay * self.rank(r).min(MAX_SUCCESSORS as u32);
+        let unhealthy = self.unhealthy_delay();
+        let delay = |r: &LeaseRecord| {
+            unhealthy.unwrap_or(self.cfg.rank_delay * self.rank(r).min(MAX_SUCCESSORS as u32))
+        };
+        let absent_delay = unhealthy.unwrap_or(Duration::ZERO);
         match &obs.seen {
+            // A record it released is given away: an unhealthy copy waits
+            // for the others as for anyone's (no retaking in a loop).
+            Seen::Record(r) if self.wrote(&r.nonce) && r.released => {
+                Some(obs.first_seen + absent_delay)
+            }
             Seen::Record(r) if self.wrote(&r.nonce) => Some(obs.first_seen),
             Seen::Record(r) if r.released => Some(obs.first_seen + delay(r)),
             Seen::Record(r) => {
@@ -766,11 +847,11 @@ impl<S: LeaseStore> Election<S> {
                     wait /= 2;
                 }
                 Some(match obs.confirmed {
-                    Some(c) => c + wait,
-                    None => obs.first_seen + self.cfg.lease_duration * 2,
+                    Some(c) => c + wait + absent_delay,
+                    None => obs.first_seen + self.cfg.lease_duration * 2 + absent_delay,
                 })
             }
-            Seen::Absent => Some(obs.first_seen),
+            Seen::Absent => Some(obs.first_seen + absent_delay),
             Seen::Unusable(_) => None,
         }
     }
@@ -856,6 +937,7 @@ impl<S: LeaseStore> Election<S> {
         s.term = self.max_term;
         s.transitions = self.max_transitions.unwrap_or(0);
         s.candidate = !p.stopped && !p.releasing && self.cooloff_until.is_none_or(|c| now >= c);
+        s.health = self.health.as_ref().map(|h| h.borrow().clone());
         // The holder of a live record, as a record names it.
         let held_by = |s: &mut State, r: &LeaseRecord| {
             s.leader = Some(r.holder.clone());
@@ -1322,6 +1404,8 @@ impl<S: LeaseStore> Election<S> {
             etag,
             deadline,
             pending: None,
+            since: self.clock.now(),
+            healthy_seen: self.verdict() == Some(Verdict::Healthy),
         }
     }
 
@@ -1348,6 +1432,7 @@ impl<S: LeaseStore> Election<S> {
         let mut next_renewal = self.clock.now() + self.cfg.retry_period;
         loop {
             let now = self.clock.now();
+            h.healthy_seen |= self.verdict() == Some(Verdict::Healthy);
             let at = match step::leader_step(now, h.deadline, next_renewal) {
                 // The deadline wins over everything, a stop included.
                 LeaderStep::Expired => {
@@ -1357,6 +1442,17 @@ impl<S: LeaseStore> Election<S> {
                 _ if shutdown.is_cancelled() => {
                     self.release(&h).await;
                     return LeadEnd::Shutdown;
+                }
+                _ if self.hand_over_for_health(&h, now) => {
+                    let named = self.current_successors().len();
+                    warn!(
+                        event = "unhealthy",
+                        term = h.record.term,
+                        successors = named,
+                        "the health check says unhealthy; handing the lease over"
+                    );
+                    self.give_up(&h, "unhealthy", None).await;
+                    return LeadEnd::Lost;
                 }
                 LeaderStep::Wait { at } => at,
                 LeaderStep::Renew => {
@@ -1397,20 +1493,33 @@ impl<S: LeaseStore> Election<S> {
                             "dropping a step-down request about an earlier term");
                         continue;
                     }
-                    let cooloff = cooloff.unwrap_or(self.cfg.step_down_cooloff);
-                    info!(reason, cooloff_ms = cooloff.as_millis() as u64, "stepping down on request");
-                    self.release(&h).await;
-                    self.public.releasing = false;
-                    let until = self.clock.now() + cooloff;
-                    self.cooloff_until = Some(until);
-                    self.observed = None;
+                    info!(reason, "stepping down on request");
+                    self.give_up(&h, &reason, cooloff).await;
                     return LeadEnd::Lost;
                 }
                 // A leader has nothing to learn from a wake-up.
                 _ = self.wake.notified() => {}
+                // A new verdict: publish it; the next step decides.
+                Ok(()) = health_changed(&mut self.health) => self.publish(),
                 _ = self.clock.sleep_until(at) => {}
             }
         }
+    }
+
+    /// Step down on request or for health: release, then sit out the
+    /// cool-off (`cooloff`, or `step_down_cooloff`).
+    async fn give_up(&mut self, h: &Held, reason: &str, cooloff: Option<Duration>) {
+        let cooloff = cooloff.unwrap_or(self.cfg.step_down_cooloff);
+        info!(
+            reason,
+            cooloff_ms = cooloff.as_millis() as u64,
+            term = h.record.term,
+            "stepping down"
+        );
+        self.release(h).await;
+        self.public.releasing = false;
+        self.cooloff_until = Some(self.clock.now() + cooloff);
+        self.observed = None;
     }
 
     /// One renewal (or, if the last one is unsettled, one read to settle it).
@@ -1600,6 +1709,20 @@ impl<S: LeaseStore> Election<S> {
             Err(e) => warn!(error = %e, term = rec.term,
                 "could not release the lease; followers take over when it expires"),
         }
+    }
+}
+
+/// The next change of the health report; never, without a check (or once
+/// its sender is gone).
+async fn health_changed(
+    h: &mut Option<watch::Receiver<HealthReport>>,
+) -> Result<(), watch::error::RecvError> {
+    match h {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Ok(()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 

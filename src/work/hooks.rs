@@ -547,6 +547,7 @@ pub(crate) mod tests {
             ready: true,
             candidate: true,
             watch: None,
+            health: None,
         }
     }
 

@@ -376,6 +376,7 @@ pub(crate) mod tests {
             rank_delay: Duration::from_millis(50),
             far_poll: None,
             incarnation: "0000000000000001".into(),
+            health: Default::default(),
         }
     }
 

@@ -33,6 +33,7 @@ fn cfg(id: &str) -> ElectionConfig {
         rank_delay: Duration::from_millis(200),
         far_poll: None,
         incarnation: "0000000000000001".into(),
+        health: Default::default(),
     }
 }
 
@@ -2204,4 +2205,153 @@ async fn an_unreadable_floor_is_read_again_before_the_write_not_at_it() {
     );
     assert_eq!(b.state().term, 8, "the term above the floor");
     b.shutdown().await;
+}
+
+// ---- Health (issue 32): a verdict only decides who hands over to whom.
+
+fn verdict_link(
+    v: crate::health::Verdict,
+) -> (
+    watch::Sender<crate::health::Report>,
+    watch::Receiver<crate::health::Report>,
+) {
+    watch::channel(crate::health::Report {
+        verdict: v,
+        ..crate::health::Report::new()
+    })
+}
+
+fn set_verdict(tx: &watch::Sender<crate::health::Report>, v: crate::health::Verdict) {
+    tx.send_modify(|r| r.verdict = v);
+}
+
+fn named(ids: &[&str]) -> Vec<Successor> {
+    ids.iter()
+        .map(|i| Successor {
+            identity: i.to_string(),
+            address: Some(format!("{i}:1")),
+        })
+        .collect()
+}
+
+fn health_cfg(
+    id: &str,
+    hold_down: Duration,
+    fail_fast: bool,
+    release_when_none: bool,
+) -> ElectionConfig {
+    let mut c = cfg(id);
+    c.health = HealthPolicy {
+        hold_down,
+        fail_fast,
+        release_when_none,
+    };
+    c
+}
+
+/// An unhealthy leader with a checked successor hands over by a release
+/// once its hold-down has passed, not before; with none to name it stays
+/// (`when_none_healthy: stay`).
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_leader_hands_over_after_its_hold_down_only_to_a_named_successor() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let (htx, hrx) = verdict_link(Healthy);
+    let (stx, srx) = watch::channel(Vec::new());
+    let hold = Duration::from_secs(30);
+    let links = Links {
+        successors: Some(srx),
+        health: Some(hrx),
+        ..Links::default()
+    };
+    let a = spawn(store.clone(), health_cfg("a", hold, false, false), links);
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    let t0 = Instant::now();
+    set_verdict(&htx, Unhealthy);
+    sleep(hold + RETRY * 2).await;
+    assert!(a.leads(), "no successor to name: it stays");
+    assert!(!record(&store).released);
+    assert_eq!(
+        a.state().health.map(|h| h.verdict),
+        Some(Unhealthy),
+        "the verdict is published"
+    );
+    stx.send_replace(named(&["b"]));
+    until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
+    assert!(Instant::now() - t0 >= hold, "not within the hold-down");
+    let r = record(&store);
+    assert!(r.released, "by a release");
+    assert_eq!(r.successors, vec!["b".to_string()], "naming the successor");
+    a.shutdown().await;
+}
+
+/// Within the hold-down a leader that turns unhealthy keeps the lease,
+/// unless `fail_fast`: then it hands over at once. A copy that took the
+/// lease already unhealthy keeps it for the hold-down even so.
+#[tokio::test(start_paused = true)]
+async fn fail_fast_hands_over_at_once_only_a_leadership_that_was_healthy() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let (htx, hrx) = verdict_link(Healthy);
+    let (_stx, srx) = watch::channel(named(&["b"]));
+    let hold = Duration::from_secs(60);
+    let links = Links {
+        successors: Some(srx),
+        health: Some(hrx),
+        ..Links::default()
+    };
+    let a = spawn(store.clone(), health_cfg("a", hold, true, false), links);
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    let t0 = Instant::now();
+    set_verdict(&htx, Unhealthy);
+    until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
+    assert!(Instant::now() - t0 < RETRY, "fail_fast: at once");
+    // Alone and unhealthy, it takes the lease back (after every rank delay
+    // and a retry period) and then keeps it for the hold-down.
+    until_state(&mut rx, "a leads again", |s| s.is_leader(Instant::now())).await;
+    let t1 = Instant::now();
+    sleep(hold - RETRY).await;
+    assert!(
+        a.leads(),
+        "a leadership taken unhealthy is kept for the hold-down"
+    );
+    until_state(&mut rx, "a hands over again", |s| {
+        !s.is_leader(Instant::now())
+    })
+    .await;
+    assert!(Instant::now() - t1 >= hold);
+    a.shutdown().await;
+}
+
+/// A released lease: a healthy follower takes it at its rank; an
+/// unhealthy or unchecked one only after every rank delay plus a retry
+/// period, so the healthy one goes first.
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_follower_takes_a_released_lease_only_after_every_rank_and_a_retry() {
+    use crate::health::Verdict::*;
+    for (v, least) in [
+        (Healthy, Duration::ZERO),
+        (Unhealthy, Duration::from_millis(200) * 8 + RETRY),
+        (Unknown, Duration::from_millis(200) * 8 + RETRY),
+    ] {
+        let store = MemoryStore::new();
+        other_record(&store, "old", true, &["b"]);
+        let (_htx, hrx) = verdict_link(v);
+        let links = Links {
+            health: Some(hrx),
+            ..Links::default()
+        };
+        let b = spawn(store.clone(), cfg("b"), links);
+        let t0 = Instant::now();
+        let mut rx = b.rx.clone();
+        until_state(&mut rx, "b leads", |s| s.is_leader(Instant::now())).await;
+        let took = Instant::now() - t0;
+        assert!(
+            took >= least && took <= least + RETRY,
+            "{v:?}: took the released lease after {took:?}, expected {least:?} or a little more"
+        );
+        b.shutdown().await;
+    }
 }

@@ -37,9 +37,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::health::{Report as HealthReport, Verdict};
 use crate::lease::clock::Clock;
 use crate::lease::election::{
-    rank_delay_for, Command, Election, ElectionConfig, Links, Role, State, MAX_SUCCESSORS,
+    rank_delay_for, Command, Election, ElectionConfig, HealthPolicy, Links, Role, State,
+    MAX_SUCCESSORS,
 };
 use crate::lease::floor::{floor_key, FLOOR_SCHEMA};
 use crate::lease::record::{LeaseRecord, RecordError, Successor, SCHEMA, VERSION};
@@ -98,6 +100,10 @@ pub struct Drawn {
     pub release_wait: Duration,
     pub far: bool,
     pub rates: Vec<f64>,
+    /// Health checks on (about half the seeds), with the policy drawn.
+    /// Drawn from a stream of its own, so that a seed without health runs
+    /// exactly as it did before health existed.
+    pub health: Option<HealthPolicy>,
 }
 
 impl Drawn {
@@ -147,6 +153,7 @@ impl Drawn {
             release_wait,
             far,
             rates,
+            health: None,
         }
     }
 
@@ -172,6 +179,18 @@ impl Drawn {
             rank_delay: rank_delay_for(self.retry),
             far_poll: self.far.then_some(self.lease),
             incarnation: "0000000000000001".into(),
+            health: self.health.unwrap_or_default(),
+        }
+    }
+
+    /// Draw the health policy (from `rng`, the seed's health stream).
+    fn draw_health(&mut self, rng: &mut StdRng) {
+        if rng.random_bool(0.5) {
+            self.health = Some(HealthPolicy {
+                hold_down: self.lease.mul_f64(rng.random_range(0.05..2.0)),
+                fail_fast: rng.random_bool(0.3),
+                release_when_none: rng.random_bool(0.3),
+            });
         }
     }
 
@@ -200,11 +219,18 @@ impl Drawn {
         let t = self.request_timeout.as_secs_f64();
         let f = if self.far { l } else { 0.0 };
         let rank = rank_delay_for(self.retry).as_secs_f64() * MAX_SUCCESSORS as f64;
+        // An unhealthy copy takes a lease one retry period after every rank.
+        let health = if self.health.is_some() {
+            1.2 * self.retry.as_secs_f64()
+        } else {
+            0.0
+        };
         let secs = (2.5 * t
             + (0.6 * l).max(f)
             + 2.0 * l
             + rank
             + 3.0 * 1.2 * self.retry.as_secs_f64()
+            + health
             + self.cooloff.as_secs_f64())
             / (1.0 - d);
         Duration::from_secs_f64(secs)
@@ -213,7 +239,7 @@ impl Drawn {
     fn describe(&self) -> String {
         let rates: Vec<String> = self.rates.iter().map(|r| format!("{r:.4}")).collect();
         format!(
-            "copies {} lease {:?} renew {:?} retry {:?} request_timeout {:?} cooloff {:?} release_wait {:?} far {} rates [{}] (bound ±{:.4})",
+            "copies {} lease {:?} renew {:?} retry {:?} request_timeout {:?} cooloff {:?} release_wait {:?} far {} rates [{}] (bound ±{:.4}){}",
             self.copies,
             self.lease,
             self.renew,
@@ -223,7 +249,14 @@ impl Drawn {
             self.release_wait,
             self.far,
             rates.join(" "),
-            Self::bound_of(self.lease, self.renew)
+            Self::bound_of(self.lease, self.renew),
+            match &self.health {
+                None => String::new(),
+                Some(h) => format!(
+                    " health hold_down {:?} fail_fast {} release_when_none {}",
+                    h.hold_down, h.fail_fast, h.release_when_none
+                ),
+            }
         )
     }
 }
@@ -325,6 +358,8 @@ struct Slot {
     freeze: Arc<FreezeCtl>,
     successors: watch::Sender<Vec<Successor>>,
     watched: watch::Sender<Option<Successor>>,
+    /// The process's health check, when the seed drew health.
+    health: Option<watch::Sender<HealthReport>>,
 }
 
 struct Sim {
@@ -334,6 +369,8 @@ struct Sim {
     rng: StdRng,
     start: Instant,
     next_identity: usize,
+    /// The seed's health stream (verdicts and their flips).
+    health_rng: StdRng,
 }
 
 impl Sim {
@@ -343,6 +380,17 @@ impl Sim {
         let clock = Clock::skewed(self.start, rate);
         let cfg = self.drawn.config(&identity);
         let (idle_tx, idle_rx) = watch::channel(true);
+        let (health_tx, health_rx) = match self.drawn.health {
+            Some(_) => {
+                let v = self.draw_verdict(true);
+                let (tx, rx) = watch::channel(HealthReport {
+                    verdict: v,
+                    ..HealthReport::new()
+                });
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let (succ_tx, succ_rx) = watch::channel(Vec::new());
         let (watched_tx, watched_rx) = watch::channel(None);
         let proc = {
@@ -382,6 +430,7 @@ impl Sim {
                 watched: Some(watched_rx),
                 clock,
                 seed: Some(self.rng.random()),
+                health: health_rx,
             },
         );
         // The election's own waker is the one wake-ups go to.
@@ -415,6 +464,7 @@ impl Sim {
             freeze,
             successors: succ_tx,
             watched: watched_tx,
+            health: health_tx,
         };
         if i == self.slots.len() {
             self.slots.push(slot);
@@ -452,6 +502,39 @@ impl Sim {
             format!("c{i}-{}", self.next_identity)
         };
         self.spawn(i, identity);
+    }
+
+    /// A verdict from the health stream (`start`: a new process, which may
+    /// not have a first result yet).
+    fn draw_verdict(&mut self, start: bool) -> Verdict {
+        match self.health_rng.random_range(0..10) {
+            0..=1 if start => Verdict::Unknown,
+            0..=5 => Verdict::Healthy,
+            _ => Verdict::Unhealthy,
+        }
+    }
+
+    /// A copy's check changes its verdict.
+    fn flip_health(&mut self) {
+        let i = self.health_rng.random_range(0..self.slots.len());
+        let v = self.draw_verdict(false);
+        let name = self.name(i);
+        let Some(tx) = &self.slots[i].health else {
+            return;
+        };
+        if tx.borrow().verdict == v {
+            return;
+        }
+        tx.send_modify(|r| r.verdict = v);
+        self.chaos_trace(format!("{name}'s health check says {}", v.name()));
+    }
+
+    /// Is the copy in slot `i` healthy (or without a check)?
+    fn healthy(&self, i: usize) -> bool {
+        self.slots[i]
+            .health
+            .as_ref()
+            .is_none_or(|h| h.borrow().verdict == Verdict::Healthy)
     }
 
     fn name(&self, i: usize) -> String {
@@ -637,13 +720,13 @@ impl Sim {
     /// and `peers::watch` would feed them: usually right, sometimes stale,
     /// forged, or missing. Honest once `honest`.
     fn feed(&mut self, honest: bool) {
-        let alive: Vec<(String, bool)> = self
-            .slots
-            .iter()
-            .map(|s| {
+        // A leader's successor check names only live, healthy candidates.
+        let alive: Vec<(String, bool)> = (0..self.slots.len())
+            .map(|i| {
+                let s = &self.slots[i];
                 (
                     s.identity.clone(),
-                    s.running && !s.freeze.frozen.load(Ordering::SeqCst),
+                    s.running && !s.freeze.frozen.load(Ordering::SeqCst) && self.healthy(i),
                 )
             })
             .collect();
@@ -814,7 +897,8 @@ pub fn run(seed: u64, opts: Opts) -> Outcome {
 
 async fn run_async(seed: u64, opts: Opts) -> Outcome {
     let mut rng = StdRng::seed_from_u64(seed);
-    let drawn = Drawn::draw(&mut rng, opts);
+    let mut drawn = Drawn::draw(&mut rng, opts);
+    drawn.draw_health(&mut StdRng::seed_from_u64(seed ^ 0x4845_414c_5448_0001));
     let start = Instant::now();
     let world = Arc::new(Mutex::new(World::new(
         StdRng::seed_from_u64(rng.random()),
@@ -843,6 +927,7 @@ async fn run_async(seed: u64, opts: Opts) -> Outcome {
         rng: StdRng::seed_from_u64(rng.random()),
         start,
         next_identity: 0,
+        health_rng: StdRng::seed_from_u64(seed ^ 0x4845_414c_5448),
     };
     for i in 0..drawn.copies {
         sim.spawn(i, format!("c{i}"));
@@ -852,10 +937,20 @@ async fn run_async(seed: u64, opts: Opts) -> Outcome {
     let feed_every = drawn.retry;
     let mut next_feed = Instant::now();
     let mut next_fault = Instant::now() + mean_gap.mul_f64(sim.rng.random_range(0.0..2.0));
+    // Health flips, from the health stream (none when health is off).
+    let flip_gap = drawn.lease.mul_f64(sim.health_rng.random_range(0.3..3.0));
+    let mut next_flip = drawn
+        .health
+        .map(|_| Instant::now() + flip_gap.mul_f64(sim.health_rng.random_range(0.0..2.0)));
     while Instant::now() < calm_at {
         let at = next_feed.min(next_fault).min(calm_at);
+        let at = next_flip.map_or(at, |f| at.min(f));
         tokio::time::sleep_until(at).await;
         let now = Instant::now();
+        if next_flip.is_some_and(|f| now >= f) {
+            sim.flip_health();
+            next_flip = Some(now + flip_gap.mul_f64(sim.health_rng.random_range(0.0..2.0)));
+        }
         if now >= next_feed {
             sim.feed(false);
             next_feed = now + feed_every.mul_f64(sim.rng.random_range(0.5..1.5));

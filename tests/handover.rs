@@ -633,3 +633,129 @@ fn a_copy_announces_itself_before_its_first_read() {
         a.log_text()
     );
 }
+
+/// Health (issue 32), end to end on SeaweedFS: each copy's check fails
+/// while a file named after it exists.
+fn health_config(sw: &Seaweed, bucket: &str, extra: &str) -> std::path::PathBuf {
+    let dir = sw.dir.path().display().to_string();
+    sw.config(
+        sw.dir.path(),
+        bucket,
+        bucket,
+        &format!(
+            "timing:\n  lease_duration: 6s\n  renew_deadline: 4s\n  retry_period: 1s\n\
+             health:\n  command: [sh, -c, 'test ! -e {dir}/sick-$S3_ELECTOR_IDENTITY']\n  interval: 200ms\n  rise: 2\n  fall: 2\n  hold_down: 1s\n{extra}"
+        ),
+    )
+}
+
+fn sick(sw: &Seaweed, id: &str, yes: bool) {
+    let p = sw.dir.path().join(format!("sick-{id}"));
+    if yes {
+        std::fs::write(p, b"").unwrap();
+    } else {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// A leader whose check fails hands over (a release and a wake-up) to a
+/// healthy successor it named; with every copy unhealthy the leader keeps
+/// the lease (`when_none_healthy: stay`) and nobody takes it; and when that
+/// leader is killed during the shared outage an unhealthy copy takes the
+/// lease after it expires, so the job is not left leaderless. No two
+/// leaders at any point.
+#[test]
+fn leadership_follows_health_and_a_shared_outage_keeps_a_leader() {
+    let sw = Seaweed::start();
+    sw.bucket("health");
+    let cfg = health_config(&sw, "health", "");
+    let mut ds: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    let l = wait_single_leader(&refs, Duration::from_secs(60));
+    let named = wait_successors(&sw, "health", &ds[l], 2, Duration::from_secs(60));
+    assert!(
+        ds[l]
+            .view()
+            .is_some_and(|v| v["health"]["verdict"] == "healthy"),
+        "the verdict shows in /leader: {:?}",
+        ds[l].view()
+    );
+    // 1. The leader turns unhealthy: it hands over to a named successor.
+    let t0 = SystemTime::now();
+    sick(&sw, &ds[l].id, true);
+    let end = Instant::now() + Duration::from_secs(30);
+    let (next, at) = loop {
+        if let Some((i, t)) = ds
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != l)
+            .find_map(|(i, d)| acquired_after(d, t0).map(|t| (i, t)))
+        {
+            break (i, t);
+        }
+        assert!(
+            Instant::now() < end,
+            "nobody took over from the unhealthy leader:\n{}",
+            ds[l].log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!(
+        "health hand-over: {} took over {:?} after its check began failing",
+        ds[next].id,
+        at.duration_since(t0).unwrap_or_default()
+    );
+    assert!(named.contains(&ds[next].id), "to a named successor");
+    assert!(
+        ds[l]
+            .events()
+            .iter()
+            .any(|e| e.event() == "unhealthy" && e.at >= t0),
+        "the old leader says why it handed over:\n{}",
+        ds[l].log_text()
+    );
+    // 2. Every copy unhealthy: the leader stays, nobody else acquires.
+    //    (While the verdicts turn, one at a time, the lease may move once
+    //    more, to a copy that was still healthy when checked.)
+    for d in &ds {
+        sick(&sw, &d.id, true);
+    }
+    until(
+        Duration::from_secs(20),
+        "every verdict is unhealthy",
+        || {
+            ds.iter().all(|d| {
+                d.view()
+                    .is_some_and(|v| v["health"]["verdict"] == "unhealthy")
+            })
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    let holder = wait_single_leader(&refs, Duration::from_secs(20));
+    let t1 = SystemTime::now();
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        ds[holder].says_leader(),
+        "with nobody healthy the leader stays"
+    );
+    let moved = ds.iter().any(|d| acquired_after(d, t1).is_some());
+    assert!(!moved, "no copy took the lease while nobody was healthy");
+    let next = holder;
+    // 3. The leader crashes during the outage: an unhealthy copy leads,
+    //    after the lease, every rank delay and a retry period.
+    let killed = SystemTime::now();
+    ds[next].kill();
+    let refs: Vec<&Daemon> = ds.iter().filter(|d| d.alive()).collect();
+    let _ = wait_single_leader(&refs, Duration::from_secs(40));
+    let mut killed_at = vec![None; ds.len()];
+    killed_at[next] = Some(killed);
+    check_daemons(&ds, &killed_at, 3);
+    for d in ds.iter_mut().filter(|d| d.alive()) {
+        d.signal("TERM");
+        d.wait_exit(Duration::from_secs(10));
+    }
+}

@@ -55,6 +55,7 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     println!("config: ok ({})", c.source());
     println!("identity: {identity}");
     println!("lease: {}", target(&cfg));
+    print_health(&cfg, &identity).await;
     if a.offline {
         println!("network checks: SKIPPED (--offline): credentials, bucket, permissions and the conformance probe were not checked");
         if cfg.kubernetes.leader_label.is_some() {
@@ -122,6 +123,32 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     print_cost(&cfg);
     print_stop_budget(&cfg);
     code
+}
+
+/// With `health:`: run the check once, as the daemon would (under its
+/// guard, with its timeout), and print the result. An unhealthy result is
+/// no error of `check`: the daemon runs, and hands over or waits.
+async fn print_health(cfg: &Config, identity: &str) {
+    let Some(h) = crate::health::check::settings_of(&cfg.health) else {
+        return;
+    };
+    let env = [
+        ("S3_ELECTOR_IDENTITY".to_string(), identity.to_string()),
+        ("S3_ELECTOR_ELECTION".to_string(), cfg.election.clone()),
+    ];
+    let guard = std::env::current_exe().ok();
+    let what = match &h.probe {
+        crate::health::check::Probe::Command { argv, .. } => format!("{argv:?}"),
+        crate::health::check::Probe::Http { address, path } => {
+            format!("GET http://{address}{path}")
+        }
+    };
+    match crate::health::check::run_once(&h.probe, h.timeout, guard.as_deref(), &env).await {
+        Ok(r) => println!("health: healthy ({r}) from {what}"),
+        Err(r) => println!(
+            "health: UNHEALTHY ({r}) from {what}; the daemon would not take another copy's lease while a healthy one is live, and would hand its own over. Under the systemd unit the check runs in its sandbox (docs/health.md)"
+        ),
+    }
 }
 
 /// With `kubernetes.leader_label`: this pod is known, and the API lets it

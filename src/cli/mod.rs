@@ -168,6 +168,13 @@ pub struct Settings {
     /// `identity_from`: hostname or ec2-instance-id.
     #[arg(long, env = "S3_ELECTOR_IDENTITY_FROM", value_name = "SOURCE")]
     pub identity_from: Option<String>,
+    /// `health.http_url`: a URL whose 2xx answer means healthy, e.g.
+    /// http://127.0.0.1:8080/healthz.
+    #[arg(long, env = "S3_ELECTOR_HEALTH_URL", value_name = "URL")]
+    pub health_url: Option<String>,
+    /// `health.interval`: time between health checks, e.g. 5s.
+    #[arg(long, env = "S3_ELECTOR_HEALTH_INTERVAL", value_name = "DURATION")]
+    pub health_interval: Option<String>,
 }
 
 impl Common {
@@ -188,6 +195,8 @@ impl Common {
             .text("s3.request_timeout", s.request_timeout.as_deref())
             .text("s3.connect_timeout", s.connect_timeout.as_deref())
             .text("identity_from", s.identity_from.as_deref())
+            .text("health.http_url", s.health_url.as_deref())
+            .text("health.interval", s.health_interval.as_deref())
     }
 
     /// The file's name, or where the settings came from without one.
@@ -493,6 +502,12 @@ fn programs_problems(cfg: &Config) -> Vec<String> {
             .err()
             .map(|e| format!("config error: `{name}.command`: {e}"))
     })
+    .chain(cfg.health.command.as_ref().and_then(|c| {
+        let program = c.first()?;
+        crate::work::procs::find_program(program, cfg.health.working_dir.as_deref())
+            .err()
+            .map(|e| format!("config error: `health.command`: {e}"))
+    }))
     .collect()
 }
 

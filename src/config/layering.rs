@@ -93,6 +93,12 @@ pub const SETTINGS: &[(&str, &str, &str)] = &[
         "S3_ELECTOR_ADVERTISE_ADDRESS",
     ),
     ("status_file", "--status-file", "S3_ELECTOR_STATUS_FILE"),
+    ("health.http_url", "--health-url", "S3_ELECTOR_HEALTH_URL"),
+    (
+        "health.interval",
+        "--health-interval",
+        "S3_ELECTOR_HEALTH_INTERVAL",
+    ),
 ];
 
 fn source_of(field: &str) -> String {

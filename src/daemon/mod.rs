@@ -13,8 +13,9 @@
 //! # Startup order
 //! 1. Bind the HTTP port (a port in use is reported at once).
 //! 2. Connect to the store, then run the conformance probe until it passes.
-//! 3. Build the election, then the leader-only work *before* the election
-//!    runs (the release barrier must exist before it can lead).
+//! 3. Start the health check (its first check at once), build the
+//!    election with its verdict, then the leader-only work *before* the
+//!    election runs (the release barrier must exist before it can lead).
 //! 4. Surfaces, the registry, then the election; then tell systemd READY.
 //!
 //! # Shutdown order ([`Running::shutdown`]), within the [`StopBudget`]
@@ -27,8 +28,8 @@
 //!    label (removed, if this copy set it).
 //! 4. The registry (wakes the successors after the release, removes our
 //!    entry).
-//! 5. HTTP, metrics and systemd notifications, last, so that the stop can
-//!    be watched to the end.
+//! 5. HTTP, metrics, the health check and systemd notifications, last, so
+//!    that the stop can be watched to the end.
 //! 6. Any process group still alive is killed.
 
 mod budget;
@@ -250,6 +251,24 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         release_barriers.push(hooks_idle);
     }
     let (watched_tx, watched) = watch::channel(None);
+    // The health check runs from before the election's first read (its
+    // first check at once), in a task of its own; the election only reads
+    // its verdict.
+    let stop_surfaces = CancellationToken::new();
+    let health = crate::health::check::settings_of(&cfg.health).map(|mut h| {
+        h.env = vec![
+            ("S3_ELECTOR_IDENTITY".into(), identity.clone()),
+            ("S3_ELECTOR_ELECTION".into(), cfg.election.clone()),
+        ];
+        let (tx, rx) = watch::channel(crate::health::Report::new());
+        let task = tokio::spawn(crate::health::check::run(
+            h,
+            Some(GUARD.into()),
+            tx,
+            stop_surfaces.clone(),
+        ));
+        (rx, task)
+    });
     let election = Election::new(
         store.clone(),
         steps::election_config(&cfg, &identity, &incarnation, advertise.clone()),
@@ -257,6 +276,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             successors: cfg.registry.enabled.then_some(successors),
             release_barriers,
             watched: cfg.registry.enabled.then_some(watched),
+            health: health.as_ref().map(|(rx, _)| rx.clone()),
             ..Links::default()
         },
     );
@@ -264,7 +284,6 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     let commands = election.command_sender();
     let events = || election.events();
     let stop_election = CancellationToken::new();
-    let stop_surfaces = CancellationToken::new();
     let started = Instant::now();
 
     // Leader-only work, before the election can lead. The program waits
@@ -318,7 +337,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     });
 
     // Surfaces.
-    let mut rest = Vec::new();
+    let mut rest: Vec<_> = health.into_iter().map(|(_, task)| task).collect();
     let registry_waker = Arc::new(Notify::new());
     let (status_file_problem, status_file_problem_rx) = watch::channel(None);
     let status_file_problem_rx = cfg.status_file.is_some().then_some(status_file_problem_rx);

@@ -52,6 +52,9 @@ pub struct Settings {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// Environment a command gets besides the daemon's own
+    /// (`S3_ELECTOR_IDENTITY`, `S3_ELECTOR_ELECTION`).
+    pub env: Vec<(String, String)>,
 }
 
 /// One change of verdict.
@@ -139,6 +142,7 @@ pub fn settings_of(h: &crate::config::HealthConfig) -> Option<Settings> {
         timeout: h.timeout(),
         rise: h.rise,
         fall: h.fall,
+        env: Vec::new(),
     })
 }
 
@@ -148,6 +152,7 @@ pub async fn run_once(
     probe: &Probe,
     timeout: Duration,
     guard: Option<&Path>,
+    env: &[(String, String)],
 ) -> Result<String, String> {
     match probe {
         Probe::Http { address, path } => {
@@ -162,7 +167,7 @@ pub async fn run_once(
             }
         }
         Probe::Command { argv, working_dir } => {
-            run_command(argv, working_dir.as_deref(), timeout, guard).await
+            run_command(argv, working_dir.as_deref(), timeout, guard, env).await
         }
     }
 }
@@ -172,10 +177,12 @@ async fn run_command(
     working_dir: Option<&Path>,
     timeout: Duration,
     guard: Option<&Path>,
+    env: &[(String, String)],
 ) -> Result<String, String> {
     let mut p = procs::command(guard, argv, KILL_GRACE, timeout + KILL_GRACE)
         .map_err(|e| format!("cannot prepare the check's guard: {e}"))?;
     p.cmd
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("S3_ELECTOR_EVENT", "health_check")
         .process_group(0)
         .kill_on_drop(true);
@@ -230,12 +237,10 @@ async fn run_command(
 }
 
 /// Check every `interval` until `shutdown`, publishing each result on `tx`.
-/// `changed` is called on every change of verdict (the metrics).
 pub async fn run(
     settings: Settings,
     guard: Option<PathBuf>,
     tx: watch::Sender<Report>,
-    changed: impl Fn(Verdict),
     shutdown: CancellationToken,
 ) {
     let mut tracker = Tracker::new(settings.rise, settings.fall);
@@ -251,7 +256,7 @@ pub async fn run(
         let result = tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
-            r = run_once(&settings.probe, settings.timeout, guard.as_deref()) => r,
+            r = run_once(&settings.probe, settings.timeout, guard.as_deref(), &settings.env) => r,
         };
         let ok = result.is_ok();
         let detail = match result {
@@ -269,7 +274,6 @@ pub async fn run(
                         "health check: unhealthy; this copy hands the lease over to a healthy one and does not take it while one is live")
                 }
             }
-            changed(v);
         }
         tx.send_modify(|r| {
             r.verdict = tracker.verdict();

@@ -424,6 +424,10 @@ struct Held {
     /// The health check said healthy at some moment of this leadership: a
     /// turn to unhealthy is a change `fail_fast` acts on at once.
     healthy_seen: bool,
+    /// Since when the check says unhealthy, during this leadership.
+    unhealthy_since: Option<Instant>,
+    /// When the last round of successor checks was published.
+    successors_at: Option<Instant>,
 }
 
 /// What a read-back after a write of unknown outcome found.
@@ -693,7 +697,7 @@ impl<S: LeaseStore> Election<S> {
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
                 // A new verdict can move the takeover time: decide afresh.
-                Ok(()) = health_changed(&mut self.health) => {
+                Ok(()) = link_changed(&mut self.health) => {
                     self.publish();
                     return;
                 }
@@ -804,15 +808,21 @@ impl<S: LeaseStore> Election<S> {
     /// Should the leader `h` hand the lease over for health at `now`? When
     /// its check says unhealthy; its hold-down (at least one retry period)
     /// has passed, or it turned unhealthy during this leadership under
-    /// `fail_fast`; and it has a checked successor to name (or
-    /// `release_when_none`). A copy that took the lease already unhealthy
+    /// `fail_fast`; and it has a successor to name, checked (healthy)
+    /// after it turned unhealthy (or `release_when_none`). A copy that took the lease already unhealthy
     /// keeps it for the hold-down: no release storm, whatever the policy.
     fn hand_over_for_health(&self, h: &Held, now: Instant) -> bool {
         let p = &self.cfg.health;
         let hold_down = p.hold_down.max(self.cfg.retry_period);
+        // The successors named must have been checked since this copy
+        // turned unhealthy: in a shared outage they turned with it.
+        let checked = match (h.unhealthy_since, h.successors_at) {
+            (Some(u), Some(c)) => c >= u,
+            _ => false,
+        };
         self.verdict() == Some(Verdict::Unhealthy)
             && ((p.fail_fast && h.healthy_seen) || now >= h.since + hold_down)
-            && (p.release_when_none || !self.current_successors().is_empty())
+            && (p.release_when_none || (checked && !self.current_successors().is_empty()))
     }
 
     /// The earliest moment this copy may write, given what it last saw;
@@ -1406,6 +1416,8 @@ impl<S: LeaseStore> Election<S> {
             pending: None,
             since: self.clock.now(),
             healthy_seen: self.verdict() == Some(Verdict::Healthy),
+            unhealthy_since: None,
+            successors_at: None,
         }
     }
 
@@ -1432,7 +1444,16 @@ impl<S: LeaseStore> Election<S> {
         let mut next_renewal = self.clock.now() + self.cfg.retry_period;
         loop {
             let now = self.clock.now();
-            h.healthy_seen |= self.verdict() == Some(Verdict::Healthy);
+            match self.verdict() {
+                Some(Verdict::Healthy) => {
+                    h.healthy_seen = true;
+                    h.unhealthy_since = None;
+                }
+                Some(Verdict::Unhealthy) => {
+                    h.unhealthy_since.get_or_insert(now);
+                }
+                _ => h.unhealthy_since = None,
+            }
             let at = match step::leader_step(now, h.deadline, next_renewal) {
                 // The deadline wins over everything, a stop included.
                 LeaderStep::Expired => {
@@ -1500,7 +1521,12 @@ impl<S: LeaseStore> Election<S> {
                 // A leader has nothing to learn from a wake-up.
                 _ = self.wake.notified() => {}
                 // A new verdict: publish it; the next step decides.
-                Ok(()) = health_changed(&mut self.health) => self.publish(),
+                Ok(()) = link_changed(&mut self.health) => self.publish(),
+                // A round of successor checks (the registry publishes each):
+                // what an unhealthy leader's hand-over waits for.
+                Ok(()) = link_changed(&mut self.successors) => {
+                    h.successors_at = Some(self.clock.now());
+                }
                 _ = self.clock.sleep_until(at) => {}
             }
         }
@@ -1712,10 +1738,10 @@ impl<S: LeaseStore> Election<S> {
     }
 }
 
-/// The next change of the health report; never, without a check (or once
-/// its sender is gone).
-async fn health_changed(
-    h: &mut Option<watch::Receiver<HealthReport>>,
+/// The next change on an optional link (the health report, the
+/// successors); never, without the link (or once its sender is gone).
+async fn link_changed<T>(
+    h: &mut Option<watch::Receiver<T>>,
 ) -> Result<(), watch::error::RecvError> {
     match h {
         Some(rx) => match rx.changed().await {

@@ -214,14 +214,23 @@ fn wake_targets(peers: Vec<Entry>, identity: &str, successors: &[String]) -> Vec
         .collect()
 }
 
-/// Does `entry`'s address answer as that very candidate, still competing?
+/// Does `entry`'s address answer as that very candidate, still competing,
+/// and healthy (an unhealthy or unchecked copy is never named)?
 async fn check(entry: &Entry) -> bool {
+    #[derive(Deserialize)]
+    struct Health {
+        verdict: crate::health::Verdict,
+    }
     #[derive(Deserialize)]
     struct View {
         election: String,
         identity: String,
         role: Role,
         candidate: bool,
+        /// Only copies with a health check say; without one a copy counts
+        /// as healthy.
+        #[serde(default)]
+        health: Option<Health>,
     }
     match request(&entry.address, Method::GET, "/leader", PEER_TIMEOUT).await {
         Ok(a) if a.status == 200 => serde_json::from_slice::<View>(&a.body).is_ok_and(|v| {
@@ -229,6 +238,8 @@ async fn check(entry: &Entry) -> bool {
                 && v.identity == entry.identity
                 && matches!(v.role, Role::Follower | Role::Starting)
                 && v.candidate
+                && v.health
+                    .is_none_or(|h| h.verdict == crate::health::Verdict::Healthy)
         }),
         _ => false,
     }
@@ -512,6 +523,7 @@ async fn keep<S: LeaseStore>(
     let mut overwritten = 0u32;
     let mut announced = false;
     let mut last_list: Option<Instant> = None;
+    let mut last_verdict = None;
     loop {
         let now = Instant::now();
         if let (Some(addr), Some(body)) =
@@ -560,6 +572,14 @@ async fn keep<S: LeaseStore>(
             next_list = now;
             next_check = now;
         }
+        // This copy's health verdict changed: check the candidates now, so
+        // that an unhealthy leader hands over only to a copy checked
+        // healthy since (in a shared outage they turned with it).
+        let verdict = state.borrow().health.as_ref().map(|h| h.verdict);
+        if leading && verdict != last_verdict {
+            next_check = now;
+        }
+        last_verdict = verdict;
         was_leader = leading;
         if leading && now >= next_list {
             next_list = now + cfg.list_interval;

@@ -163,6 +163,8 @@ pub struct Metrics {
     status_file_errors: Counter,
     pod_label_errors: Counter,
     work_failures: Family<WorkLabels, Counter>,
+    health_ok: Gauge,
+    health_transitions: Counter,
     /// Log lines dropped because stderr did not keep up; brought up to
     /// [`crate::surfaces::logging::dropped_lines`] at scrape time.
     log_dropped: Counter,
@@ -259,6 +261,18 @@ impl Metrics {
             "Failures of leader-only work that made this copy step down and back off (work: on_acquired, program = exited within a lease of starting); /leader's problem says how many in a row",
             work_failures.clone(),
         );
+        let health_ok = Gauge::default();
+        registry.register(
+            "health_ok",
+            "1 while this copy's health check says healthy (or none is configured), 0 while unhealthy or not yet checked; an unhealthy copy hands the lease over and takes it only when no healthy copy is live",
+            health_ok.clone(),
+        );
+        let health_transitions = Counter::default();
+        registry.register(
+            "health_transitions",
+            "Changes of this copy's health verdict (the first verdict counts)",
+            health_transitions.clone(),
+        );
         let log_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -270,6 +284,8 @@ impl Metrics {
             status_file_errors,
             pod_label_errors,
             work_failures,
+            health_ok,
+            health_transitions,
             wakes,
             http_shed,
             log_dropped,
@@ -347,6 +363,14 @@ impl Metrics {
                 .valid_until
                 .map_or(0.0, |d| d.saturating_duration_since(now).as_secs_f64()),
         );
+        let healthy = state
+            .health
+            .as_ref()
+            .is_none_or(|h| h.verdict == crate::health::Verdict::Healthy);
+        self.health_ok.set(i64::from(healthy));
+        let changes = state.health.as_ref().map_or(0, |h| h.transitions);
+        self.health_transitions
+            .inc_by(changes.saturating_sub(self.health_transitions.get()));
         self.process.update();
         let dropped = crate::surfaces::logging::dropped_lines();
         self.log_dropped

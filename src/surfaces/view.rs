@@ -15,7 +15,12 @@
 //! the lease at the renewal rate; left out otherwise), `incarnation` (this
 //! process's random id, new at every start), `leader_incarnation` (the
 //! leader's, from its record; null when unknown). `leader_address` and
-//! `leader_incarnation` are null whenever `leader` is.
+//! `leader_incarnation` are null whenever `leader` is. `health` (only
+//! with a health check): `verdict` (`unknown|healthy|unhealthy`), `last`
+//! (the last result: `exit 0`, `HTTP 503`, `timed out after 2s`), `checks`,
+//! `transitions` and `history` (the last changes: `at`, `verdict`,
+//! `detail`). A leader checks a candidate's `health.verdict` before naming
+//! it as a successor.
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -44,6 +49,8 @@ pub struct LeaderView {
     pub candidate: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watching: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Report>,
 }
 
 impl LeaderView {
@@ -84,6 +91,7 @@ impl LeaderView {
             problem: s.problem.clone(),
             candidate: s.candidate,
             watching: s.watch.as_ref().map(|w| w.identity.clone()),
+            health: s.health.clone(),
         }
     }
 }

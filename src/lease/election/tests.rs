@@ -2267,11 +2267,19 @@ async fn an_unhealthy_leader_hands_over_after_its_hold_down_only_to_a_named_succ
     let a = spawn(store.clone(), health_cfg("a", hold, false, false), links);
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    stx.send_replace(named(&["b"]));
+    settle().await;
     let t0 = Instant::now();
     set_verdict(&htx, Unhealthy);
     sleep(hold + RETRY * 2).await;
-    assert!(a.leads(), "no successor to name: it stays");
+    assert!(
+        a.leads(),
+        "a successor checked before it turned unhealthy may be down with it: it stays"
+    );
     assert!(!record(&store).released);
+    stx.send_replace(Vec::new());
+    sleep(RETRY).await;
+    assert!(a.leads(), "no successor to name: it stays");
     assert_eq!(
         a.state().health.map(|h| h.verdict),
         Some(Unhealthy),
@@ -2294,7 +2302,14 @@ async fn fail_fast_hands_over_at_once_only_a_leadership_that_was_healthy() {
     use crate::health::Verdict::*;
     let store = MemoryStore::new();
     let (htx, hrx) = verdict_link(Healthy);
-    let (_stx, srx) = watch::channel(named(&["b"]));
+    let (stx, srx) = watch::channel(named(&["b"]));
+    // The registry's rounds of successor checks, each published.
+    let rounds = tokio::spawn(async move {
+        loop {
+            sleep(RETRY).await;
+            stx.send_replace(named(&["b"]));
+        }
+    });
     let hold = Duration::from_secs(60);
     let links = Links {
         successors: Some(srx),
@@ -2307,7 +2322,10 @@ async fn fail_fast_hands_over_at_once_only_a_leadership_that_was_healthy() {
     let t0 = Instant::now();
     set_verdict(&htx, Unhealthy);
     until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
-    assert!(Instant::now() - t0 < RETRY, "fail_fast: at once");
+    assert!(
+        Instant::now() - t0 <= RETRY,
+        "fail_fast: at the first round of successor checks"
+    );
     // Alone and unhealthy, it takes the lease back (after every rank delay
     // and a retry period) and then keeps it for the hold-down.
     until_state(&mut rx, "a leads again", |s| s.is_leader(Instant::now())).await;
@@ -2322,6 +2340,7 @@ async fn fail_fast_hands_over_at_once_only_a_leadership_that_was_healthy() {
     })
     .await;
     assert!(Instant::now() - t1 >= hold);
+    rounds.abort();
     a.shutdown().await;
 }
 

@@ -9,6 +9,8 @@
 //!   stdout and stderr logged line by line (`source = "health"`), no stray
 //!   descriptors, under the guard (it dies with the daemon), and its whole
 //!   group is killed at the timeout;
+//! - subscribers are woken only when the verdict changes (a check every
+//!   200 ms must not make the election read the lease every 200 ms);
 //! - a check never overlaps the next one: the next starts `interval` after
 //!   the last one started, or at once when it ran longer;
 //! - each change of verdict is logged once, counted in the metrics and kept
@@ -275,7 +277,11 @@ pub async fn run(
                 }
             }
         }
-        tx.send_modify(|r| {
+        // Subscribers (the election) are woken only by a change of
+        // verdict; the count and the last result are updated in place and
+        // show at the next publication of the state (at least every poll
+        // or renewal).
+        tx.send_if_modified(|r| {
             r.verdict = tracker.verdict();
             r.checks += 1;
             r.last = Some(detail.clone());
@@ -290,6 +296,147 @@ pub async fn run(
                     r.history.remove(0);
                 }
             }
+            change.is_some()
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Probe {
+        Probe::Command {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            working_dir: None,
+        }
+    }
+
+    fn alive_with(marker: &str) -> bool {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_check_gives_its_result_and_one_past_its_timeout_is_killed_with_its_group() {
+        let ok = run_once(&sh("exit 0"), Duration::from_secs(5), None, &[]).await;
+        assert_eq!(ok, Ok("exit 0".into()));
+        let bad = run_once(&sh("exit 3"), Duration::from_secs(5), None, &[]).await;
+        assert_eq!(bad, Err("exit 3".into()));
+        let env = [("S3_ELECTOR_IDENTITY".to_string(), "me".to_string())];
+        let id = run_once(
+            &sh("test \"$S3_ELECTOR_IDENTITY\" = me"),
+            Duration::from_secs(5),
+            None,
+            &env,
+        )
+        .await;
+        assert!(id.is_ok(), "the check gets the identity: {id:?}");
+        let t = std::time::Instant::now();
+        let slow = run_once(
+            &sh("sleep 31.4159 & sleep 31.4159"),
+            Duration::from_millis(200),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(slow, Err("timed out after 200ms".into()));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        for _ in 0..100 {
+            if !alive_with("31.4159") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!alive_with("31.4159"), "the check's whole group is killed");
+        let missing = run_once(
+            &Probe::Command {
+                argv: vec!["/nonexistent/check".into()],
+                working_dir: None,
+            },
+            Duration::from_secs(1),
+            None,
+            &[],
+        )
+        .await;
+        assert!(
+            missing.as_ref().is_err_and(|e| e.contains("cannot start")),
+            "{missing:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_election_is_woken_only_by_a_change_of_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("sick");
+        let settings = Settings {
+            probe: sh(&format!("test ! -e {}", flag.display())),
+            interval: Duration::from_millis(30),
+            timeout: Duration::from_secs(2),
+            rise: 1,
+            fall: 2,
+            env: Vec::new(),
+        };
+        let (tx, mut rx) = watch::channel(Report::new());
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(settings, None, tx, stop.clone()));
+        rx.changed().await.unwrap();
+        assert_eq!(rx.borrow_and_update().verdict, Verdict::Healthy);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            !rx.has_changed().unwrap(),
+            "no change of verdict, no wake-up"
+        );
+        assert!(
+            rx.borrow().checks >= 3,
+            "checks went on: {}",
+            rx.borrow().checks
+        );
+        std::fs::write(&flag, b"").unwrap();
+        rx.changed().await.unwrap();
+        let r = rx.borrow_and_update().clone();
+        assert_eq!(r.verdict, Verdict::Unhealthy);
+        assert_eq!(r.transitions, 2);
+        assert_eq!(r.last.as_deref(), Some("exit 1"));
+        assert_eq!(
+            r.history.iter().map(|c| c.verdict).collect::<Vec<_>>(),
+            vec![Verdict::Healthy, Verdict::Unhealthy]
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_http_check_is_healthy_on_2xx_only() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            for status in ["503 Service Unavailable", "204 No Content"] {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let body =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = s.write_all(body.as_bytes()).await;
+            }
+        });
+        let p = parse_url(&format!("http://{addr}/healthz?deep=1")).unwrap();
+        assert_eq!(
+            p,
+            Probe::Http {
+                address: addr.clone(),
+                path: "/healthz?deep=1".into()
+            }
+        );
+        let t = Duration::from_secs(2);
+        assert_eq!(run_once(&p, t, None, &[]).await, Err("HTTP 503".into()));
+        assert_eq!(run_once(&p, t, None, &[]).await, Ok("HTTP 204".into()));
+        assert!(run_once(&p, t, None, &[]).await.is_err(), "nobody listens");
+        assert!(parse_url("http://h/x")
+            .is_ok_and(|p| matches!(p, Probe::Http { address, .. } if address == "h:80")));
+        assert!(parse_url("http://u:p@h:1/").is_err());
     }
 }

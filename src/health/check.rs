@@ -334,7 +334,7 @@ mod tests {
         )
         .await;
         assert!(id.is_ok(), "the check gets the identity: {id:?}");
-        let t = std::time::Instant::now();
+        let t = Instant::now();
         let slow = run_once(
             &sh("sleep 31.4159 & sleep 31.4159"),
             Duration::from_millis(200),

@@ -113,6 +113,15 @@ mod tests {
     }
 
     #[test]
+    fn a_verdict_is_named_as_the_json_names_it() {
+        for v in [Verdict::Unknown, Verdict::Healthy, Verdict::Unhealthy] {
+            let json = serde_json::to_string(&v).unwrap();
+            assert_eq!(json, format!("\"{}\"", v.name()));
+        }
+        assert_eq!(Verdict::Unhealthy.name(), "unhealthy");
+    }
+
+    #[test]
     fn a_flapping_check_never_changes_the_verdict_with_rise_and_fall_above_one() {
         let mut t = Tracker::new(2, 2);
         t.note(true);

@@ -258,6 +258,7 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
         successors: Vec::new(),
         successor_addresses: Vec::new(),
         reset_by: Some(operator.clone()),
+        released_because: None,
         incarnation: None,
     };
     match store.put_if_match(&key, rec.to_body(), &want).await {

@@ -255,6 +255,12 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     // first check at once), in a task of its own; the election only reads
     // its verdict.
     let stop_surfaces = CancellationToken::new();
+    if cfg.health.enabled()
+        && !cfg.registry.enabled
+        && cfg.health.when_none_healthy == crate::config::WhenNoneHealthy::Stay
+    {
+        warn!("health checks are on but the registry is off: a leader names no successors, so an unhealthy leader never hands over (set `registry.enabled: true`, or `health.when_none_healthy: release`)");
+    }
     let health = crate::health::check::settings_of(&cfg.health).map(|mut h| {
         h.env = vec![
             ("S3_ELECTOR_IDENTITY".into(), identity.clone()),

@@ -193,6 +193,7 @@ pub fn election_config(
             fail_fast: cfg.health.fail_fast,
             release_when_none: cfg.health.when_none_healthy
                 == crate::config::WhenNoneHealthy::Release,
+            grace: health_grace(cfg),
         },
     }
 }
@@ -219,6 +220,17 @@ pub fn registry_settings(
             .min(cfg.registry.list_interval),
         incarnation: incarnation.to_string(),
         request_timeout: cfg.s3.request_timeout,
+        health_grace: health_grace(cfg),
+    }
+}
+
+/// How long after turning unhealthy a leader's successor check must come
+/// to count: one health-check interval (zero without a check).
+fn health_grace(cfg: &Config) -> Duration {
+    if cfg.health.enabled() {
+        cfg.health.interval
+    } else {
+        Duration::ZERO
     }
 }
 

@@ -180,6 +180,10 @@ pub struct HealthPolicy {
     pub fail_fast: bool,
     /// Release when unhealthy even with no healthy successor to name.
     pub release_when_none: bool,
+    /// How long after turning unhealthy a successor check must come to
+    /// count (the check's interval): the other copies' checks, a phase
+    /// apart, have seen a shared outage by then.
+    pub grace: Duration,
 }
 
 impl Default for HealthPolicy {
@@ -188,6 +192,7 @@ impl Default for HealthPolicy {
             hold_down: Duration::from_secs(10),
             fail_fast: false,
             release_when_none: false,
+            grace: Duration::ZERO,
         }
     }
 }
@@ -323,6 +328,13 @@ pub struct State {
     pub watch: Option<Successor>,
     /// This copy's health check, when one is configured.
     pub health: Option<HealthReport>,
+    /// Why this copy's leadership last began or ended, for hooks and the
+    /// program (`S3_ELECTOR_REASON`). Gained: `created` (the key was
+    /// absent), `released` (a released record), `expired` (a record left a
+    /// full lease unchanged), `retaken` (its own record). Lost: `deadline`
+    /// (no renewal in time), `taken` (the lease changed under it),
+    /// `step_down`, `unhealthy`, `shutdown`.
+    pub reason: Option<&'static str>,
 }
 
 impl State {
@@ -346,6 +358,7 @@ impl State {
             candidate: true,
             watch: None,
             health: None,
+            reason: None,
         }
     }
 
@@ -408,6 +421,8 @@ struct Public {
     releasing: bool,
     /// The election task has ended.
     stopped: bool,
+    /// Why this copy's leadership last began or ended (`State::reason`).
+    reason: Option<&'static str>,
 }
 
 /// The lease as held by a leader.
@@ -696,10 +711,11 @@ impl<S: LeaseStore> Election<S> {
                     let Command::StepDown { reason, .. } = cmd;
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
-                // A new verdict can move the takeover time: decide afresh.
+                // A new verdict can move the takeover time: wait for the
+                // new one (no read of its own: the plan's pacing holds).
                 Ok(()) = link_changed(&mut self.health) => {
                     self.publish();
-                    return;
+                    at = self.next_wake();
                 }
                 _ = self.wake.notified() => {
                     let due = self.pacer.received(self.clock.now());
@@ -814,15 +830,20 @@ impl<S: LeaseStore> Election<S> {
     fn hand_over_for_health(&self, h: &Held, now: Instant) -> bool {
         let p = &self.cfg.health;
         let hold_down = p.hold_down.max(self.cfg.retry_period);
-        // The successors named must have been checked since this copy
-        // turned unhealthy: in a shared outage they turned with it.
+        // The successors named must have been checked a check interval
+        // after this copy turned unhealthy: in a shared outage seen a
+        // phase apart, they have turned with it by then.
         let checked = match (h.unhealthy_since, h.successors_at) {
-            (Some(u), Some(c)) => c >= u,
+            (Some(u), Some(c)) => c >= u + p.grace,
             _ => false,
         };
+        // Releasing with nobody healthy is for a leadership that was
+        // healthy: one taken unhealthy (nobody healthy took it first)
+        // keeps it, or the lease would rotate for the whole outage.
+        let release_anyway = p.release_when_none && h.healthy_seen;
         self.verdict() == Some(Verdict::Unhealthy)
             && ((p.fail_fast && h.healthy_seen) || now >= h.since + hold_down)
-            && (p.release_when_none || (checked && !self.current_successors().is_empty()))
+            && (release_anyway || (checked && !self.current_successors().is_empty()))
     }
 
     /// The earliest moment this copy may write, given what it last saw;
@@ -948,6 +969,7 @@ impl<S: LeaseStore> Election<S> {
         s.transitions = self.max_transitions.unwrap_or(0);
         s.candidate = !p.stopped && !p.releasing && self.cooloff_until.is_none_or(|c| now >= c);
         s.health = self.health.as_ref().map(|h| h.borrow().clone());
+        s.reason = p.reason;
         // The holder of a live record, as a record names it.
         let held_by = |s: &mut State, r: &LeaseRecord| {
             s.leader = Some(r.holder.clone());
@@ -1296,6 +1318,7 @@ impl<S: LeaseStore> Election<S> {
             successors: Vec::new(),
             successor_addresses: Vec::new(),
             reset_by: None,
+            released_because: None,
             incarnation: Some(self.cfg.incarnation.clone()),
         };
         rec.set_successors(&self.current_successors());
@@ -1398,6 +1421,12 @@ impl<S: LeaseStore> Election<S> {
         self.max_term = self.max_term.max(rec.term);
         self.max_transitions = Some(rec.transitions);
         let from = prev.map_or("none", |p| p.holder.as_str()).to_string();
+        self.public.reason = Some(match prev {
+            None => "created",
+            Some(p) if p.released => "released",
+            Some(p) if self.wrote(&p.nonce) => "retaken",
+            Some(_) => "expired",
+        });
         // valid_ms: how long this leadership lasts without a renewal, from now.
         let valid_ms = deadline
             .saturating_duration_since(self.clock.now())
@@ -1423,8 +1452,9 @@ impl<S: LeaseStore> Election<S> {
 
     /// Stop being leader: publish first, log, forget the observation so the
     /// next follower step reads afresh.
-    fn step_down(&mut self, h: &Held, reason: &str) {
+    fn step_down(&mut self, h: &Held, code: &'static str, reason: &str) {
         self.leading = None;
+        self.public.reason = Some(code);
         // What was observed before leading is long out of date.
         self.observed = None;
         self.publish();
@@ -1457,11 +1487,15 @@ impl<S: LeaseStore> Election<S> {
             let at = match step::leader_step(now, h.deadline, next_renewal) {
                 // The deadline wins over everything, a stop included.
                 LeaderStep::Expired => {
-                    self.step_down(&h, "renew deadline passed without a successful renewal");
+                    self.step_down(
+                        &h,
+                        "deadline",
+                        "renew deadline passed without a successful renewal",
+                    );
                     return LeadEnd::Lost;
                 }
                 _ if shutdown.is_cancelled() => {
-                    self.release(&h).await;
+                    self.release(&h, "shutdown").await;
                     return LeadEnd::Shutdown;
                 }
                 _ if self.hand_over_for_health(&h, now) => {
@@ -1472,7 +1506,8 @@ impl<S: LeaseStore> Election<S> {
                         successors = named,
                         "the health check says unhealthy; handing the lease over"
                     );
-                    self.give_up(&h, "unhealthy", None).await;
+                    self.give_up(&h, "the health check says unhealthy", "unhealthy", None)
+                        .await;
                     return LeadEnd::Lost;
                 }
                 LeaderStep::Wait { at } => at,
@@ -1487,11 +1522,15 @@ impl<S: LeaseStore> Election<S> {
                     };
                     match outcome {
                         None => {
-                            self.step_down(&h, "renew deadline passed while waiting for the store");
+                            self.step_down(
+                                &h,
+                                "deadline",
+                                "renew deadline passed while waiting for the store",
+                            );
                             return LeadEnd::Lost;
                         }
                         Some(Err(reason)) => {
-                            self.step_down(&h, &reason);
+                            self.step_down(&h, "taken", &reason);
                             return LeadEnd::Lost;
                         }
                         Some(Ok(())) => continue,
@@ -1515,7 +1554,7 @@ impl<S: LeaseStore> Election<S> {
                         continue;
                     }
                     info!(reason, "stepping down on request");
-                    self.give_up(&h, &reason, cooloff).await;
+                    self.give_up(&h, &reason, "step_down", cooloff).await;
                     return LeadEnd::Lost;
                 }
                 // A leader has nothing to learn from a wake-up.
@@ -1534,7 +1573,13 @@ impl<S: LeaseStore> Election<S> {
 
     /// Step down on request or for health: release, then sit out the
     /// cool-off (`cooloff`, or `step_down_cooloff`).
-    async fn give_up(&mut self, h: &Held, reason: &str, cooloff: Option<Duration>) {
+    async fn give_up(
+        &mut self,
+        h: &Held,
+        reason: &str,
+        because: &'static str,
+        cooloff: Option<Duration>,
+    ) {
         let cooloff = cooloff.unwrap_or(self.cfg.step_down_cooloff);
         info!(
             reason,
@@ -1542,7 +1587,13 @@ impl<S: LeaseStore> Election<S> {
             term = h.record.term,
             "stepping down"
         );
-        self.release(h).await;
+        if !self.release(h, because).await {
+            // The record left is ours and not released: retaken at once
+            // after the cool-off, it would never reach the successor, who
+            // waits a lease for it. Forget it as ours: this copy waits that
+            // lease too (and its rank, or the unhealthy delay).
+            self.own_nonces.clear();
+        }
         self.public.releasing = false;
         self.cooloff_until = Some(self.clock.now() + cooloff);
         self.observed = None;
@@ -1684,8 +1735,11 @@ impl<S: LeaseStore> Election<S> {
     /// Give the lease up: publish "not leader" first, then write a released
     /// record conditioned on our last ETag, so a follower may take over on
     /// its next poll.
-    async fn release(&mut self, h: &Held) {
+    /// `because` goes into the record (`released_because`) and into the
+    /// published state's `reason`. Returns whether the release landed.
+    async fn release(&mut self, h: &Held, because: &'static str) -> bool {
         self.leading = None;
+        self.public.reason = Some(because);
         self.observed = None;
         self.public.releasing = true;
         self.publish();
@@ -1705,11 +1759,12 @@ impl<S: LeaseStore> Election<S> {
                 .is_err()
             {
                 warn!(?wait, "leader-only work did not stop in time; not releasing, the lease will expire instead");
-                return;
+                return false;
             }
         }
         let mut rec = h.record.clone();
         rec.released = true;
+        rec.released_because = Some(because.to_string());
         rec.renewed_at = wall_now();
         rec.nonce = self.nonce();
         rec.set_successors(&self.current_successors());
@@ -1720,20 +1775,25 @@ impl<S: LeaseStore> Election<S> {
             .await
         {
             Ok(_) => {
-                info!(event = "released", term = rec.term, successors = ?rec.successors, "released lease");
+                info!(event = "released", term = rec.term, successors = ?rec.successors, because, "released lease");
                 let _ = self.events.send(Event::Released {
                     term: rec.term,
                     successors: rec.successors.clone(),
                 });
+                true
             }
             Err(StoreError::PreconditionFailed) => {
                 info!(
                     term = rec.term,
                     "lease had already changed; nothing to release"
-                )
+                );
+                false
             }
-            Err(e) => warn!(error = %e, term = rec.term,
-                "could not release the lease; followers take over when it expires"),
+            Err(e) => {
+                warn!(error = %e, term = rec.term,
+                    "could not release the lease; followers take over when it expires");
+                false
+            }
         }
     }
 }

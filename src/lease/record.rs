@@ -74,6 +74,10 @@ pub struct LeaseRecord {
     /// write none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incarnation: Option<String>,
+    /// On a released record: why the holder gave it up (`step_down`,
+    /// `unhealthy`, `shutdown`). Older builds write none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub released_because: Option<String>,
 }
 
 /// Why a body is not a usable lease record.
@@ -247,6 +251,7 @@ pub(crate) mod tests {
             successors: Vec::new(),
             successor_addresses: Vec::new(),
             reset_by: None,
+            released_because: None,
             incarnation: Some("00c0ffee00c0ffee".into()),
         }
     }

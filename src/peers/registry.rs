@@ -119,6 +119,9 @@ pub struct Settings {
     pub list_interval: Duration,
     /// How often a leader re-checks the listed candidates over HTTP.
     pub check_interval: Duration,
+    /// After this copy turns unhealthy, check the candidates this much
+    /// later (the health check's interval; zero without one).
+    pub health_grace: Duration,
     /// This process's incarnation, written in its entry.
     pub incarnation: String,
     /// `s3.request_timeout`: a write of a dead predecessor still in flight
@@ -572,12 +575,14 @@ async fn keep<S: LeaseStore>(
             next_list = now;
             next_check = now;
         }
-        // This copy's health verdict changed: check the candidates now, so
-        // that an unhealthy leader hands over only to a copy checked
-        // healthy since (in a shared outage they turned with it).
+        // This copy turned unhealthy: check the candidates one check
+        // interval later (`health_grace`), so that an unhealthy leader hands
+        // over only to a copy still healthy by then (in a shared outage
+        // seen a phase apart, the others have turned with it).
         let verdict = state.borrow().health.as_ref().map(|h| h.verdict);
-        if leading && verdict != last_verdict {
-            next_check = now;
+        if leading && verdict != last_verdict && verdict == Some(crate::health::Verdict::Unhealthy)
+        {
+            next_check = next_check.min(now + cfg.health_grace);
         }
         last_verdict = verdict;
         was_leader = leading;
@@ -711,6 +716,7 @@ mod tests {
             refresh: Duration::from_secs(600),
             list_interval: Duration::from_secs(30),
             check_interval: Duration::from_secs(10),
+            health_grace: Duration::ZERO,
             incarnation: "1111111111111111".into(),
             request_timeout: Duration::from_secs(2),
         }

@@ -84,6 +84,9 @@ pub struct Event {
     pub leader: Option<String>,
     pub previous_leader: Option<String>,
     pub term: u64,
+    /// Why this copy's leadership began (`acquired`) or ended (`lost`),
+    /// from [`State::reason`]; `None` for another copy's change.
+    pub reason: Option<&'static str>,
 }
 
 /// Turns published states into events. Pure, so it is unit-tested.
@@ -109,6 +112,7 @@ impl EventDetector {
                 leader: leader.clone(),
                 previous_leader: Some(s.identity.clone()),
                 term: s.term,
+                reason: s.reason,
             });
         }
         if let Some(l) = &leader {
@@ -123,6 +127,7 @@ impl EventDetector {
                         leader: Some(l.clone()),
                         previous_leader: previous.clone(),
                         term: s.term,
+                        reason: s.reason,
                     });
                 }
                 out.push(Event {
@@ -130,6 +135,7 @@ impl EventDetector {
                     leader: Some(l.clone()),
                     previous_leader: previous,
                     term: s.term,
+                    reason: (leading || self.leading).then_some(s.reason).flatten(),
                 });
                 self.leader = Some(l.clone());
             } else if !self.leading && leading {
@@ -139,6 +145,7 @@ impl EventDetector {
                     leader: Some(l.clone()),
                     previous_leader: Some(l.clone()),
                     term: s.term,
+                    reason: s.reason,
                 });
             }
         }
@@ -428,6 +435,7 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
             ev.previous_leader.as_deref().unwrap_or(""),
         )
         .env("S3_ELECTOR_TERM", ev.term.to_string())
+        .env("S3_ELECTOR_REASON", ev.reason.unwrap_or(""))
         .process_group(0)
         .kill_on_drop(true);
     if let Some(d) = &hook.working_dir {
@@ -548,6 +556,7 @@ pub(crate) mod tests {
             candidate: true,
             watch: None,
             health: None,
+            reason: None,
         }
     }
 

@@ -294,6 +294,7 @@ fn start(spec: &ChildSpec, state: &State) -> std::io::Result<Running> {
     }
     p.cmd
         .env("S3_ELECTOR_TERM", state.term.to_string())
+        .env("S3_ELECTOR_REASON", state.reason.unwrap_or(""))
         .env("S3_ELECTOR_ELECTION", &spec.election)
         .env("S3_ELECTOR_IDENTITY", &spec.identity)
         .env("S3_ELECTOR_LEADER", &spec.identity)

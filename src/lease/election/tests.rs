@@ -123,6 +123,7 @@ fn foreign_holder(store: &MemoryStore, holder: &str, term: u64) -> String {
         successors: Vec::new(),
         successor_addresses: Vec::new(),
         reset_by: None,
+        released_because: None,
         incarnation: None,
     };
     store.put_raw(KEY, &r.to_body())
@@ -2245,6 +2246,7 @@ fn health_cfg(
         hold_down,
         fail_fast,
         release_when_none,
+        grace: Duration::ZERO,
     };
     c
 }
@@ -2373,4 +2375,125 @@ async fn an_unhealthy_follower_takes_a_released_lease_only_after_every_rank_and_
         );
         b.shutdown().await;
     }
+}
+
+/// A round of successor checks published within the grace (a check
+/// interval) after the leader turned unhealthy does not count: in a shared
+/// outage seen a phase apart the successor may be about to turn too. One
+/// after the grace does.
+#[tokio::test(start_paused = true)]
+async fn only_a_successor_check_a_grace_after_turning_unhealthy_counts() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let (htx, hrx) = verdict_link(Healthy);
+    let (stx, srx) = watch::channel(Vec::new());
+    let mut c = health_cfg("a", Duration::ZERO, false, false);
+    c.health.grace = Duration::from_secs(5);
+    let links = Links {
+        successors: Some(srx),
+        health: Some(hrx),
+        ..Links::default()
+    };
+    let a = spawn(store.clone(), c, links);
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    sleep(RETRY * 2).await; // past the hold-down (a retry period at least)
+    set_verdict(&htx, Unhealthy);
+    settle().await;
+    sleep(Duration::from_secs(4)).await;
+    stx.send_replace(named(&["b"]));
+    sleep(RETRY).await;
+    assert!(a.leads(), "a check within the grace does not count");
+    sleep(Duration::from_secs(1)).await; // 6 s after turning
+    stx.send_replace(named(&["b"]));
+    until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
+    let r = record(&store);
+    assert!(r.released);
+    assert_eq!(r.released_because.as_deref(), Some("unhealthy"));
+    assert_eq!(
+        a.state().reason,
+        Some("unhealthy"),
+        "S3_ELECTOR_REASON for on_lost"
+    );
+    a.shutdown().await;
+}
+
+/// `when_none_healthy: release` releases a leadership that was healthy and
+/// turned; a copy that took the lease already unhealthy (nobody healthy
+/// took it first) keeps it: the lease does not rotate for the whole outage.
+#[tokio::test(start_paused = true)]
+async fn release_when_none_does_not_rotate_the_lease_through_a_shared_outage() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let (htx, hrx) = verdict_link(Healthy);
+    let links = Links {
+        health: Some(hrx),
+        ..Links::default()
+    };
+    let a = spawn(
+        store.clone(),
+        health_cfg("a", Duration::from_secs(1), false, true),
+        links,
+    );
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    sleep(RETRY * 2).await;
+    set_verdict(&htx, Unhealthy);
+    until_state(&mut rx, "a releases with nobody healthy", |s| {
+        !s.is_leader(Instant::now())
+    })
+    .await;
+    assert!(record(&store).released);
+    // Alone and unhealthy, it takes the lease back after the cool-off and
+    // the unhealthy delay, and then keeps it.
+    until_state(&mut rx, "a leads again", |s| s.is_leader(Instant::now())).await;
+    assert_eq!(a.state().reason, Some("released"));
+    sleep(LEASE * 3).await;
+    assert!(a.leads(), "taken unhealthy, kept");
+    a.shutdown().await;
+}
+
+/// A hand-over whose release does not land (the store fails it) leaves a
+/// record that is ours and unreleased; the unhealthy copy must not retake
+/// it at the end of its cool-off, ahead of the successor that waits a
+/// lease for it: it waits that lease too, and the unhealthy delay.
+#[tokio::test(start_paused = true)]
+async fn a_failed_hand_over_release_is_not_retaken_ahead_of_the_successor() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let (htx, hrx) = verdict_link(Healthy);
+    let (stx, srx) = watch::channel(Vec::new());
+    let mut c = health_cfg("a", Duration::ZERO, false, false);
+    c.step_down_cooloff = Duration::from_secs(1);
+    let links = Links {
+        successors: Some(srx),
+        health: Some(hrx),
+        ..Links::default()
+    };
+    let a = spawn(store.clone(), c, links);
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    sleep(RETRY * 2).await;
+    set_verdict(&htx, Unhealthy);
+    settle().await;
+    // Renewals go on; the release (the next write after the hand-over
+    // decision) fails. Fail every write for a moment.
+    for _ in 0..3 {
+        store.inject(
+            Op::PutIfMatch,
+            Fault::FailBefore(StoreError::Transient("503".into())),
+        );
+    }
+    stx.send_replace(named(&["b"]));
+    until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
+    let t0 = Instant::now();
+    store.clear_faults();
+    assert!(!record(&store).released, "the release did not land");
+    until_state(&mut rx, "a leads again", |s| s.is_leader(Instant::now())).await;
+    let took = Instant::now() - t0;
+    assert!(
+        took >= LEASE,
+        "retook its unreleased record after {took:?}, before a lease (the successor's wait)"
+    );
+    a.shutdown().await;
 }

@@ -190,6 +190,7 @@ impl Drawn {
                 hold_down: self.lease.mul_f64(rng.random_range(0.05..2.0)),
                 fail_fast: rng.random_bool(0.3),
                 release_when_none: rng.random_bool(0.3),
+                grace: self.retry.mul_f64(rng.random_range(0.0..1.0)),
             });
         }
     }
@@ -816,6 +817,7 @@ fn reset(world: &Mutex<World>, etag: &str, lease_ms: u64) {
         successors: Vec::new(),
         successor_addresses: Vec::new(),
         reset_by: Some("operator@sim".into()),
+        released_because: None,
         incarnation: None,
     };
     let ne = w.objects.new_etag();

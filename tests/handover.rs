@@ -759,3 +759,65 @@ fn leadership_follows_health_and_a_shared_outage_keeps_a_leader() {
         d.wait_exit(Duration::from_secs(10));
     }
 }
+
+/// The hold-down: a copy that just gained leadership is not handed away
+/// for health within `health.hold_down`, however soon its check fails;
+/// then it hands over to the healthy copy.
+#[test]
+fn a_new_leader_is_not_handed_away_for_health_within_its_hold_down() {
+    let sw = Seaweed::start();
+    sw.bucket("holddown");
+    let hold = Duration::from_secs(4);
+    let cfg = sw.config(
+        sw.dir.path(),
+        "holddown",
+        "holddown",
+        &format!(
+            "timing:\n  lease_duration: 6s\n  renew_deadline: 4s\n  retry_period: 1s\n  step_down_cooloff: 0s\n\
+             health:\n  command: [sh, -c, 'test ! -e {}/sick-$S3_ELECTOR_IDENTITY']\n  interval: 200ms\n  rise: 2\n  fall: 2\n  hold_down: 4s\n",
+            sw.dir.path().display()
+        ),
+    );
+    let mut ds: Vec<Daemon> = ["a", "b"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    let l = wait_single_leader(&refs, Duration::from_secs(60));
+    let o = 1 - l;
+    wait_successors(&sw, "holddown", &ds[l], 1, Duration::from_secs(60));
+    std::thread::sleep(hold); // past the first leader's own hold-down
+                              // The first leader turns unhealthy and hands over; the new leader
+                              // turns unhealthy at once, the old one healthy again.
+    let t0 = SystemTime::now();
+    sick(&sw, &ds[l].id, true);
+    let end = Instant::now() + Duration::from_secs(30);
+    let gained = loop {
+        if let Some(t) = acquired_after(&ds[o], t0) {
+            break t;
+        }
+        assert!(Instant::now() < end, "no hand-over:\n{}", ds[l].log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    sick(&sw, &ds[o].id, true);
+    sick(&sw, &ds[l].id, false);
+    let back = loop {
+        if let Some(t) = acquired_after(&ds[l], gained) {
+            break t;
+        }
+        assert!(
+            Instant::now() < end,
+            "never handed back:\n{}",
+            ds[o].log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let held = back.duration_since(gained).unwrap_or_default();
+    eprintln!("the new leader held {held:?} (hold-down {hold:?})");
+    assert!(held >= hold, "handed away within its hold-down: {held:?}");
+    check_daemons(&ds, &[], 3);
+    for d in ds.iter_mut() {
+        d.signal("TERM");
+        d.wait_exit(Duration::from_secs(10));
+    }
+}

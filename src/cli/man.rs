@@ -43,6 +43,10 @@ const CHILD_VARS: &[(&str, &str)] = &[
         "S3_ELECTOR_LEADER, S3_ELECTOR_PREVIOUS_LEADER",
         "For hooks: the leader after and before the event (empty when unknown).",
     ),
+    (
+        "S3_ELECTOR_REASON",
+        "For on_acquired and the program: why this copy leads (created, released, expired, retaken); for on_lost: why it stopped (deadline, taken, step_down, unhealthy, shutdown); empty for another copy's change.",
+    ),
 ];
 
 /// The exit codes of one command, as (code, meaning).

@@ -1560,7 +1560,14 @@ impl<S: LeaseStore> Election<S> {
                 // A leader has nothing to learn from a wake-up.
                 _ = self.wake.notified() => {}
                 // A new verdict: publish it; the next step decides.
-                Ok(()) = link_changed(&mut self.health) => self.publish(),
+                // (Noted before it is published: the registry's check round
+                // is timed from the publication, and must count.)
+                Ok(()) = link_changed(&mut self.health) => {
+                    if self.verdict() == Some(Verdict::Unhealthy) {
+                        h.unhealthy_since.get_or_insert(self.clock.now());
+                    }
+                    self.publish();
+                }
                 // A round of successor checks (the registry publishes each):
                 // what an unhealthy leader's hand-over waits for.
                 Ok(()) = link_changed(&mut self.successors) => {

@@ -2497,3 +2497,118 @@ async fn a_failed_hand_over_release_is_not_retaken_ahead_of_the_successor() {
     );
     a.shutdown().await;
 }
+
+/// Health delays every kind of takeover of a lease not held by this copy:
+/// a fresh key (no floor), and a record this copy released itself. A
+/// healthy copy creates a fresh key at once.
+#[tokio::test(start_paused = true)]
+async fn an_unhealthy_copy_waits_to_create_a_fresh_key_and_to_retake_what_it_released() {
+    use crate::health::Verdict::*;
+    let delay = Duration::from_millis(200) * 8 + RETRY;
+    for (v, least) in [
+        (Healthy, Duration::ZERO),
+        (Unknown, delay),
+        (Unhealthy, delay),
+    ] {
+        let store = MemoryStore::new();
+        let (_htx, hrx) = verdict_link(v);
+        let links = Links {
+            health: Some(hrx),
+            ..Links::default()
+        };
+        let t0 = Instant::now();
+        let a = spawn(store.clone(), cfg("a"), links);
+        let mut rx = a.rx.clone();
+        until_state(&mut rx, "a creates the key", |s| {
+            s.is_leader(Instant::now())
+        })
+        .await;
+        let took = Instant::now() - t0;
+        assert!(
+            took >= least && took <= least + RETRY,
+            "{v:?}: created a fresh key after {took:?}, expected {least:?}"
+        );
+        a.shutdown().await;
+    }
+    // Alone, it releases (nobody healthy, `release`) and retakes its own
+    // released record only after the unhealthy delay, with no cool-off.
+    let store = MemoryStore::new();
+    let (htx, hrx) = verdict_link(Healthy);
+    let links = Links {
+        health: Some(hrx),
+        ..Links::default()
+    };
+    let mut c = health_cfg("a", Duration::ZERO, false, true);
+    c.step_down_cooloff = Duration::ZERO;
+    let a = spawn(store.clone(), c, links);
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    sleep(RETRY * 2).await;
+    set_verdict(&htx, Unhealthy);
+    until_state(&mut rx, "a releases", |s| !s.is_leader(Instant::now())).await;
+    let t1 = Instant::now();
+    until_state(&mut rx, "a retakes", |s| s.is_leader(Instant::now())).await;
+    let took = Instant::now() - t1;
+    assert!(
+        took >= delay,
+        "retook the record it released, unhealthy, after {took:?} (< {delay:?})"
+    );
+    a.shutdown().await;
+}
+
+/// `fail_fast` acts on a leadership that *became* healthy after it began
+/// (taken unhealthy, then healthy, then unhealthy again): at once, not
+/// after the hold-down.
+#[tokio::test(start_paused = true)]
+async fn fail_fast_counts_a_leadership_that_turned_healthy_after_it_began() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let (htx, hrx) = verdict_link(Unhealthy);
+    let (stx, srx) = watch::channel(Vec::new());
+    let rounds = tokio::spawn(async move {
+        loop {
+            sleep(RETRY).await;
+            stx.send_replace(named(&["b"]));
+        }
+    });
+    let links = Links {
+        successors: Some(srx),
+        health: Some(hrx),
+        ..Links::default()
+    };
+    let a = spawn(
+        store.clone(),
+        health_cfg("a", Duration::from_secs(60), true, false),
+        links,
+    );
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads, unhealthy", |s| {
+        s.is_leader(Instant::now())
+    })
+    .await;
+    set_verdict(&htx, Healthy);
+    sleep(RETRY).await;
+    let t0 = Instant::now();
+    set_verdict(&htx, Unhealthy);
+    until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
+    assert!(
+        Instant::now() - t0 <= RETRY * 2,
+        "fail_fast after a healthy moment: at once, not after the 60 s hold-down"
+    );
+    rounds.abort();
+    a.shutdown().await;
+}
+
+/// While the key is absent and the floor known, the floor is not read again
+/// at every read of the watch: only while it is unknown.
+#[tokio::test(start_paused = true)]
+async fn a_known_floor_is_not_read_again_at_every_read_of_an_absent_key() {
+    let store = MemoryStore::new();
+    set_floor(&store, 7);
+    let b = start(&store, "b");
+    settle().await;
+    sleep(LEASE).await; // several reads of the absent key
+    assert_eq!(store.floor_requests(), 1, "one read of the floor");
+    assert!(!b.leads());
+    b.shutdown().await;
+}

@@ -4,7 +4,7 @@ file named after it exists and says so on its stdout (the daemon logs the
 line, so the first failing check has a timestamp).
 
 Figures, at `interval` 200 ms, `rise` 2, `fall` 2, `hold_down` 1 s,
-lease 3 s / renew 2 s / retry 0.5 s:
+lease 3 s / renew 2 s / retry 0.5 s, `step_down_cooloff` 1 s:
 - hand-over: the leader's check starts failing; from the first failing
   check to the next leader's `acquired`, and the leaderless gap (the old
   leader's `lost` to the new one's `acquired`);
@@ -29,6 +29,9 @@ RANK = min(max(0.5 / 10, 0.02), 0.25)
 
 def cfg(name, extra=""):
     path = bench.config(name, LEASE, RENEW, RETRY)
+    # A short cool-off: the copy that handed over is a candidate again soon.
+    text = open(path).read().replace("timing:\n", "timing:\n  step_down_cooloff: 1s\n", 1)
+    open(path, "w").write(text)
     with open(path, "a") as f:
         f.write(f"health:\n  command: [sh, -c, 'if [ -e {WORK}/sick-$S3_ELECTOR_IDENTITY ]; then echo failing; exit 1; fi']\n"
                 f"  interval: {int(INTERVAL * 1000)}ms\n  rise: {RISE}\n  fall: {FALL}\n  hold_down: {HOLD}s\n{extra}")
@@ -190,7 +193,7 @@ def main():
             c.stop(signal.SIGKILL)
     bound = FALL * INTERVAL + 0.1
     crash_bound = 3.0 + 8 * RANK + 0.5
-    ms = lambda xs, q: f"{pct(xs, q) * 1000:.0f}"
+    ms = lambda xs, q: f"{pct(xs, q) * 1000:.1f}"
     P = print
     P(f"## Health (issue 32; `scripts/bench-health {TRIALS}`, {time.strftime('%Y-%m-%d')})\n")
     P(f"Three copies on a local SeaweedFS, lease {LEASE} / renew {RENEW} / retry {RETRY}, "

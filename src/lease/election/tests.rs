@@ -2251,6 +2251,41 @@ fn health_cfg(
     c
 }
 
+/// A copy with a health link (starting at `v`) and a successor link, as
+/// the daemon builds it; returns the node and both senders.
+fn health_node(
+    store: &MemoryStore,
+    c: ElectionConfig,
+    v: crate::health::Verdict,
+) -> (
+    Node,
+    watch::Sender<crate::health::Report>,
+    watch::Sender<Vec<Successor>>,
+) {
+    let (htx, hrx) = verdict_link(v);
+    let (stx, srx) = watch::channel(Vec::new());
+    let links = Links {
+        successors: Some(srx),
+        health: Some(hrx),
+        ..Links::default()
+    };
+    (spawn(store.clone(), c, links), htx, stx)
+}
+
+/// The registry's rounds of successor checks naming `ids`, one each
+/// retry period, as it publishes them.
+fn check_rounds(
+    stx: watch::Sender<Vec<Successor>>,
+    ids: &'static [&'static str],
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            sleep(RETRY).await;
+            stx.send_replace(named(ids));
+        }
+    })
+}
+
 /// An unhealthy leader with a checked successor hands over by a release
 /// once its hold-down has passed, not before; with none to name it stays
 /// (`when_none_healthy: stay`).
@@ -2258,15 +2293,8 @@ fn health_cfg(
 async fn an_unhealthy_leader_hands_over_after_its_hold_down_only_to_a_named_successor() {
     use crate::health::Verdict::*;
     let store = MemoryStore::new();
-    let (htx, hrx) = verdict_link(Healthy);
-    let (stx, srx) = watch::channel(Vec::new());
     let hold = Duration::from_secs(30);
-    let links = Links {
-        successors: Some(srx),
-        health: Some(hrx),
-        ..Links::default()
-    };
-    let a = spawn(store.clone(), health_cfg("a", hold, false, false), links);
+    let (a, htx, stx) = health_node(&store, health_cfg("a", hold, false, false), Healthy);
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
     stx.send_replace(named(&["b"]));
@@ -2303,22 +2331,9 @@ async fn an_unhealthy_leader_hands_over_after_its_hold_down_only_to_a_named_succ
 async fn fail_fast_hands_over_at_once_only_a_leadership_that_was_healthy() {
     use crate::health::Verdict::*;
     let store = MemoryStore::new();
-    let (htx, hrx) = verdict_link(Healthy);
-    let (stx, srx) = watch::channel(named(&["b"]));
-    // The registry's rounds of successor checks, each published.
-    let rounds = tokio::spawn(async move {
-        loop {
-            sleep(RETRY).await;
-            stx.send_replace(named(&["b"]));
-        }
-    });
     let hold = Duration::from_secs(60);
-    let links = Links {
-        successors: Some(srx),
-        health: Some(hrx),
-        ..Links::default()
-    };
-    let a = spawn(store.clone(), health_cfg("a", hold, true, false), links);
+    let (a, htx, stx) = health_node(&store, health_cfg("a", hold, true, false), Healthy);
+    let rounds = check_rounds(stx, &["b"]);
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
     let t0 = Instant::now();
@@ -2385,16 +2400,9 @@ async fn an_unhealthy_follower_takes_a_released_lease_only_after_every_rank_and_
 async fn only_a_successor_check_a_grace_after_turning_unhealthy_counts() {
     use crate::health::Verdict::*;
     let store = MemoryStore::new();
-    let (htx, hrx) = verdict_link(Healthy);
-    let (stx, srx) = watch::channel(Vec::new());
     let mut c = health_cfg("a", Duration::ZERO, false, false);
     c.health.grace = Duration::from_secs(5);
-    let links = Links {
-        successors: Some(srx),
-        health: Some(hrx),
-        ..Links::default()
-    };
-    let a = spawn(store.clone(), c, links);
+    let (a, htx, stx) = health_node(&store, c, Healthy);
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
     sleep(RETRY * 2).await; // past the hold-down (a retry period at least)
@@ -2461,16 +2469,9 @@ async fn release_when_none_does_not_rotate_the_lease_through_a_shared_outage() {
 async fn a_failed_hand_over_release_is_not_retaken_ahead_of_the_successor() {
     use crate::health::Verdict::*;
     let store = MemoryStore::new();
-    let (htx, hrx) = verdict_link(Healthy);
-    let (stx, srx) = watch::channel(Vec::new());
     let mut c = health_cfg("a", Duration::ZERO, false, false);
     c.step_down_cooloff = Duration::from_secs(1);
-    let links = Links {
-        successors: Some(srx),
-        health: Some(hrx),
-        ..Links::default()
-    };
-    let a = spawn(store.clone(), c, links);
+    let (a, htx, stx) = health_node(&store, c, Healthy);
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
     sleep(RETRY * 2).await;
@@ -2563,24 +2564,9 @@ async fn an_unhealthy_copy_waits_to_create_a_fresh_key_and_to_retake_what_it_rel
 async fn fail_fast_counts_a_leadership_that_turned_healthy_after_it_began() {
     use crate::health::Verdict::*;
     let store = MemoryStore::new();
-    let (htx, hrx) = verdict_link(Unhealthy);
-    let (stx, srx) = watch::channel(Vec::new());
-    let rounds = tokio::spawn(async move {
-        loop {
-            sleep(RETRY).await;
-            stx.send_replace(named(&["b"]));
-        }
-    });
-    let links = Links {
-        successors: Some(srx),
-        health: Some(hrx),
-        ..Links::default()
-    };
-    let a = spawn(
-        store.clone(),
-        health_cfg("a", Duration::from_secs(60), true, false),
-        links,
-    );
+    let c = health_cfg("a", Duration::from_secs(60), true, false);
+    let (a, htx, stx) = health_node(&store, c, Unhealthy);
+    let rounds = check_rounds(stx, &["b"]);
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a leads, unhealthy", |s| {
         s.is_leader(Instant::now())

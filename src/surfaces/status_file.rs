@@ -82,7 +82,17 @@ fn render(state: &State, more: Option<String>) -> Vec<u8> {
 }
 
 /// The parts of the state whose change forces a rewrite.
-type Key = (Role, Option<String>, u64, bool, Option<String>);
+/// What, when it changes, has the file rewritten at once (the rest waits
+/// for the next refresh): the role, the leader, the term, whether this
+/// copy leads, the problems, and the health verdict.
+type Key = (
+    Role,
+    Option<String>,
+    u64,
+    bool,
+    Option<String>,
+    Option<crate::health::Verdict>,
+);
 
 fn key(s: &State, more: &Option<String>) -> Key {
     (
@@ -91,6 +101,7 @@ fn key(s: &State, more: &Option<String>) -> Key {
         s.term,
         s.is_leader(Instant::now()),
         more.clone(),
+        s.health.as_ref().map(|h| h.verdict),
     )
 }
 
@@ -174,6 +185,22 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_change_of_health_verdict_rewrites_the_file_at_once() {
+        use crate::health::{Report, Verdict};
+        let mut s = crate::work::hooks::tests::st(Role::Follower, Some("b"), 3, false);
+        s.health = Some(Report::new());
+        let before = key(&s, &None);
+        if let Some(h) = s.health.as_mut() {
+            h.checks += 5; // results that change nothing wait for the refresh
+        }
+        assert_eq!(key(&s, &None), before);
+        if let Some(h) = s.health.as_mut() {
+            h.verdict = Verdict::Unhealthy;
+        }
+        assert_ne!(key(&s, &None), before);
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp_files() {

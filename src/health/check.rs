@@ -191,44 +191,27 @@ async fn run_command(
     if let Some(d) = working_dir {
         p.cmd.current_dir(d);
     }
-    let (mut child, guard_pipe, guarded_stderr) = p
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", argv[0]))?;
-    let Some(pid) = child.id() else {
-        return Err("it ended before it could be watched".into());
-    };
-    let pgid = pid as i32;
-    procs::register(pgid);
-    let out = child
-        .stdout
-        .take()
-        .map(|o| tokio::spawn(procs::forward(o, "health", "stdout")));
-    let err = match guarded_stderr {
-        Some(e) => Some(tokio::spawn(procs::forward(e, "health", "stderr"))),
-        None => child
-            .stderr
-            .take()
-            .map(|e| tokio::spawn(procs::forward(e, "health", "stderr"))),
-    };
+    let mut c = procs::start_logged(p, "health").map_err(|e| match e {
+        procs::StartError::Spawn(e) => format!("cannot start {:?}: {e}", argv[0]),
+        procs::StartError::Gone => "it ended before it could be watched".into(),
+    })?;
+    let pgid = c.pgid;
     let status = tokio::select! {
-        r = child.wait() => {
+        r = c.child.wait() => {
             procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
             procs::unregister(pgid);
             r.map_err(|e| format!("cannot wait for it: {e}"))
         }
         _ = tokio::time::sleep(timeout) => {
-            procs::stop_group(&mut child, pgid, KILL_GRACE, guard.is_some(), || {
+            procs::stop_group(&mut c.child, pgid, KILL_GRACE, guard.is_some(), || {
                 warn!(timeout = ?timeout, "health check timed out; stopping its process group");
             })
             .await;
             Err(format!("timed out after {}", humantime::format_duration(timeout)))
         }
     };
-    drop(guard_pipe);
-    let drain = Instant::now() + Duration::from_millis(200);
-    for t in [out, err].into_iter().flatten() {
-        let _ = tokio::time::timeout_at(drain, t).await;
-    }
+    c.guard = None;
+    c.drain(Duration::from_millis(200)).await;
     let s = status?;
     let what = procs::describe_exit(s);
     if s.success() {

@@ -445,6 +445,23 @@ struct Held {
     successors_at: Option<Instant>,
 }
 
+impl Held {
+    /// Track this leadership's health: whether it was ever healthy, and
+    /// since when it is unhealthy.
+    fn note_verdict(&mut self, v: Option<Verdict>, now: Instant) {
+        match v {
+            Some(Verdict::Healthy) => {
+                self.healthy_seen = true;
+                self.unhealthy_since = None;
+            }
+            Some(Verdict::Unhealthy) => {
+                self.unhealthy_since.get_or_insert(now);
+            }
+            _ => self.unhealthy_since = None,
+        }
+    }
+}
+
 /// What a read-back after a write of unknown outcome found.
 enum ReadBack {
     /// The write landed: the object's ETag.
@@ -824,9 +841,10 @@ impl<S: LeaseStore> Election<S> {
     /// Should the leader `h` hand the lease over for health at `now`? When
     /// its check says unhealthy; its hold-down (at least one retry period)
     /// has passed, or it turned unhealthy during this leadership under
-    /// `fail_fast`; and it has a successor to name, checked (healthy)
-    /// after it turned unhealthy (or `release_when_none`). A copy that took the lease already unhealthy
-    /// keeps it for the hold-down: no release storm, whatever the policy.
+    /// `fail_fast`; and it has a successor to name, checked (healthy) a
+    /// grace after it turned unhealthy (or `release_when_none`). A copy
+    /// that took the lease already unhealthy keeps it for the hold-down:
+    /// no release storm, whatever the policy.
     fn hand_over_for_health(&self, h: &Held, now: Instant) -> bool {
         let p = &self.cfg.health;
         let hold_down = p.hold_down.max(self.cfg.retry_period);
@@ -1474,16 +1492,7 @@ impl<S: LeaseStore> Election<S> {
         let mut next_renewal = self.clock.now() + self.cfg.retry_period;
         loop {
             let now = self.clock.now();
-            match self.verdict() {
-                Some(Verdict::Healthy) => {
-                    h.healthy_seen = true;
-                    h.unhealthy_since = None;
-                }
-                Some(Verdict::Unhealthy) => {
-                    h.unhealthy_since.get_or_insert(now);
-                }
-                _ => h.unhealthy_since = None,
-            }
+            h.note_verdict(self.verdict(), now);
             let at = match step::leader_step(now, h.deadline, next_renewal) {
                 // The deadline wins over everything, a stop included.
                 LeaderStep::Expired => {
@@ -1563,9 +1572,7 @@ impl<S: LeaseStore> Election<S> {
                 // (Noted before it is published: the registry's check round
                 // is timed from the publication, and must count.)
                 Ok(()) = link_changed(&mut self.health) => {
-                    if self.verdict() == Some(Verdict::Unhealthy) {
-                        h.unhealthy_since.get_or_insert(self.clock.now());
-                    }
+                    h.note_verdict(self.verdict(), self.clock.now());
                     self.publish();
                 }
                 // A round of successor checks (the registry publishes each):

@@ -442,43 +442,29 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
         cmd.current_dir(d);
     }
     let started = Instant::now();
-    let (mut child, mut guard_pipe, guarded_stderr) = match p.spawn() {
+    let mut started_proc = match procs::start_logged(p, name) {
         Ok(c) => c,
-        Err(e) => {
+        Err(procs::StartError::Spawn(e)) => {
             error!(hook = name, command = ?hook.command, error = %e, "cannot start hook; check the path and permissions");
             return Err(format!("cannot start {:?}: {e}", hook.command[0]));
         }
+        Err(procs::StartError::Gone) => return Err("it ended before it could be watched".into()),
     };
-    let Some(pid) = child.id() else {
-        return Err("it ended before it could be watched".into());
-    };
-    let pgid = pid as i32;
-    crate::work::procs::register(pgid);
-    // The guard's pipe (`guard_pipe`) stays open for as long as this hook
+    let pgid = started_proc.pgid;
+    // The guard's pipe (`started_proc.guard`) stays open for as long as this hook
     // is ours: its end would tell the guard that the daemon is gone.
-    info!(hook = name, pid, term = ev.term, "hook started");
-    let out = child
-        .stdout
-        .take()
-        .map(|o| tokio::spawn(procs::forward(o, name, "stdout")));
-    let err = match guarded_stderr {
-        Some(e) => Some(tokio::spawn(procs::forward(e, name, "stderr"))),
-        None => child
-            .stderr
-            .take()
-            .map(|e| tokio::spawn(procs::forward(e, name, "stderr"))),
-    };
+    info!(hook = name, pid = pgid, term = ev.term, "hook started");
     let timeout_at = Instant::now() + hook.timeout;
     let status = loop {
         tokio::select! {
-            r = child.wait() => {
+            r = started_proc.child.wait() => {
                 // Members of its group that outlive the hook are killed.
                 crate::work::procs::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
                 crate::work::procs::unregister(pgid);
                 break r.map_err(|e| format!("cannot wait for it: {e}"));
             }
             _ = sleep_until(timeout_at) => {
-                procs::stop_group(&mut child, pgid, HOOK_KILL_GRACE, guard.is_some(), || {
+                procs::stop_group(&mut started_proc.child, pgid, HOOK_KILL_GRACE, guard.is_some(), || {
                     warn!(hook = name, timeout = ?hook.timeout, "hook timed out; stopping its process group");
                 })
                 .await;
@@ -486,7 +472,7 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
             }
             _ = preempt.cancelled() => {
                 // on_lost must start by the deadline and never overlap: no grace.
-                procs::stop_group(&mut child, pgid, Duration::ZERO, guard.is_some(), || {
+                procs::stop_group(&mut started_proc.child, pgid, Duration::ZERO, guard.is_some(), || {
                     warn!(hook = name, "leadership lost while the hook ran; killed it so on_lost can run");
                 })
                 .await;
@@ -501,19 +487,14 @@ async fn run_hook(hook: &Hook, run: HookRun<'_>, preempt: CancellationToken) -> 
                 if changed.is_err() {
                     leading = None;
                 }
-                if let (Some(pipe), Some(until)) = (guard_pipe.as_mut(), until) {
+                if let (Some(pipe), Some(until)) = (started_proc.guard.as_mut(), until) {
                     procs::tell_guard(pipe, until).await;
                 }
             }
         }
     };
-    drop(guard_pipe);
-    // Output pipes close when the group is dead; a process that left the
-    // group may hold them open: wait at most HOOK_OUTPUT_DRAIN for both.
-    let drain = tokio::time::Instant::now() + HOOK_OUTPUT_DRAIN;
-    for t in [out, err].into_iter().flatten() {
-        let _ = tokio::time::timeout_at(drain, t).await;
-    }
+    started_proc.guard = None;
+    started_proc.drain(HOOK_OUTPUT_DRAIN).await;
     let took = started.elapsed();
     match status {
         Ok(s) if s.success() => {

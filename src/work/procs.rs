@@ -229,6 +229,66 @@ impl Prepared {
     }
 }
 
+/// A child started in a process group of its own, the group registered
+/// (so an emergency exit kills it), its stdout and stderr being logged.
+pub struct Started {
+    pub child: tokio::process::Child,
+    pub pgid: i32,
+    /// Under a guard: its control channel. Keep it while the process is
+    /// ours (its end tells the guard the daemon is gone); drop it before
+    /// [`Started::drain`].
+    pub guard: Option<GuardPipe>,
+    output: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Started {
+    /// Wait at most `within` for the output to be read to its end (the
+    /// pipes close when the group is dead; a process that left the group
+    /// may hold them open).
+    pub async fn drain(&mut self, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        for t in self.output.drain(..) {
+            let _ = tokio::time::timeout_at(until, t).await;
+        }
+    }
+}
+
+/// Why [`start_logged`] started nothing to watch.
+#[derive(Debug)]
+pub enum StartError {
+    /// The spawn failed (no such program, no permission, no pipe).
+    Spawn(std::io::Error),
+    /// It ended before it could be watched.
+    Gone,
+}
+
+/// Spawn `p` (its command set to run in a process group of its own),
+/// register the group and log each line of its output as `source`: the
+/// one way hooks and the health check start a process.
+pub fn start_logged(p: Prepared, source: &'static str) -> Result<Started, StartError> {
+    let (mut child, guard, guarded_stderr) = p.spawn().map_err(StartError::Spawn)?;
+    let pgid = child.id().ok_or(StartError::Gone)? as i32;
+    register(pgid);
+    let mut output = Vec::new();
+    if let Some(o) = child.stdout.take() {
+        output.push(tokio::spawn(forward(o, source, "stdout")));
+    }
+    match guarded_stderr {
+        Some(e) => output.push(tokio::spawn(forward(e, source, "stderr"))),
+        None => {
+            if let Some(e) = child.stderr.take() {
+                output.push(tokio::spawn(forward(e, source, "stderr")));
+            }
+        }
+    }
+    Ok(Started {
+        child,
+        pgid,
+        guard,
+        output,
+    })
+}
+
 /// Descriptors systemd's socket activation passes (`LISTEN_FDS`, from 3
 /// up): the program and hooks keep them.
 pub fn listen_fds() -> i32 {

@@ -607,6 +607,30 @@ fn emit(line: &[u8], source: &'static str, stream: &'static str, cut: bool) {
 mod tests {
     use super::*;
 
+    /// `drain` waits for the output of a finished process to be read, up
+    /// to its bound: a straggler that left the group and holds the pipe
+    /// open costs `within`, no more.
+    #[tokio::test]
+    async fn draining_waits_for_the_output_up_to_its_bound() {
+        let argv: Vec<String> = ["sh", "-c", "sleep 2.71828 & echo started"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut p = command(None, &argv, Duration::ZERO, Duration::ZERO).unwrap();
+        p.cmd.process_group(0).kill_on_drop(true);
+        let mut c = start_logged(p, "test").unwrap();
+        c.child.wait().await.unwrap();
+        let t = tokio::time::Instant::now();
+        c.drain(Duration::from_millis(300)).await;
+        let took = t.elapsed();
+        signal_group(c.pgid, Signal::SIGKILL);
+        unregister(c.pgid);
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "drain took {took:?}"
+        );
+    }
+
     fn alive(pid: i32) -> bool {
         // A zombie is dead: read its state, not just whether it exists.
         std::fs::read_to_string(format!("/proc/{pid}/stat"))

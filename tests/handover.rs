@@ -786,9 +786,10 @@ fn a_new_leader_is_not_handed_away_for_health_within_its_hold_down() {
     let l = wait_single_leader(&refs, Duration::from_secs(60));
     let o = 1 - l;
     wait_successors(&sw, "holddown", &ds[l], 1, Duration::from_secs(60));
-    std::thread::sleep(hold); // past the first leader's own hold-down
-                              // The first leader turns unhealthy and hands over; the new leader
-                              // turns unhealthy at once, the old one healthy again.
+    // Past the first leader's own hold-down. Then the first leader turns
+    // unhealthy and hands over; the new leader turns unhealthy at once, the
+    // old one healthy again.
+    std::thread::sleep(hold);
     let t0 = SystemTime::now();
     sick(&sw, &ds[l].id, true);
     let end = Instant::now() + Duration::from_secs(30);
@@ -816,6 +817,126 @@ fn a_new_leader_is_not_handed_away_for_health_within_its_hold_down() {
     eprintln!("the new leader held {held:?} (hold-down {hold:?})");
     assert!(held >= hold, "handed away within its hold-down: {held:?}");
     check_daemons(&ds, &[], 3);
+    for d in ds.iter_mut() {
+        d.signal("TERM");
+        d.wait_exit(Duration::from_secs(10));
+    }
+}
+
+/// A copy whose `on_acquired` keeps failing counts as unhealthy until it
+/// succeeds (issue 32). With the hook failing on both copies, the lease
+/// moves at most once (to the copy not yet known to fail), then its holder
+/// keeps it and runs the hook again after each back-off (1 s, 2 s, 4 s):
+/// no bouncing around the fleet. Both show `unhealthy` with the failure in
+/// `/leader`. Once the hook succeeds the holder is healthy again and keeps
+/// leading, in the same term. On the code before, each failure released
+/// the lease and the two copies traded it at every cool-off.
+#[test]
+fn a_failing_on_acquired_everywhere_keeps_the_lease_and_retries_with_back_off() {
+    let sw = Seaweed::start();
+    sw.bucket("hookhealth");
+    let dir = sw.dir.path().display().to_string();
+    let cfg = sw.config(
+        sw.dir.path(),
+        "hookhealth",
+        "hookhealth",
+        &format!(
+            "timing:\n  lease_duration: 6s\n  renew_deadline: 4s\n  retry_period: 1s\n  step_down_cooloff: 1s\n\
+             hooks:\n  on_acquired_backoff_max: 4s\n  on_acquired:\n    command: [sh, -c, 'echo run >> {dir}/runs-$S3_ELECTOR_IDENTITY; test ! -e {dir}/fail-$S3_ELECTOR_IDENTITY']\n"
+        ),
+    );
+    let fail = |id: &str, yes: bool| {
+        let p = sw.dir.path().join(format!("fail-{id}"));
+        if yes {
+            std::fs::write(p, b"").unwrap();
+        } else {
+            let _ = std::fs::remove_file(p);
+        }
+    };
+    let runs = |id: &str| {
+        std::fs::read_to_string(sw.dir.path().join(format!("runs-{id}")))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    fail("a", true);
+    fail("b", true);
+    let mut ds: Vec<Daemon> = ["a", "b"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
+    let acquisitions = |ds: &[Daemon]| -> usize {
+        ds.iter()
+            .map(|d| {
+                d.events()
+                    .iter()
+                    .filter(|e| e.event() == "acquired")
+                    .count()
+            })
+            .sum()
+    };
+    // Both copies end up known to fail; the lease settles on one.
+    until(
+        Duration::from_secs(60),
+        "both copies unhealthy, one leading",
+        || {
+            ds.iter().all(|d| {
+                d.view()
+                    .is_some_and(|v| v["health"]["verdict"] == "unhealthy")
+            }) && ds.iter().any(|d| d.says_leader())
+        },
+    );
+    let holder = ds.iter().position(|d| d.says_leader()).unwrap();
+    let h = ds[holder].id.clone();
+    let view = ds[holder].view().unwrap();
+    assert!(
+        view["health"]["work_failing"]
+            .as_str()
+            .is_some_and(|w| w.contains("on_acquired failed")),
+        "the failure shows in /leader: {view}"
+    );
+    let term = view["term"].as_u64().unwrap();
+    let settled = acquisitions(&ds);
+    assert!(
+        settled <= 2,
+        "the lease moved more than once: {settled} acquisitions"
+    );
+    // The holder keeps the lease and runs the hook again, backing off.
+    let before = runs(&h);
+    std::thread::sleep(Duration::from_secs(10));
+    let ran = runs(&h) - before;
+    assert!(
+        (2..=8).contains(&ran),
+        "the kept lease's hook ran {ran} times in 10 s (back-off 1, 2, 4, 4 s):\n{}",
+        ds[holder].log_text()
+    );
+    assert_eq!(acquisitions(&ds), settled, "nobody acquired: no bouncing");
+    assert!(ds[holder].says_leader());
+    assert_eq!(ds[holder].view().unwrap()["term"].as_u64(), Some(term));
+    assert!(
+        ds[holder]
+            .log_text()
+            .contains("no healthy copy to hand the lease to"),
+        "the holder says why it keeps the lease:\n{}",
+        ds[holder].log_text()
+    );
+    // The hook succeeds at its next run: healthy again, the same term.
+    fail(&h, false);
+    until(
+        Duration::from_secs(30),
+        "the holder is healthy again",
+        || {
+            ds[holder].view().is_some_and(|v| {
+                v["health"]["verdict"] == "healthy" && v["health"]["work_failing"].is_null()
+            })
+        },
+    );
+    let v = ds[holder].view().unwrap();
+    assert_eq!(
+        (v["is_leader"].as_bool(), v["term"].as_u64()),
+        (Some(true), Some(term))
+    );
+    assert_eq!(acquisitions(&ds), settled);
+    check_daemons(&ds, &[], 1);
     for d in ds.iter_mut() {
         d.signal("TERM");
         d.wait_exit(Duration::from_secs(10));

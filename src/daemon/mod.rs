@@ -261,20 +261,29 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     {
         warn!("health checks are on but the registry is off: a leader names no successors, so an unhealthy leader never hands over (set `registry.enabled: true`, or `health.when_none_healthy: release`)");
     }
+    let (health_tx, health_rx) = watch::channel(if cfg.health.enabled() {
+        crate::health::Report::new()
+    } else {
+        crate::health::Report::without_check()
+    });
     let health = crate::health::check::settings_of(&cfg.health).map(|mut h| {
         h.env = vec![
             ("S3_ELECTOR_IDENTITY".into(), identity.clone()),
             ("S3_ELECTOR_ELECTION".into(), cfg.election.clone()),
         ];
-        let (tx, rx) = watch::channel(crate::health::Report::new());
         let task = tokio::spawn(crate::health::check::run(
             h,
             Some(GUARD.into()),
-            tx,
+            health_tx.clone(),
             stop_surfaces.clone(),
         ));
-        (rx, task)
+        (health_rx.clone(), task)
     });
+    // A failing on_acquired counts as unhealthy until it succeeds, with a
+    // check or without one.
+    let work_health = cfg.hooks.on_acquired.is_some()
+        && cfg.hooks.on_acquired_failure == crate::config::FailurePolicy::Release;
+    let health_link = (health.is_some() || work_health).then(|| health_rx.clone());
     let election = Election::new(
         store.clone(),
         steps::election_config(&cfg, &identity, &incarnation, advertise.clone()),
@@ -282,7 +291,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             successors: cfg.registry.enabled.then_some(successors),
             release_barriers,
             watched: cfg.registry.enabled.then_some(watched),
-            health: health.as_ref().map(|(rx, _)| rx.clone()),
+            health: health_link.clone(),
             ..Links::default()
         },
     );
@@ -303,11 +312,12 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         }
         None => (None, None),
     };
-    let backoff = Backoff::new(
+    let backoff = Backoff::reporting(
         cfg.backoff_base(),
         cfg.backoff_max(),
         problems.clone(),
         Some(metrics.clone()),
+        health_link.is_some().then(|| health_tx.clone()),
     );
     let program = (!program.is_empty()).then(|| {
         let spec = supervisor::ChildSpec {
@@ -337,6 +347,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             once: once_tx,
             kill_grace: cfg.child_kill_grace(),
             backoff: Some(backoff.clone()),
+            only_to_healthy: cfg.registry.enabled,
         };
         let (state, commands, stop) = (state.clone(), commands.clone(), stop_surfaces.clone());
         tokio::spawn(hooks::run(spec, state, commands, stop))
@@ -488,6 +499,7 @@ impl Running {
             reason: reason.into(),
             term: None,
             cooloff: None,
+            only_to_healthy: false,
         };
         let _ = self.commands.send(cmd).await;
     }

@@ -70,6 +70,13 @@ pub struct Change {
 }
 
 /// What the check says, for the election and every surface.
+///
+/// `verdict` is the copy's health as the election and the other copies
+/// see it: the check's own verdict, except that a copy whose leader-only
+/// work is failing (`work_failing`: `on_acquired` under
+/// `hooks.on_acquired_failure: release`) is unhealthy until it succeeds.
+/// Without a check configured, the copy is healthy while its work is not
+/// failing.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub verdict: Verdict,
@@ -81,9 +88,16 @@ pub struct Report {
     pub transitions: u64,
     /// The last [`HISTORY`] changes, oldest first.
     pub history: Vec<Change>,
+    /// Leader-only work failing in a row, in words: the copy counts as
+    /// unhealthy until it succeeds ([`crate::work::backoff`]).
+    pub work_failing: Option<String>,
+    /// The check's own verdict; `None`: no check is configured.
+    #[serde(skip)]
+    pub check: Option<Verdict>,
 }
 
 impl Report {
+    /// A copy with a health check, before its first result.
     pub fn new() -> Report {
         Report {
             verdict: Verdict::Unknown,
@@ -91,7 +105,48 @@ impl Report {
             checks: 0,
             transitions: 0,
             history: Vec::new(),
+            work_failing: None,
+            check: Some(Verdict::Unknown),
         }
+    }
+
+    /// A copy without a health check: healthy while its work is not failing.
+    pub fn without_check() -> Report {
+        Report {
+            verdict: Verdict::Healthy,
+            check: None,
+            ..Report::new()
+        }
+    }
+
+    /// The verdict the check's and the work's states make.
+    fn effective(&self) -> Verdict {
+        match (&self.work_failing, self.check) {
+            (Some(_), _) => Verdict::Unhealthy,
+            (None, Some(v)) => v,
+            (None, None) => Verdict::Healthy,
+        }
+    }
+
+    /// Bring `verdict` in line after a change of the check or the work;
+    /// a change is counted and kept in the history with `detail`.
+    /// Returns the new verdict when it changed.
+    pub fn settle(&mut self, detail: &str) -> Option<Verdict> {
+        let v = self.effective();
+        if v == self.verdict {
+            return None;
+        }
+        self.verdict = v;
+        self.transitions += 1;
+        self.history.push(Change {
+            at: wall_now(),
+            verdict: v,
+            detail: detail.to_string(),
+        });
+        if self.history.len() > HISTORY {
+            self.history.remove(0);
+        }
+        Some(v)
     }
 }
 
@@ -99,6 +154,35 @@ impl Default for Report {
     fn default() -> Self {
         Report::new()
     }
+}
+
+/// Leader-only work started failing (`Some`, in words) or succeeded again
+/// (`None`): the copy's verdict follows, and subscribers (the election,
+/// the registry's check) are woken only when the verdict changes.
+pub fn set_work_failing(tx: &watch::Sender<Report>, failing: Option<String>) {
+    tx.send_if_modified(|r| {
+        let detail = failing
+            .clone()
+            .unwrap_or_else(|| "leader-only work succeeded".to_string());
+        r.work_failing = failing;
+        let change = r.settle(&detail);
+        match change {
+            Some(Verdict::Unhealthy) => warn!(
+                event = "health",
+                verdict = "unhealthy",
+                result = %detail,
+                "counting as unhealthy while leader-only work fails: this copy hands the lease to a healthy copy if one is live, and does not take it while one is"
+            ),
+            Some(v) => info!(
+                event = "health",
+                verdict = v.name(),
+                "leader-only work succeeded; this copy's health follows its check again"
+            ),
+            None => {}
+        }
+        // New words alone show at the next publication of the state.
+        change.is_some()
+    });
 }
 
 /// `health.http_url` as the address and path to ask: `http://host:port/path`
@@ -265,21 +349,10 @@ pub async fn run(
         // show at the next publication of the state (at least every poll
         // or renewal).
         tx.send_if_modified(|r| {
-            r.verdict = tracker.verdict();
+            r.check = Some(tracker.verdict());
             r.checks += 1;
             r.last = Some(detail.clone());
-            if let Some(v) = change {
-                r.transitions += 1;
-                r.history.push(Change {
-                    at: wall_now(),
-                    verdict: v,
-                    detail: detail.clone(),
-                });
-                if r.history.len() > HISTORY {
-                    r.history.remove(0);
-                }
-            }
-            change.is_some()
+            r.settle(&detail).is_some()
         });
     }
 }
@@ -389,6 +462,61 @@ mod tests {
         );
         stop.cancel();
         task.await.unwrap();
+    }
+
+    /// A failing on_acquired makes a copy unhealthy until it succeeds,
+    /// with a check or without one; the verdict then follows the check
+    /// again. Subscribers are woken only by a change of verdict.
+    #[test]
+    fn failing_work_makes_the_verdict_unhealthy_until_it_succeeds() {
+        use Verdict::*;
+        let (tx, mut rx) = watch::channel(Report::without_check());
+        assert_eq!(rx.borrow().verdict, Healthy, "no check: healthy");
+        set_work_failing(&tx, Some("on_acquired failed (1 in a row)".into()));
+        assert!(rx.has_changed().unwrap());
+        let r = rx.borrow_and_update().clone();
+        assert_eq!((r.verdict, r.transitions), (Unhealthy, 1));
+        assert_eq!(r.history[0].detail, "on_acquired failed (1 in a row)");
+        set_work_failing(&tx, Some("on_acquired failed (2 in a row)".into()));
+        assert!(
+            !rx.has_changed().unwrap(),
+            "no change of verdict, no wake-up"
+        );
+        assert_eq!(
+            rx.borrow().work_failing.as_deref(),
+            Some("on_acquired failed (2 in a row)"),
+            "the words are kept for the next publication"
+        );
+        set_work_failing(&tx, None);
+        assert!(rx.has_changed().unwrap());
+        assert_eq!(rx.borrow_and_update().verdict, Healthy);
+
+        // With a check, the check's verdict is kept underneath.
+        let mut r = Report::new();
+        r.check = Some(Healthy);
+        assert_eq!(r.settle("exit 0"), Some(Healthy));
+        let (tx, rx) = watch::channel(r);
+        set_work_failing(&tx, Some("on_acquired failed".into()));
+        assert_eq!(rx.borrow().verdict, Unhealthy);
+        tx.send_modify(|r| {
+            r.check = Some(Unhealthy);
+            assert_eq!(r.settle("exit 1"), None, "unhealthy already");
+        });
+        set_work_failing(&tx, None);
+        assert_eq!(rx.borrow().verdict, Unhealthy, "the check still says so");
+        tx.send_modify(|r| {
+            r.check = Some(Healthy);
+            assert_eq!(r.settle("exit 0"), Some(Healthy));
+        });
+        assert_eq!(rx.borrow().transitions, 3);
+        let json = serde_json::to_value(&*rx.borrow()).unwrap();
+        assert_eq!(json["work_failing"], serde_json::Value::Null);
+        assert!(json.get("check").is_none(), "{json}");
+        assert_eq!(
+            Report::new().settle("x"),
+            None,
+            "unknown until the first result"
+        );
     }
 
     #[tokio::test]

@@ -269,10 +269,16 @@ pub enum Command {
     /// the time a later term leads, and is dropped.
     /// `cooloff`: how long to sit out; `None` is `step_down_cooloff` (a
     /// failing hook or program asks for longer: [`crate::work::backoff`]).
+    /// `only_to_healthy`: hand over only to a healthy successor (the
+    /// registry's last check named one); with none, keep the lease. A
+    /// failing `on_acquired` asks this way: with nobody healthy, the leader
+    /// keeps the lease and runs it again after its back-off, instead of
+    /// bouncing the lease around the fleet.
     StepDown {
         reason: String,
         term: Option<u64>,
         cooloff: Option<Duration>,
+        only_to_healthy: bool,
     },
 }
 
@@ -1552,7 +1558,7 @@ impl<S: LeaseStore> Election<S> {
                 biased;
                 _ = shutdown.cancelled() => {}
                 Some(cmd) = self.commands.recv() => {
-                    let Command::StepDown { reason, term, cooloff } = cmd;
+                    let Command::StepDown { reason, term, cooloff, only_to_healthy } = cmd;
                     if self.clock.now() >= h.deadline {
                         info!(reason, "step-down requested as the renew deadline passed; the lease runs out instead");
                         continue;
@@ -1561,6 +1567,17 @@ impl<S: LeaseStore> Election<S> {
                         info!(reason, stale_term = term, term = h.record.term,
                             "dropping a step-down request about an earlier term");
                         continue;
+                    }
+                    if only_to_healthy {
+                        let named = self.current_successors().len();
+                        if named == 0 {
+                            warn!(event = "kept", reason, term = h.record.term,
+                                "no healthy copy to hand the lease to: keeping it (the work is tried again after its back-off)");
+                            continue;
+                        }
+                        info!(reason, successors = named, "handing the lease to a healthy copy");
+                        self.give_up(&h, &reason, "unhealthy", cooloff).await;
+                        return LeadEnd::Lost;
                     }
                     info!(reason, "stepping down on request");
                     self.give_up(&h, &reason, "step_down", cooloff).await;

@@ -411,6 +411,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
                     reason,
                     term: None,
                     cooloff: None,
+                    only_to_healthy: false,
                 }) {
                     Ok(()) => json(
                         StatusCode::ACCEPTED,

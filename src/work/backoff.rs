@@ -22,7 +22,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tracing::{info, warn};
+
+use crate::health::Report;
 
 use crate::surfaces::metrics::Metrics;
 use crate::surfaces::problems::Problems;
@@ -72,6 +75,9 @@ pub struct Backoff {
     streaks: Mutex<[Streak; 2]>,
     problems: Problems,
     metrics: Option<Arc<Metrics>>,
+    /// This copy's health report: a failing `on_acquired` makes the copy
+    /// unhealthy until it succeeds ([`crate::health`]).
+    health: Option<watch::Sender<Report>>,
 }
 
 /// The source name of the back-off's problem in [`Problems`].
@@ -86,13 +92,33 @@ impl Backoff {
         problems: Problems,
         metrics: Option<Arc<Metrics>>,
     ) -> Arc<Backoff> {
+        Backoff::reporting(base, max, problems, metrics, None)
+    }
+
+    /// As [`Backoff::new`], and a failing `on_acquired` marks `health`
+    /// unhealthy until it succeeds.
+    pub fn reporting(
+        base: Duration,
+        max: Duration,
+        problems: Problems,
+        metrics: Option<Arc<Metrics>>,
+        health: Option<watch::Sender<Report>>,
+    ) -> Arc<Backoff> {
         Arc::new(Backoff {
             base,
             max,
             streaks: Mutex::default(),
             problems,
             metrics,
+            health,
         })
+    }
+
+    /// Tell the health report whether `on_acquired` is failing.
+    fn report(&self, work: Work, failing: Option<String>) {
+        if let (Work::OnAcquired, Some(h)) = (work, &self.health) {
+            crate::health::check::set_work_failing(h, failing);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, [Streak; 2]> {
@@ -111,6 +137,13 @@ impl Backoff {
             self.publish(&g);
             (n, cooloff(self.base, self.max, n))
         };
+        self.report(
+            work,
+            Some(format!(
+                "{} ({n} in a row; last: {last})",
+                work.failed_words()
+            )),
+        );
         if let Some(m) = &self.metrics {
             m.count_work_failure(work.name());
         }
@@ -141,6 +174,8 @@ impl Backoff {
         );
         *s = Streak::default();
         self.publish(&g);
+        drop(g);
+        self.report(work, None);
     }
 
     /// Failures of `work` in a row so far.

@@ -195,6 +195,11 @@ pub struct HooksSpec {
     /// Counts `on_acquired`'s failures in a row; the step-down after one
     /// sits out the cool-off it gives ([`crate::work::backoff`]).
     pub backoff: Option<Arc<Backoff>>,
+    /// A failing `on_acquired` hands the lease over only to a healthy copy
+    /// (the registry names them), and with none the lease is kept and the
+    /// hook run again after its back-off. `false` (no registry: nobody
+    /// knows who is healthy): it steps down, as before.
+    pub only_to_healthy: bool,
 }
 
 /// Run hooks for the events of `rx` until `shutdown`.
@@ -214,6 +219,7 @@ pub async fn run(
         once,
         kill_grace,
         backoff,
+        only_to_healthy,
     } = spec;
     let set_idle = move |v: bool| {
         if let Some(i) = &idle {
@@ -227,6 +233,10 @@ pub async fn run(
         let (sched, wake, shutdown, state) =
             (sched.clone(), wake.clone(), shutdown.clone(), rx.clone());
         tokio::spawn(async move {
+            // A failed on_acquired to run again at its back-off's end, if
+            // the lease is still ours then (the election keeps it when
+            // nobody healthy can take it).
+            let mut retry: Option<(Instant, Event)> = None;
             loop {
                 let next = {
                     let mut g = lock(&sched);
@@ -246,11 +256,32 @@ pub async fn run(
                     })
                 };
                 let Some((ev, token)) = next else {
+                    let at = retry.as_ref().map(|(at, _)| *at);
                     tokio::select! {
                         _ = wake.notified() => continue,
                         _ = shutdown.cancelled() => return,
+                        _ = async { match at { Some(at) => sleep_until(at).await, None => std::future::pending().await } } => {
+                            // The lease was kept (nobody healthy to hand
+                            // it to): run on_acquired again, while that
+                            // leadership lasts.
+                            if let Some((_, ev)) = retry.take() {
+                                let still = {
+                                    let s = state.borrow();
+                                    s.is_leader(Instant::now()) && s.term == ev.term
+                                };
+                                if still {
+                                    info!(term = ev.term, hook = "on_acquired",
+                                        "the lease was kept after on_acquired failed; running it again after its back-off");
+                                    lock(&sched).queue.push_back(ev);
+                                }
+                            }
+                            continue;
+                        }
                     }
                 };
+                if ev.kind == EventKind::Acquired {
+                    retry = None;
+                }
                 let hook = match ev.kind {
                     EventKind::Acquired => &cfg.on_acquired,
                     EventKind::Lost => &cfg.on_lost,
@@ -328,12 +359,20 @@ pub async fn run(
                     && !preempted.is_cancelled()
                     && cfg.on_acquired_failure == FailurePolicy::Release
                 {
-                    warn!("on_acquired failed; releasing leadership (hooks.on_acquired_failure: release)");
+                    if only_to_healthy {
+                        warn!("on_acquired failed; this copy counts as unhealthy until it succeeds: handing the lease to a healthy copy if one is live, else keeping it and running on_acquired again after its back-off (hooks.on_acquired_failure: release)");
+                        if let Some(d) = cooloff {
+                            retry = Some((Instant::now() + d, ev.clone()));
+                        }
+                    } else {
+                        warn!("on_acquired failed; releasing leadership (hooks.on_acquired_failure: release)");
+                    }
                     let _ = commands
                         .send(Command::StepDown {
                             reason: "on_acquired hook failed".into(),
                             term: Some(ev.term),
                             cooloff,
+                            only_to_healthy,
                         })
                         .await;
                 }
@@ -627,6 +666,7 @@ mod races {
             once: None,
             kill_grace: Duration::from_millis(500),
             backoff: None,
+            only_to_healthy: false,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         // A follower: on_leader_changed (3 s) starts.
@@ -690,6 +730,7 @@ mod races {
             once: None,
             kill_grace: Duration::from_millis(500),
             backoff: None,
+            only_to_healthy: false,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         let pid_in = |p: std::path::PathBuf| async move {
@@ -755,6 +796,7 @@ mod races {
                 once: Some(once_tx),
                 kill_grace: Duration::from_millis(500),
                 backoff: None,
+                only_to_healthy: false,
             };
             let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
             tx.send_replace(st(Role::Leader, Some("me"), 2, true));
@@ -811,6 +853,7 @@ mod races {
             once: None,
             kill_grace: Duration::from_millis(500),
             backoff: Some(backoff.clone()),
+            only_to_healthy: false,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         let mut term = 2;
@@ -869,6 +912,124 @@ mod races {
         let _ = task.await;
     }
 
+    /// With a registry (`only_to_healthy`), a failing on_acquired makes the
+    /// copy unhealthy and asks to hand over only to a healthy copy. When
+    /// the election keeps the lease (nobody healthy), the hook runs again
+    /// after each back-off, for as long as that leadership lasts; its
+    /// success makes the copy healthy and lets the program start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_lease_runs_a_failing_on_acquired_again_after_each_backoff() {
+        use crate::health::{Report, Verdict};
+        use crate::surfaces::problems::Problems;
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("mode");
+        let runs = dir.path().join("runs");
+        std::fs::write(&flag, "fail").unwrap();
+        let script = format!(
+            "echo run >> {r}; test \"$(cat {f})\" = ok",
+            f = flag.display(),
+            r = runs.display()
+        );
+        let count = || {
+            std::fs::read_to_string(&runs)
+                .map(|t| t.lines().count())
+                .unwrap_or(0)
+        };
+        let (htx, hrx) = watch::channel(Report::without_check());
+        let backoff = Backoff::reporting(
+            Duration::from_secs(1),
+            Duration::from_secs(16),
+            Problems::new(),
+            None,
+            Some(htx),
+        );
+        let (tx, rx) = watch::channel(st(Role::Follower, Some("x"), 1, false));
+        let (ctx, mut crx) = mpsc::channel(16);
+        let (acq_tx, mut acq) = watch::channel(0u64);
+        let stop = CancellationToken::new();
+        let spec = HooksSpec {
+            hooks: HooksConfig {
+                on_acquired: Some(sh(&script)),
+                ..HooksConfig::default()
+            },
+            election: "e".into(),
+            identity: "me".into(),
+            guard: None,
+            acquired: Some(acq_tx),
+            idle: None,
+            once: None,
+            kill_grace: Duration::from_millis(500),
+            backoff: Some(backoff.clone()),
+            only_to_healthy: true,
+        };
+        let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
+        let next = async |crx: &mut mpsc::Receiver<Command>| {
+            let c = tokio::time::timeout(Duration::from_secs(20), crx.recv())
+                .await
+                .expect("a step-down request")
+                .unwrap();
+            (c, Instant::now())
+        };
+        tx.send_replace(st(Role::Leader, Some("me"), 2, true));
+        let (first, t1) = next(&mut crx).await;
+        assert_eq!(
+            first,
+            Command::StepDown {
+                reason: "on_acquired hook failed".into(),
+                term: Some(2),
+                cooloff: Some(Duration::from_secs(1)),
+                only_to_healthy: true,
+            }
+        );
+        let r = hrx.borrow().clone();
+        assert_eq!(r.verdict, Verdict::Unhealthy, "{r:?}");
+        assert!(
+            r.work_failing
+                .as_deref()
+                .is_some_and(|w| w.contains("on_acquired failed (1 in a row; last: exit 1)")),
+            "{r:?}"
+        );
+        // The election kept the lease (the state still says term 2 leads):
+        // the hook runs again one cool-off later, and the next cool-off
+        // doubles.
+        let (second, t2) = next(&mut crx).await;
+        let Command::StepDown { term, cooloff, .. } = second;
+        assert_eq!((term, cooloff), (Some(2), Some(Duration::from_secs(2))));
+        assert!(t2 - t1 >= Duration::from_millis(900), "{:?}", t2 - t1);
+        assert_eq!(count(), 2);
+        // It succeeds at the third run: healthy again, the program may
+        // start, and nothing more is asked.
+        std::fs::write(&flag, "ok").unwrap();
+        tokio::time::timeout(Duration::from_secs(20), acq.wait_for(|t| *t == 2))
+            .await
+            .expect("the program may start after the success")
+            .unwrap();
+        assert!(
+            t1.elapsed() >= Duration::from_millis(2800),
+            "{:?}",
+            t1.elapsed()
+        );
+        assert_eq!(count(), 3);
+        assert_eq!(hrx.borrow().verdict, Verdict::Healthy);
+        assert_eq!(hrx.borrow().work_failing, None);
+        assert_eq!(backoff.failures(Work::OnAcquired), 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(crx.try_recv().is_err(), "nothing asked after the success");
+        // A failure whose leadership then ends is not run again.
+        std::fs::write(&flag, "fail").unwrap();
+        tx.send_replace(st(Role::Follower, None, 2, false));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send_replace(st(Role::Leader, Some("me"), 3, true));
+        let (c, _) = next(&mut crx).await;
+        let Command::StepDown { term, .. } = c;
+        assert_eq!(term, Some(3));
+        tx.send_replace(st(Role::Follower, Some("other"), 4, false));
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(count(), 4, "not run again once the leadership ended");
+        stop.cancel();
+        let _ = task.await;
+    }
+
     /// Under `on_acquired_failure: keep` a failure asks for no step-down,
     /// so there is nothing to back off: it is not counted (the review of
     /// issue 31: it was, with a problem promising a cool-off).
@@ -902,6 +1063,7 @@ mod races {
             once: None,
             kill_grace: Duration::from_millis(500),
             backoff: Some(backoff.clone()),
+            only_to_healthy: false,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
         tx.send_replace(st(Role::Leader, Some("me"), 2, true));

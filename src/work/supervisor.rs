@@ -180,6 +180,7 @@ pub async fn run(
                             reason: "supervised program could not start".into(),
                             term: Some(state.term),
                             cooloff,
+                            only_to_healthy: false,
                         })
                         .await;
                     not_before = now + RESTART_DELAY;
@@ -225,7 +226,7 @@ pub async fn run(
                         let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
                         let cooloff = spec.backoff.as_ref().filter(|_| !r.proven).map(|b| b.failed(Work::Program, &how));
                         given_up = Some(r.term);
-                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into(), term: Some(r.term), cooloff }).await;
+                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into(), term: Some(r.term), cooloff, only_to_healthy: false }).await;
                         not_before = Instant::now() + RESTART_DELAY;
                     }
                     ChildExit::Restart => {
@@ -455,6 +456,7 @@ pub(crate) mod tests {
                 reason: "test".into(),
                 term: None,
                 cooloff: None,
+                only_to_healthy: false,
             };
             self.cmds.send(cmd).await.unwrap();
         }

@@ -784,6 +784,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
             reason: "test".into(),
             term: None,
             cooloff: None,
+            only_to_healthy: false,
         })
         .await
         .unwrap();
@@ -1019,6 +1020,7 @@ async fn a_step_down_about_an_earlier_term_is_dropped() {
         reason: "test".into(),
         term: Some(t),
         cooloff: None,
+        only_to_healthy: false,
     };
     commands.send(step(term - 1)).await.unwrap();
     sleep(RETRY * 2).await;
@@ -1131,6 +1133,7 @@ async fn a_follower_publishes_when_it_could_take_over() {
             reason: "test".into(),
             term: None,
             cooloff: None,
+            only_to_healthy: false,
         })
         .await
         .unwrap();
@@ -1392,6 +1395,7 @@ async fn a_stepped_down_copy_competes_again_right_at_the_end_of_its_cooloff() {
         reason: "test".into(),
         term: None,
         cooloff: None,
+        only_to_healthy: false,
     };
     a.commands.send(step).await.unwrap();
     let t0 = Instant::now();
@@ -2100,6 +2104,7 @@ async fn failing_work_backs_off_from_the_cooloff_to_the_cap_over_ten_minutes() {
             reason: "on_acquired hook failed".into(),
             term: Some(last_term),
             cooloff: Some(cooloff),
+            only_to_healthy: false,
         };
         a.commands.send(step).await.unwrap();
         until_state(&mut rx, "a steps down", |s| !s.is_leader(Instant::now())).await;
@@ -2597,4 +2602,51 @@ async fn a_known_floor_is_not_read_again_at_every_read_of_an_absent_key() {
     assert_eq!(store.floor_requests(), 1, "one read of the floor");
     assert!(!b.leads());
     b.shutdown().await;
+}
+
+/// A failing on_acquired asks to hand over only to a healthy copy: with
+/// no successor to name the leader keeps the lease (and renews it); with
+/// one it releases, naming it, with `released_because: unhealthy`, and
+/// sits out the cool-off asked for.
+#[tokio::test(start_paused = true)]
+async fn a_step_down_only_to_a_healthy_copy_keeps_the_lease_when_nobody_is_named() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let hold = Duration::from_secs(300);
+    let (a, htx, stx) = health_node(&store, health_cfg("a", hold, false, false), Healthy);
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    let term = a.state().term;
+    let ask = |cooloff: u64| Command::StepDown {
+        reason: "on_acquired hook failed".into(),
+        term: Some(term),
+        cooloff: Some(Duration::from_secs(cooloff)),
+        only_to_healthy: true,
+    };
+    set_verdict(&htx, Unhealthy);
+    a.commands.send(ask(1)).await.unwrap();
+    let before = record(&store).nonce;
+    sleep(RETRY * 3).await;
+    assert!(a.leads(), "nobody healthy to hand to: the lease is kept");
+    let r = record(&store);
+    assert!(!r.released);
+    assert_eq!(r.term, term, "the same leadership");
+    assert_ne!(r.nonce, before, "and it is renewed");
+    stx.send_replace(named(&["b"]));
+    settle().await;
+    let cooloff = Duration::from_secs(7);
+    a.commands.send(ask(7)).await.unwrap();
+    until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
+    let r = record(&store);
+    assert!(r.released, "by a release");
+    assert_eq!(r.released_because.as_deref(), Some("unhealthy"));
+    assert_eq!(r.successors, vec!["b".to_string()]);
+    assert_eq!(a.state().reason, Some("unhealthy"));
+    // Nobody takes it: a retakes only after the cool-off it asked for
+    // (and then its own released record's unhealthy delay, as it is
+    // still unhealthy), never sooner.
+    let t0 = Instant::now();
+    until_state(&mut rx, "a retakes", |s| s.is_leader(Instant::now())).await;
+    assert!(Instant::now() - t0 >= cooloff, "{:?}", Instant::now() - t0);
+    a.shutdown().await;
 }

@@ -578,11 +578,23 @@ impl Sim {
                 self.restart(i, same);
             }
             28..=37 if self.slots[i].running => {
-                self.chaos_trace(format!("step-down requested of {name}"));
+                // With health drawn, half the step-downs are a failing
+                // on_acquired's: only to a healthy successor, else kept.
+                let only_to_healthy =
+                    self.drawn.health.is_some() && self.health_rng.random_bool(0.5);
+                self.chaos_trace(format!(
+                    "step-down requested of {name}{}",
+                    if only_to_healthy {
+                        " (only to a healthy copy)"
+                    } else {
+                        ""
+                    }
+                ));
                 let _ = self.slots[i].commands.try_send(Command::StepDown {
                     reason: "sim".into(),
                     term: None,
                     cooloff: None,
+                    only_to_healthy,
                 });
             }
             38..=45 => {

@@ -192,7 +192,7 @@ fn page(name: &str, cmd: clap::Command, see_also: &[&str]) -> String {
     r.control("SH", ["SEE ALSO"]);
     let refs: Vec<String> = see_also.iter().map(|n| format!("{n}(1)")).collect();
     r.text([roman(format!(
-        "{}; README.md in the source tree (installed as /usr/share/doc/s3-elector/README.md by the packages).",
+        "{}; README.md and the guides in docs/ in the source tree (installed under /usr/share/doc/s3-elector/ by the packages).",
         refs.join(", ")
     ))]);
     r.control("SH", ["VERSION"]);

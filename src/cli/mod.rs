@@ -8,7 +8,7 @@
 //! `man` (the manual pages).
 //!
 //!
-//! Exit codes (documented in the README):
+//! Exit codes (documented in docs/reference.md):
 //! - 0: success;
 //! - 64: bad config or command line (one line per problem on stderr);
 //! - 65: `status` found a lease object that is not a usable lease record;

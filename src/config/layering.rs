@@ -39,7 +39,7 @@ enum Value {
 }
 
 /// Every setting that has a flag and an environment variable: the field,
-/// the flag, the variable. `README.md` and the man pages list the same.
+/// the flag, the variable. `docs/reference.md` and the man pages list the same.
 pub const SETTINGS: &[(&str, &str, &str)] = &[
     ("election", "--election", "S3_ELECTOR_ELECTION"),
     ("s3.bucket", "--bucket", "S3_ELECTOR_BUCKET"),

@@ -1,7 +1,7 @@
 //! Logs: `tracing` to stderr, as text or JSON, with a `target=level` filter.
 //!
 //! Every state change is one INFO/WARN line with a stable `event` field
-//! (documented in the README); routine renewals are DEBUG.
+//! (documented in docs/reference.md); routine renewals are DEBUG.
 //!
 //! # Logging never blocks the election
 //! Lines go through a bounded queue to one writer thread (tracing-appender's

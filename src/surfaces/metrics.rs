@@ -559,6 +559,50 @@ mod tests {
             .starts_with("text/plain; version=0.0.4"));
     }
 
+    /// docs/reference.md's table names every metric a daemon serves (each
+    /// `# TYPE` of the Prometheus text), and names none it does not.
+    #[test]
+    fn the_reference_names_every_metric() {
+        let m = Metrics::new();
+        // A labelled family shows once it has a sample.
+        m.count("get", "ok");
+        m.count_shed("refused");
+        m.count_work_failure("on_acquired");
+        let state =
+            crate::work::hooks::tests::st(crate::lease::election::Role::Follower, None, 3, false);
+        let text = m.render(&state, Format::Prometheus);
+        let served: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert!(served.len() >= 15, "{served:?}");
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md"),
+        )
+        .unwrap();
+        for name in &served {
+            let named = [format!("`{name}`"), format!("`{name}{{")];
+            assert!(
+                named.iter().any(|n| doc.contains(n.as_str())),
+                "docs/reference.md does not name the metric {name}"
+            );
+        }
+        let documented: std::collections::BTreeSet<String> = doc
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| w.starts_with("s3_elector_"))
+            .map(|w| w.split('{').next().unwrap().to_string())
+            .collect();
+        for name in &documented {
+            assert!(
+                served.contains(name.as_str()),
+                "docs/reference.md names {name}, which no daemon serves"
+            );
+        }
+    }
+
     #[test]
     fn prometheus_text_names_counters_by_their_samples() {
         let m = Metrics::new();

@@ -6,7 +6,7 @@
 //! no decision of the election is copied here. Each seed draws:
 //! - the timings, from the whole space validation accepts (L > R > 1.2 P,
 //!   0 < `request_timeout` < R, often just under R), and the cool-off;
-//! - a clock rate per process within the bound the README promises,
+//! - a clock rate per process within the bound docs/concepts.md promises,
 //!   1 ± (L − R)/(L + R) (a negative control runs beyond it);
 //! - the store's weather ([`store`]) and a storm of faults: processes
 //!   frozen (SIGSTOP) and resumed, crashed and restarted with or without
@@ -157,7 +157,7 @@ impl Drawn {
         }
     }
 
-    /// The clock-rate error the README promises to tolerate.
+    /// The clock-rate error docs/concepts.md promises to tolerate.
     fn bound_of(l: Duration, r: Duration) -> f64 {
         let (l, r) = (l.as_secs_f64(), r.as_secs_f64());
         (l - r) / (l + r)

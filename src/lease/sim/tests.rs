@@ -84,7 +84,7 @@ fn every_seed_simulates_at_least_fifty_leases() {
 }
 
 /// A negative control: the checker must fire when clocks drift beyond the
-/// bound the README promises.
+/// bound docs/concepts.md promises.
 #[test]
 fn clocks_drifting_beyond_the_bound_are_caught() {
     let opts = Opts {

@@ -519,6 +519,27 @@ mod tests {
         );
     }
 
+    /// The history keeps the last HISTORY changes, oldest first.
+    #[test]
+    fn the_history_keeps_the_last_changes() {
+        let mut r = Report::new();
+        for i in 0..HISTORY + 3 {
+            r.check = Some(if i % 2 == 0 {
+                Verdict::Healthy
+            } else {
+                Verdict::Unhealthy
+            });
+            assert!(r.settle(&format!("result {i}")).is_some());
+            assert_eq!(r.history.len(), (i + 1).min(HISTORY));
+        }
+        assert_eq!(r.transitions, (HISTORY + 3) as u64);
+        assert_eq!(r.history[0].detail, "result 3");
+        assert_eq!(
+            r.history[HISTORY - 1].detail,
+            format!("result {}", HISTORY + 2)
+        );
+    }
+
     #[tokio::test]
     async fn an_http_check_is_healthy_on_2xx_only() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -37,6 +37,12 @@ struct WorkLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaderLabels {
+    election: String,
+    identity: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -155,6 +161,11 @@ pub struct Metrics {
     s3_requests: Family<S3Labels, Counter>,
     renew_latency: Histogram,
     is_leader: Gauge,
+    /// `s3_elector_leader{election, identity}`: 1 on the copy that leads,
+    /// 0 on the others; names the leader and carries the election, so a
+    /// fleet's copies can be aggregated (as client-go's
+    /// `leader_election_master_status{name}`).
+    leader: Family<LeaderLabels, Gauge>,
     term: Gauge,
     transitions: Gauge,
     remaining: Gauge<f64, AtomicU64>,
@@ -212,6 +223,12 @@ impl Metrics {
             "is_leader",
             "1 while this copy holds a valid lease",
             is_leader.clone(),
+        );
+        let leader = Family::<LeaderLabels, Gauge>::default();
+        registry.register(
+            "leader",
+            "1 on the copy that leads, 0 on the others; the labels name the election and this copy, for aggregating a fleet and alerting on no leader or two",
+            leader.clone(),
         );
         let term = Gauge::default();
         registry.register(
@@ -293,6 +310,7 @@ impl Metrics {
             s3_requests,
             renew_latency,
             is_leader,
+            leader,
             term,
             transitions,
             remaining,
@@ -355,6 +373,12 @@ impl Metrics {
     pub fn render(&self, state: &State, format: Format) -> String {
         let now = Instant::now();
         self.is_leader.set(i64::from(state.is_leader(now)));
+        self.leader
+            .get_or_create(&LeaderLabels {
+                election: state.election.clone(),
+                identity: state.identity.clone(),
+            })
+            .set(i64::from(state.is_leader(now)));
         self.term.set(i64::try_from(state.term).unwrap_or(i64::MAX));
         self.transitions
             .set(i64::try_from(state.transitions).unwrap_or(i64::MAX));
@@ -557,6 +581,36 @@ mod tests {
         assert!(Prometheus
             .content_type()
             .starts_with("text/plain; version=0.0.4"));
+    }
+
+    /// `s3_elector_leader` names the election and this copy: 1 while it
+    /// leads, 0 otherwise (what the alert rules sum by election).
+    #[test]
+    fn the_leader_metric_is_one_only_while_leading() {
+        use crate::lease::election::Role;
+        let m = Metrics::new();
+        let st = crate::work::hooks::tests::st;
+        let line = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("s3_elector_leader{"))
+                .map(String::from)
+        };
+        let lead = m.render(&st(Role::Leader, Some("me"), 3, true), Format::Prometheus);
+        assert_eq!(
+            line(&lead).as_deref(),
+            Some("s3_elector_leader{election=\"e\",identity=\"me\"} 1")
+        );
+        let follow = m.render(&st(Role::Follower, Some("x"), 4, false), Format::Prometheus);
+        assert_eq!(
+            line(&follow).as_deref(),
+            Some("s3_elector_leader{election=\"e\",identity=\"me\"} 0")
+        );
+        // An expired leadership is not leading.
+        let expired = m.render(&st(Role::Leader, Some("me"), 3, false), Format::Prometheus);
+        assert!(
+            line(&expired).is_some_and(|l| l.ends_with(" 0")),
+            "{expired}"
+        );
     }
 
     /// docs/reference.md's table names every metric a daemon serves (each

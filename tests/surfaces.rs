@@ -695,6 +695,82 @@ fn metrics_pass_promtool_and_negotiate_the_format() {
         open.contains("# TYPE s3_elector_s3_requests counter"),
         "{open}"
     );
+    // The alert rules pass promtool's own checks and unit tests, and they
+    // and the dashboard ask only for metrics this daemon serves.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = root.join("helm/s3-elector/files");
+    for args in [
+        vec![
+            "check".to_string(),
+            "rules".into(),
+            files.join("s3-elector.rules.yaml").display().to_string(),
+        ],
+        vec![
+            "test".to_string(),
+            "rules".into(),
+            root.join("tests/prometheus/rules.test.yaml")
+                .display()
+                .to_string(),
+        ],
+    ] {
+        let out = std::process::Command::new(&promtool)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rules: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(files.join("s3-elector.rules.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut queries: Vec<String> = rules["groups"][0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| r["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(queries.len() >= 7, "{queries:?}");
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(files.join("s3-elector.dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let panels = dash["panels"].as_array().unwrap();
+    let from_dashboard: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .chain(std::iter::once(
+            dash["templating"]["list"][1]["definition"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        ))
+        .collect();
+    assert!(from_dashboard.len() >= 10, "{from_dashboard:?}");
+    queries.extend(from_dashboard);
+    let served: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let mut asked = 0;
+    for q in &queries {
+        for w in q.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if w.starts_with("s3_elector_") || w.starts_with("process_") {
+                asked += 1;
+                assert!(
+                    served.contains(w),
+                    "`{q}` asks for {w}, which the daemon does not serve:\n{text}"
+                );
+            }
+        }
+    }
+    assert!(asked >= 20, "{asked} metric names in the queries");
 }
 
 /// A busy port the operator chose is fatal, with a message naming it; the

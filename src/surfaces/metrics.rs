@@ -260,6 +260,16 @@ impl Metrics {
             "HTTP connections closed to keep the endpoint answering: evicted_fresh (no complete request yet) or evicted_idle (longest-idle keep-alive) for a newcomer past http.max_connections, refused (all busy), first_request_timeout",
             http_shed.clone(),
         );
+        // Every known reason and work starts at 0, so that the series
+        // exist (for rate() and the alert rules) before the first event.
+        for reason in [
+            "evicted_fresh",
+            "evicted_idle",
+            "refused",
+            "first_request_timeout",
+        ] {
+            http_shed.get_or_create(&ShedLabels { reason });
+        }
         let status_file_errors = Counter::default();
         registry.register(
             "status_file_write_errors",
@@ -278,6 +288,12 @@ impl Metrics {
             "Failures of leader-only work that made this copy step down and back off (work: on_acquired, program = exited within a lease of starting); /leader's problem says how many in a row",
             work_failures.clone(),
         );
+        for work in [
+            crate::work::backoff::Work::OnAcquired,
+            crate::work::backoff::Work::Program,
+        ] {
+            work_failures.get_or_create(&WorkLabels { work: work.name() });
+        }
         let health_ok = Gauge::default();
         registry.register(
             "health_ok",
@@ -583,6 +599,26 @@ mod tests {
             .starts_with("text/plain; version=0.0.4"));
     }
 
+    /// The known reasons and works exist at 0 before the first event, so
+    /// rate() and the alert rules see them.
+    #[test]
+    fn known_series_start_at_zero() {
+        let m = Metrics::new();
+        let st =
+            crate::work::hooks::tests::st(crate::lease::election::Role::Follower, None, 1, false);
+        let text = m.render(&st, Format::Prometheus);
+        for line in [
+            "s3_elector_work_failures_total{work=\"on_acquired\"} 0",
+            "s3_elector_work_failures_total{work=\"program\"} 0",
+            "s3_elector_http_connections_shed_total{reason=\"evicted_fresh\"} 0",
+            "s3_elector_http_connections_shed_total{reason=\"evicted_idle\"} 0",
+            "s3_elector_http_connections_shed_total{reason=\"refused\"} 0",
+            "s3_elector_http_connections_shed_total{reason=\"first_request_timeout\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
+
     /// `s3_elector_leader` names the election and this copy: 1 while it
     /// leads, 0 otherwise (what the alert rules sum by election).
     #[test]
@@ -620,8 +656,6 @@ mod tests {
         let m = Metrics::new();
         // A labelled family shows once it has a sample.
         m.count("get", "ok");
-        m.count_shed("refused");
-        m.count_work_failure("on_acquired");
         let state =
             crate::work::hooks::tests::st(crate::lease::election::Role::Follower, None, 3, false);
         let text = m.render(&state, Format::Prometheus);

@@ -2,7 +2,7 @@
 // the engine helm itself uses: Go's text/template, the sprig function
 // library, and helm's own additions (include, tpl, required, toYaml,
 // fromYaml, toJson, fromJson, lookup; .Values, .Release, .Chart,
-// .Capabilities, .Template; _*.tpl partials; NOTES.txt). No helm binary can
+// .Capabilities, .Template, .Files.Get; _*.tpl partials; NOTES.txt). No helm binary can
 // be installed here; this is the faithful substitute for the tests.
 //
 // Usage:
@@ -193,6 +193,25 @@ func loadChart(dir, parentPath string, given map[string]interface{}) (*chartDir,
 	return c, nil
 }
 
+// Files is .Files: the chart's own files outside templates/, as helm's
+// (only Get is implemented; a missing file gives "", as in helm).
+type Files struct {
+	dir string
+}
+
+// Get returns the file's contents, or "" when it cannot be read.
+func (f Files) Get(name string) string {
+	clean := filepath.Clean(name)
+	if filepath.IsAbs(clean) || strings.HasPrefix(clean, "..") || strings.HasPrefix(clean, "templates"+string(filepath.Separator)) {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(f.dir, clean))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
 // each visits the chart and its subcharts, parents first.
 func (c *chartDir) each(f func(*chartDir) error) error {
 	if err := f(c); err != nil {
@@ -261,7 +280,7 @@ func render(dir string, files []string, release, namespace, kube, apis string, n
 			"Release":      releaseObj,
 			"Chart":        chart,
 			"Capabilities": caps,
-			"Files":        map[string]interface{}{},
+			"Files":        Files{dir: c.dir},
 			"Subcharts":    subs,
 		}
 	}

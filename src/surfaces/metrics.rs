@@ -268,7 +268,7 @@ impl Metrics {
             "refused",
             "first_request_timeout",
         ] {
-            http_shed.get_or_create(&ShedLabels { reason });
+            let _ = http_shed.get_or_create(&ShedLabels { reason });
         }
         let status_file_errors = Counter::default();
         registry.register(
@@ -292,7 +292,7 @@ impl Metrics {
             crate::work::backoff::Work::OnAcquired,
             crate::work::backoff::Work::Program,
         ] {
-            work_failures.get_or_create(&WorkLabels { work: work.name() });
+            let _ = work_failures.get_or_create(&WorkLabels { work: work.name() });
         }
         let health_ok = Gauge::default();
         registry.register(

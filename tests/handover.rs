@@ -942,3 +942,137 @@ fn a_failing_on_acquired_everywhere_keeps_the_lease_and_retries_with_back_off() 
         d.wait_exit(Duration::from_secs(10));
     }
 }
+
+/// `status` shows the successors the holder named and what this host's
+/// daemon thinks; `status --watch` prints one line per change of leader,
+/// saying why: a graceful stop is a release, a `kill -9` an expiry after
+/// about a lease. It asks the local daemon while it answers, and reads the
+/// store when it does not (issue 37).
+#[test]
+fn status_shows_this_host_and_watch_prints_a_line_per_change() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+    let sw = Seaweed::start();
+    sw.bucket("watch");
+    let cfg = sw.config(
+        sw.dir.path(),
+        "watch",
+        "watch",
+        "timing:\n  lease_duration: 3s\n  renew_deadline: 2s\n  retry_period: 500ms\n",
+    );
+    let mut ds: Vec<Daemon> = ["a", "b", "c"]
+        .iter()
+        .map(|id| Daemon::start(id, &cfg))
+        .collect();
+    let refs: Vec<&Daemon> = ds.iter().collect();
+    let l = wait_single_leader(&refs, Duration::from_secs(60));
+    let w = (l + 1) % 3;
+    wait_successors(&sw, "watch", &ds[l], 2, Duration::from_secs(60));
+    let listen = format!("127.0.0.1:{}", ds[w].http_port);
+    let (code, out, err) = run_cmd(&cfg, &["status"], &[("S3_ELECTOR_HTTP_LISTEN", &listen)]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lid = ds[l].id.clone();
+    assert!(
+        out.contains(&format!(
+            "this host:   {} (follower; sees {lid} lead, term ",
+            ds[w].id
+        )),
+        "{out}"
+    );
+    assert!(out.contains("successors:  "), "{out}");
+    let (_, json, _) = run_cmd(
+        &cfg,
+        &["status", "--json"],
+        &[("S3_ELECTOR_HTTP_LISTEN", &listen)],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["local"]["identity"].as_str(),
+        Some(ds[w].id.as_str()),
+        "{json}"
+    );
+
+    // The watch, through w's daemon.
+    let mut watch = daemon_command(&cfg)
+        .args(["status", "--watch"])
+        .env("S3_ELECTOR_HTTP_LISTEN", &listen)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stdout = watch.stdout.take().unwrap();
+    let reader = {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(l);
+            }
+        })
+    };
+    let wait_line = |what: &str, f: &dyn Fn(&str) -> bool| -> String {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(l) = lines.lock().unwrap().iter().find(|l| f(l)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < end,
+                "no line {what}: {:?}",
+                lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = wait_line("for the leader", &|l| l.ends_with("(leading)"));
+    assert!(first.contains(&format!(" {lid} term ")), "{first}");
+    // A graceful stop: a release.
+    ds[l].signal("TERM");
+    ds[l].wait_exit(Duration::from_secs(30));
+    let rest: Vec<&Daemon> = ds
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != l)
+        .map(|(_, d)| d)
+        .collect();
+    let n = wait_single_leader(&rest, Duration::from_secs(30));
+    let nid = rest[n].id.clone();
+    let released = wait_line("for the hand-over", &|l| {
+        l.contains(&format!(" {nid} term "))
+    });
+    assert!(
+        released.ends_with(&format!("({lid} released)")),
+        "{released}"
+    );
+    // kill -9 of the new leader: the last copy takes over after a lease.
+    let ni = ds.iter().position(|d| d.id == nid).unwrap();
+    ds[ni].kill();
+    let last = ds
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != l && *i != ni)
+        .map(|(_, d)| d.id.clone())
+        .unwrap();
+    let expired = wait_line("for the takeover", &|l| {
+        l.contains(&format!(" {last} term "))
+    });
+    let secs: f64 = expired
+        .rsplit("expired after ")
+        .next()
+        .and_then(|s| s.strip_suffix(" s)"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an expiry: {expired}"));
+    assert!(
+        expired.contains(&format!("({nid} expired after ")) && secs >= 2.0,
+        "{expired}"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+    reader.join().unwrap();
+    for d in ds.iter_mut() {
+        d.kill();
+    }
+}

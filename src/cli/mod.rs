@@ -38,6 +38,7 @@ mod is_leader;
 mod man;
 mod status;
 mod step_down;
+mod watch;
 
 /// Exit code for a lease object that is not a usable record (`EX_DATAERR`).
 pub const EXIT_DATA: i32 = 65;
@@ -309,10 +310,15 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
-    pub common: Common,
+    pub daemon: DaemonArgs,
     /// Print JSON instead of text.
     #[arg(long, env = "S3_ELECTOR_STATUS_JSON")]
     pub json: bool,
+    /// Print one line per change of leader until stopped, from the local
+    /// daemon while one answers (no S3 request), else by reading the lease
+    /// every `retry_period`.
+    #[arg(long, env = "S3_ELECTOR_STATUS_WATCH", conflicts_with = "json")]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args)]

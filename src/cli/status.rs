@@ -3,7 +3,10 @@
 
 use std::time::SystemTime;
 
-use super::{connect, load, Common, ResetArgs, StatusArgs, EXIT_DATA, EXIT_UNAVAILABLE};
+use super::{
+    connect, load, load_for_daemon, local_daemon, same_daemon, Common, ResetArgs, StatusArgs,
+    EXIT_DATA, EXIT_UNAVAILABLE,
+};
 use crate::config::Config;
 use crate::config::EXIT_CONFIG;
 
@@ -20,12 +23,18 @@ use crate::lease::store::{normalize_etag, LeaseStore, Object, StoreError};
 /// `reset`); on failure, the message is printed and the exit code returned.
 async fn read_lease(c: &Common) -> Result<(Config, String, S3Store, String, Option<Object>), i32> {
     let (cfg, identity) = load(c).await?;
-    let store = connect(&cfg).await?;
+    let (store, key, obj) = read_lease_of(&cfg).await?;
+    Ok((cfg, identity, store, key, obj))
+}
+
+/// Connect and read the lease object `cfg` names.
+async fn read_lease_of(cfg: &Config) -> Result<(S3Store, String, Option<Object>), i32> {
+    let store = connect(cfg).await?;
     let key = cfg.lease_key();
     match get_retrying_once(&store, &key).await {
-        Ok(o) => Ok((cfg, identity, store, key, o)),
+        Ok(o) => Ok((store, key, o)),
         Err(e) => {
-            eprintln!("s3-elector: cannot read {}: {e}", target(&cfg));
+            eprintln!("s3-elector: cannot read {}: {e}", target(cfg));
             Err(EXIT_UNAVAILABLE)
         }
     }
@@ -55,10 +64,42 @@ struct StatusJson {
     /// Held, not released, and written less than a lease ago (wall clock;
     /// off by the clock offset between hosts).
     looks_live: bool,
+    /// This host's daemon's view (`GET /leader`), when one of this
+    /// election answers.
+    local: Option<serde_json::Value>,
+}
+
+/// This host's daemon's `/leader` view, when it answers within a second
+/// and runs this election (and identity, where one was set).
+async fn local_view(cfg: &Config, identity: Option<&str>) -> Option<serde_json::Value> {
+    if !cfg.http.enabled {
+        return None;
+    }
+    let addr = local_daemon(cfg);
+    let a = crate::peers::client::request(
+        &addr.to_string(),
+        hyper::Method::GET,
+        "/leader",
+        std::time::Duration::from_secs(1),
+    )
+    .await
+    .ok()
+    .filter(|a| a.status == 200)?;
+    let v: serde_json::Value = serde_json::from_slice(&a.body).ok()?;
+    same_daemon(cfg, identity, &addr, &v).ok()?;
+    Some(v)
 }
 
 pub(super) async fn status(a: StatusArgs) -> i32 {
-    let (cfg, _, _, key, obj) = match read_lease(&a.common).await {
+    let (cfg, identity) = match load_for_daemon(&a.daemon).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if a.watch {
+        let daemon = local_daemon(&cfg).to_string();
+        return super::watch::watch(cfg, daemon).await;
+    }
+    let (_, key, obj) = match read_lease_of(&cfg).await {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -72,6 +113,7 @@ pub(super) async fn status(a: StatusArgs) -> i32 {
         problem: None,
         age_seconds: None,
         looks_live: false,
+        local: local_view(&cfg, identity.as_deref()).await,
     };
     if let Some(o) = &obj {
         match o.record() {
@@ -101,6 +143,37 @@ pub(super) async fn status(a: StatusArgs) -> i32 {
 }
 
 fn print_status(s: &StatusJson) {
+    print_lease(s);
+    match &s.local {
+        Some(v) => println!("this host:   {}", local_words(v)),
+        None => println!("this host:   no daemon of this election answers here"),
+    }
+}
+
+/// This host's daemon's view in a few words: `node-b (follower; sees
+/// node-a lead, term 7; healthy)`.
+fn local_words(v: &serde_json::Value) -> String {
+    let id = v["identity"].as_str().unwrap_or("?");
+    let role = v["role"].as_str().unwrap_or("?");
+    let term = v["term"].as_u64().unwrap_or(0);
+    let mut parts = vec![if v["is_leader"] == true {
+        format!("leads, term {term}")
+    } else {
+        match v["leader"].as_str() {
+            Some(l) => format!("{role}; sees {l} lead, term {term}"),
+            None => format!("{role}; sees no leader"),
+        }
+    }];
+    if let Some(h) = v["health"]["verdict"].as_str() {
+        parts.push(h.to_string());
+    }
+    if let Some(p) = v["problem"].as_str() {
+        parts.push(format!("problem: {p}"));
+    }
+    format!("{id} ({})", parts.join("; "))
+}
+
+fn print_lease(s: &StatusJson) {
     println!("election:    {}", s.election);
     println!("lease:       s3://{}/{}", s.bucket, s.key);
     if !s.exists {
@@ -134,6 +207,12 @@ fn print_status(s: &StatusJson) {
     }
     println!("state:       {state}");
     println!("term:        {}", r.term);
+    if !r.successors.is_empty() {
+        println!(
+            "successors:  {} (named by the holder, best first)",
+            r.successors.join(", ")
+        );
+    }
     println!("transitions: {}", r.transitions);
     println!(
         "duration:    {} (the holder's lease_duration)",

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod daemon;
+pub mod exit;
 pub mod fenced;
 pub mod health;
 pub mod lease;

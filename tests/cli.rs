@@ -283,7 +283,11 @@ fn the_man_pages_render() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let written = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(written.lines().count(), 10, "{written}");
+    assert_eq!(
+        written.lines().count(),
+        13,
+        "with fenced put, get and rm: {written}"
+    );
     for page in written.lines() {
         let r = std::process::Command::new("man")
             .args(["-l", "-P", "cat", page])

@@ -1,10 +1,11 @@
 //! `check`: the config, credentials, bucket, permissions and the store's
 //! conditional-write support, then the request cost the timings imply.
 
-use super::{connect, load_with, programs_problems, CheckArgs, EXIT_UNAVAILABLE};
-use crate::config::{Config, EXIT_CONFIG};
+use super::{connect, load_with, programs_problems, CheckArgs};
+use crate::config::Config;
 use crate::cost::Cost;
 use crate::daemon::{target, StopBudget};
+use crate::exit::{EXIT_CONFIG, EXIT_UNAVAILABLE};
 use crate::lease::probe::{self, ProbeError};
 use crate::lease::store::StoreError;
 

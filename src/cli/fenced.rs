@@ -5,18 +5,14 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::{load, Common, EXIT_DATA, EXIT_UNAVAILABLE};
-use crate::config::{Config, EXIT_CONFIG};
+use super::{load, Common};
+use crate::config::Config;
+use crate::exit::{
+    EXIT_ABSENT, EXIT_CONFIG, EXIT_CONTENDED, EXIT_DATA, EXIT_FENCED, EXIT_UNAVAILABLE,
+};
 use crate::fenced::{self, Body, FenceError, Stamp};
 use crate::lease::probe;
 use crate::lease::store::s3::S3Store;
-
-/// `fenced put`/`rm`: a newer term has written the object (`EX_NOPERM`).
-pub const EXIT_FENCED: i32 = 77;
-/// `fenced get`: the object does not exist or was removed (`EX_NOINPUT`).
-pub const EXIT_ABSENT: i32 = 66;
-/// Other writers kept landing in between (`EX_TEMPFAIL`): try again.
-pub const EXIT_CONTENDED: i32 = 75;
 
 #[derive(Debug, Args)]
 pub struct FencedArgs {

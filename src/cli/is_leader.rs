@@ -10,13 +10,11 @@ use std::time::Duration;
 use hyper::Method;
 
 use super::{load_for_daemon, local_daemon, same_daemon, IsLeaderArgs};
+use crate::exit::EXIT_UNKNOWN;
 use crate::peers::client;
 
 /// How long the daemon may take to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
-
-/// The daemon could not be asked (systemd: the condition failed).
-const EXIT_UNKNOWN: i32 = 255;
 
 pub(super) async fn is_leader(a: IsLeaderArgs) -> i32 {
     let c = &a.daemon;

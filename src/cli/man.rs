@@ -49,92 +49,77 @@ const CHILD_VARS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The exit codes of one command, as (code, meaning).
-fn exit_status(command: &str) -> &'static [(&'static str, &'static str)] {
-    const CONFIG: (&str, &str) = ("64", "Bad config or command line; one line per problem on stderr, each naming the field and, for a flag or variable, where it came from.");
-    const STORE: (&str, &str) = ("69", "The store cannot be used: no credentials, unreachable, missing bucket, access denied, or it failed the conformance probe.");
-    match command {
-        "run" => &[
-            ("0", "Stopped by SIGTERM or SIGINT after releasing the lease (when it led)."),
-            CONFIG,
-            STORE,
-            ("1", "Anything else, e.g. the HTTP address is taken."),
-            ("N", "With --once: the program's own exit code (128 + n when a signal n ended it)."),
-            ("75", "With --once --no-wait: another live copy leads; the program did not run."),
-            ("76", "With --once: leadership ended while the program ran; it was stopped."),
-            ("79", "With --once: the on_acquired hook failed; the program did not run."),
-            ("143", "With --once: a stop signal came before the program ended."),
-        ],
-        "check" => &[("0", "Every check passed."), CONFIG, STORE],
-        "status" => &[
-            ("0", "The lease object was read (or is absent)."),
-            CONFIG,
-            ("65", "The lease object is not a usable lease record (corrupt, another program's, a newer schema); see reset."),
-            STORE,
-        ],
-        "reset" => &[
-            ("0", "The object was replaced by a released record."),
-            ("1", "Nothing written: the object is absent, changed since status printed its ETag, or is a valid record."),
-            CONFIG,
-            STORE,
-        ],
-        "step-down" => &[
-            ("0", "The daemon accepted the request."),
-            ("1", "The daemon refused it (its answer is printed)."),
-            CONFIG,
-            ("69", "The daemon cannot be reached; is it running?"),
-        ],
-        "is-leader" => &[
-            ("0", "This copy leads, with more than retry_period of its lease left."),
-            ("1", "It does not."),
-            ("255", "Its daemon cannot be asked (not running, bad config), or the command line is wrong: systemd's ExecCondition= then skips the job and marks it failed."),
-        ],
-        "fenced" => &[
-            ("0", "Written, removed, or read."),
-            CONFIG,
-            ("65", "The object is fenced by another election."),
-            ("66", "get: the object does not exist or was removed; put: the body cannot be read."),
-            STORE,
-            ("75", "Other writers kept landing in between; nothing was written. Try again."),
-            ("77", "Refused: a newer term has written the object. This writer's leadership is over; stop writing."),
-        ],
-        "completions" | "man" => &[("0", "Written."), ("1", "Cannot write.")],
-        _ => &[
-            ("0", "Success."),
-            CONFIG,
-            ("65", "status: the lease object is not a usable lease record."),
-            STORE,
-            ("1", "Anything else; each command's page has its own list."),
-        ],
+/// The exit codes of one command, as (code, meaning), from the one table
+/// ([`crate::exit::TABLE`]); the overview page lists each code once, with
+/// the commands that use it.
+fn exit_status(command: &str) -> Vec<(String, String)> {
+    let rows = crate::exit::of(command);
+    if !rows.is_empty() {
+        return rows
+            .iter()
+            .map(|r| (r.code.to_string(), r.meaning.to_string()))
+            .collect();
     }
+    let mut out: Vec<(String, String)> = Vec::new();
+    for r in crate::exit::TABLE {
+        if r.commands == ["guard"] || out.iter().any(|(c, _)| c == r.code) {
+            continue;
+        }
+        let mut commands: Vec<&str> = Vec::new();
+        for c in crate::exit::TABLE
+            .iter()
+            .filter(|o| o.code == r.code)
+            .flat_map(|o| o.commands.iter().copied())
+        {
+            if !commands.contains(&c) {
+                commands.push(c);
+            }
+        }
+        out.push((
+            r.code.to_string(),
+            format!(
+                "Used by {}; see each command's page for what it means there.",
+                commands.join(", ")
+            ),
+        ));
+    }
+    out
 }
 
-/// Every page: (file name, roff).
+/// Every page: (file name, roff). A command with subcommands of its own
+/// (`fenced`) has a page for each of them too (`s3-elector-fenced-put.1`).
 pub(super) fn pages() -> Vec<(String, String)> {
     let mut root = Cli::command().disable_help_subcommand(true);
     root.build();
-    let subs: Vec<clap::Command> = root
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set())
-        .cloned()
-        .collect();
-    let names: Vec<String> = std::iter::once("s3-elector".to_string())
-        .chain(subs.iter().map(|s| format!("s3-elector-{}", s.get_name())))
-        .collect();
-    std::iter::once(("", root.clone()))
-        .chain(subs.iter().map(|s| (s.get_name(), s.clone())))
+    let mut cmds: Vec<(String, clap::Command)> = vec![(String::new(), root.clone())];
+    for s in root.get_subcommands().filter(|s| !s.is_hide_set()) {
+        cmds.push((s.get_name().to_string(), s.clone()));
+        for n in s.get_subcommands().filter(|n| !n.is_hide_set()) {
+            let name = format!("{}-{}", s.get_name(), n.get_name());
+            let display = format!("s3-elector-{name}");
+            // A page's title is its command's name; `man` runs once, so
+            // the few names it makes may live to the end.
+            let title: &'static str = Box::leak(display.clone().into_boxed_str());
+            cmds.push((name, n.clone().name(title).display_name(display)));
+        }
+    }
+    let file = |name: &str| {
+        if name.is_empty() {
+            "s3-elector".to_string()
+        } else {
+            format!("s3-elector-{name}")
+        }
+    };
+    let names: Vec<String> = cmds.iter().map(|(n, _)| file(n)).collect();
+    cmds.into_iter()
         .map(|(name, cmd)| {
-            let own = if name.is_empty() {
-                "s3-elector".to_string()
-            } else {
-                format!("s3-elector-{name}")
-            };
+            let own = file(&name);
             let see_also: Vec<&str> = names
                 .iter()
                 .map(String::as_str)
                 .filter(|n| *n != own)
                 .collect();
-            (format!("{own}.1"), page(name, cmd, &see_also))
+            (format!("{own}.1"), page(&name, cmd, &see_also))
         })
         .collect()
 }
@@ -184,10 +169,15 @@ fn page(name: &str, cmd: clap::Command, see_also: &[&str]) -> String {
         r.control("TP", []).text([bold(var)]).text([roman(help)]);
     }
     r.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in exit_status(name) {
+    // `fenced put` exits as `fenced` does.
+    let table_name = name
+        .split_once('-')
+        .filter(|(top, _)| *top == "fenced")
+        .map_or(name, |(top, _)| top);
+    for (code, meaning) in exit_status(table_name) {
         r.control("TP", [])
-            .text([bold(*code)])
-            .text([roman(*meaning)]);
+            .text([bold(code)])
+            .text([roman(meaning)]);
     }
     r.control("SH", ["SEE ALSO"]);
     let refs: Vec<String> = see_also.iter().map(|n| format!("{n}(1)")).collect();
@@ -243,6 +233,9 @@ mod tests {
             "s3-elector-completions.1",
             "s3-elector-man.1",
             "s3-elector-fenced.1",
+            "s3-elector-fenced-put.1",
+            "s3-elector-fenced-get.1",
+            "s3-elector-fenced-rm.1",
         ] {
             assert!(files.contains(&want), "{want} missing from {files:?}");
         }

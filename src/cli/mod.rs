@@ -27,8 +27,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, Overrides, EXIT_CONFIG};
+use crate::config::{Config, Overrides};
 use crate::daemon::{self, DaemonError};
+use crate::exit::{
+    EXIT_CONFIG, EXIT_HOOK_FAILED, EXIT_LEADERSHIP_LOST, EXIT_OTHER_LEADS, EXIT_STOPPED,
+    EXIT_UNAVAILABLE, EXIT_UNKNOWN,
+};
 use crate::lease::store::s3::S3Store;
 use crate::surfaces::logging::{self, LogFormat};
 
@@ -39,20 +43,6 @@ mod man;
 mod status;
 mod step_down;
 mod watch;
-
-/// Exit code for a lease object that is not a usable record (`EX_DATAERR`).
-pub const EXIT_DATA: i32 = 65;
-/// Exit code when the store cannot be used (`EX_UNAVAILABLE`).
-pub const EXIT_UNAVAILABLE: i32 = 69;
-/// `run --once --no-wait`: another copy leads, the program did not run
-/// (`EX_TEMPFAIL`: try again later).
-pub const EXIT_OTHER_LEADS: i32 = 75;
-/// `run --once`: leadership ended while the program ran; it was stopped.
-pub const EXIT_LEADERSHIP_LOST: i32 = 76;
-/// `run --once`: `on_acquired` failed; the program did not run.
-pub const EXIT_HOOK_FAILED: i32 = 79;
-/// `run --once`: a stop signal came before the program ended (128 + SIGTERM).
-pub const EXIT_STOPPED: i32 = 143;
 
 /// Leader election through one S3 object and conditional writes.
 #[derive(Debug, Parser)]
@@ -345,9 +335,9 @@ pub fn usage_exit_code(e: &clap::Error, args: impl IntoIterator<Item = String>) 
         return 0;
     }
     if args.into_iter().skip(1).any(|a| a == "is-leader") {
-        return 255;
+        return EXIT_UNKNOWN;
     }
-    crate::config::EXIT_CONFIG
+    EXIT_CONFIG
 }
 
 pub fn main(cli: Cli) -> i32 {
@@ -591,7 +581,7 @@ async fn run(a: RunArgs) -> i32 {
                 DaemonError::Store(_) | DaemonError::Probe { .. } => EXIT_UNAVAILABLE,
                 DaemonError::Listen { .. } | DaemonError::Stop(_) => 1,
                 // The pod label's setup: where the API is, who this pod is.
-                DaemonError::Kube(_) => crate::config::EXIT_CONFIG,
+                DaemonError::Kube(_) => EXIT_CONFIG,
             }
         }
     }

@@ -5,10 +5,9 @@ use std::time::SystemTime;
 
 use super::{
     connect, load, load_for_daemon, local_daemon, same_daemon, Common, ResetArgs, StatusArgs,
-    EXIT_DATA, EXIT_UNAVAILABLE,
 };
 use crate::config::Config;
-use crate::config::EXIT_CONFIG;
+use crate::exit::{EXIT_CONFIG, EXIT_DATA, EXIT_UNAVAILABLE};
 
 /// Terms from here on are refused by `reset`: far beyond any real count,
 /// and room left so that `term + 1` never overflows.

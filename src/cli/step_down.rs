@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use hyper::Method;
 
-use super::{load_for_daemon, local_daemon, same_daemon, DaemonArgs, EXIT_UNAVAILABLE};
-use crate::config::EXIT_CONFIG;
+use super::{load_for_daemon, local_daemon, same_daemon, DaemonArgs};
+use crate::exit::{EXIT_CONFIG, EXIT_UNAVAILABLE};
 use crate::peers::client;
 
 /// How long the daemon may take to accept the request.

@@ -36,9 +36,6 @@ use std::time::Duration;
 /// What messages call the config when there is no file.
 pub const NO_FILE: &str = "flags and environment (no config file)";
 
-/// Exit code for a bad config or bad command line (`EX_USAGE` from sysexits.h).
-pub const EXIT_CONFIG: i32 = 64;
-
 /// One problem with the configuration, naming the field it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -54,6 +54,8 @@ use std::time::Duration;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::{getpgrp, getpid, getppid, Pid};
 
+use crate::exit::EXIT_SOFTWARE;
+
 /// How often the guard looks at the program, its stdin and the deadline.
 const TICK: Duration = Duration::from_millis(10);
 
@@ -129,7 +131,7 @@ pub fn run(
         eprintln!(
             "s3-elector guard: the daemon is gone before the program could start; not starting it"
         );
-        return crate::work::procs::EXIT_SOFTWARE;
+        return EXIT_SOFTWARE;
     }
     let (control, program_stderr) = match (control, program_stderr) {
         (Ok(c), Ok(e)) => (c, e),
@@ -137,7 +139,7 @@ pub fn run(
             eprintln!(
                 "s3-elector guard: cannot open the daemon's pipes: {e}; not starting the program"
             );
-            return crate::work::procs::EXIT_SOFTWARE;
+            return EXIT_SOFTWARE;
         }
     };
     let _ = nix::sys::prctl::set_child_subreaper(true);

@@ -22,9 +22,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Child;
 use tracing::{info, warn};
 
-/// The guard's exit code when it starts nothing (sysexits' EX_SOFTWARE).
-pub const EXIT_SOFTWARE: i32 = 70;
-
 /// Longest line of a child's output logged as one event; longer lines are
 /// logged in pieces of this size.
 pub const MAX_LINE: usize = 4096;

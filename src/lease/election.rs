@@ -449,6 +449,17 @@ struct Held {
     unhealthy_since: Option<Instant>,
     /// When the last round of successor checks was published.
     successors_at: Option<Instant>,
+    /// A step-down to a healthy copy only, waiting for a round of successor
+    /// checks made after this copy turned unhealthy (an older list may
+    /// name copies that are down or failing too).
+    handover: Option<Handover>,
+}
+
+/// A step-down asked `only_to_healthy`, decided at the next fresh round.
+#[derive(Debug, Clone)]
+struct Handover {
+    reason: String,
+    cooloff: Option<Duration>,
 }
 
 impl Held {
@@ -1471,6 +1482,7 @@ impl<S: LeaseStore> Election<S> {
             healthy_seen: self.verdict() == Some(Verdict::Healthy),
             unhealthy_since: None,
             successors_at: None,
+            handover: None,
         }
     }
 
@@ -1569,15 +1581,18 @@ impl<S: LeaseStore> Election<S> {
                         continue;
                     }
                     if only_to_healthy {
-                        let named = self.current_successors().len();
-                        if named == 0 {
-                            warn!(event = "kept", reason, term = h.record.term,
-                                "no healthy copy to hand the lease to: keeping it (the work is tried again after its back-off)");
+                        // Decided on a round of successor checks made after
+                        // this copy turned unhealthy: now, or at the next.
+                        let since = h.unhealthy_since.unwrap_or_else(|| self.clock.now());
+                        h.handover = Some(Handover { reason, cooloff });
+                        if self.successors.is_some() && h.successors_at.is_none_or(|t| t < since) {
+                            debug!(term = h.record.term, "step-down to a healthy copy: waiting for a fresh round of successor checks");
                             continue;
                         }
-                        info!(reason, successors = named, "handing the lease to a healthy copy");
-                        self.give_up(&h, &reason, "unhealthy", cooloff).await;
-                        return LeadEnd::Lost;
+                        if self.hand_over_to_healthy(&mut h).await {
+                            return LeadEnd::Lost;
+                        }
+                        continue;
                     }
                     info!(reason, "stepping down on request");
                     self.give_up(&h, &reason, "step_down", cooloff).await;
@@ -1590,16 +1605,46 @@ impl<S: LeaseStore> Election<S> {
                 // is timed from the publication, and must count.)
                 Ok(()) = link_changed(&mut self.health) => {
                     h.note_verdict(self.verdict(), self.clock.now());
+                    if self.verdict() != Some(Verdict::Unhealthy) {
+                        // The work succeeded again: nothing to hand over.
+                        h.handover = None;
+                    }
                     self.publish();
                 }
                 // A round of successor checks (the registry publishes each):
                 // what an unhealthy leader's hand-over waits for.
                 Ok(()) = link_changed(&mut self.successors) => {
                     h.successors_at = Some(self.clock.now());
+                    if h.handover.is_some() && self.hand_over_to_healthy(&mut h).await {
+                        return LeadEnd::Lost;
+                    }
                 }
                 _ = self.clock.sleep_until(at) => {}
             }
         }
+    }
+
+    /// Decide the pending step-down to a healthy copy ([`Handover`]): with a
+    /// successor named by the last round, release to it and return true;
+    /// with none, keep the lease (the work is tried again after its
+    /// back-off) and return false.
+    async fn hand_over_to_healthy(&mut self, h: &mut Held) -> bool {
+        let Some(p) = h.handover.take() else {
+            return false;
+        };
+        let named = self.current_successors().len();
+        if named == 0 {
+            warn!(event = "kept", reason = p.reason, term = h.record.term,
+                "no healthy copy to hand the lease to: keeping it (the work is tried again after its back-off)");
+            return false;
+        }
+        info!(
+            reason = p.reason,
+            successors = named,
+            "handing the lease to a healthy copy"
+        );
+        self.give_up(h, &p.reason, "unhealthy", p.cooloff).await;
+        true
     }
 
     /// Step down on request or for health: release, then sit out the

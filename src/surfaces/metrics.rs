@@ -297,7 +297,7 @@ impl Metrics {
         let health_ok = Gauge::default();
         registry.register(
             "health_ok",
-            "1 while this copy's health check says healthy (or none is configured), 0 while unhealthy or not yet checked; an unhealthy copy hands the lease over and takes it only when no healthy copy is live",
+            "1 while this copy is healthy (its health check says so, or none is configured, and on_acquired is not failing), 0 while unhealthy or not yet checked; an unhealthy copy hands the lease over and takes it only when no healthy copy is live",
             health_ok.clone(),
         );
         let health_transitions = Counter::default();

@@ -15,12 +15,14 @@
 //! the lease at the renewal rate; left out otherwise), `incarnation` (this
 //! process's random id, new at every start), `leader_incarnation` (the
 //! leader's, from its record; null when unknown). `leader_address` and
-//! `leader_incarnation` are null whenever `leader` is. `health` (only
-//! with a health check): `verdict` (`unknown|healthy|unhealthy`), `last`
-//! (the last result: `exit 0`, `HTTP 503`, `timed out after 2s`), `checks`,
-//! `transitions` and `history` (the last changes: `at`, `verdict`,
-//! `detail`). A leader checks a candidate's `health.verdict` before naming
-//! it as a successor.
+//! `leader_incarnation` are null whenever `leader` is. `health` (with a
+//! health check, or an `on_acquired` hook under `on_acquired_failure:
+//! release`): `verdict` (`unknown|healthy|unhealthy`: the check's, and
+//! unhealthy while `work_failing` says `on_acquired` fails), `last` (the
+//! check's last result: `exit 0`, `HTTP 503`, `timed out after 2s`),
+//! `checks`, `transitions` and `history` (the last changes of the verdict:
+//! `at`, `verdict`, `detail`), `work_failing`. A leader checks a
+//! candidate's `health.verdict` before naming it as a successor.
 
 use serde::Serialize;
 use tokio::time::Instant;

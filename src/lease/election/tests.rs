@@ -2604,10 +2604,12 @@ async fn a_known_floor_is_not_read_again_at_every_read_of_an_absent_key() {
     b.shutdown().await;
 }
 
-/// A failing on_acquired asks to hand over only to a healthy copy: with
-/// no successor to name the leader keeps the lease (and renews it); with
-/// one it releases, naming it, with `released_because: unhealthy`, and
-/// sits out the cool-off asked for.
+/// A failing on_acquired asks to hand over only to a healthy copy. It is
+/// decided on a round of successor checks made after this copy turned
+/// unhealthy (an older list may name copies down or failing too): with no
+/// successor named the leader keeps the lease (and renews it); with one it
+/// releases, naming it, with `released_because: unhealthy`, and sits out
+/// the cool-off asked for.
 #[tokio::test(start_paused = true)]
 async fn a_step_down_only_to_a_healthy_copy_keeps_the_lease_when_nobody_is_named() {
     use crate::health::Verdict::*;
@@ -2623,17 +2625,31 @@ async fn a_step_down_only_to_a_healthy_copy_keeps_the_lease_when_nobody_is_named
         cooloff: Some(Duration::from_secs(cooloff)),
         only_to_healthy: true,
     };
+    // A round from before the failure names b: not trusted.
+    stx.send_replace(named(&["b"]));
+    settle().await;
     set_verdict(&htx, Unhealthy);
+    settle().await;
     a.commands.send(ask(1)).await.unwrap();
+    sleep(RETRY * 3).await;
+    assert!(a.leads(), "a list from before the failure is not acted on");
+    assert!(!record(&store).released);
+    // The fresh round names nobody: the lease is kept, and renewed.
     let before = record(&store).nonce;
+    stx.send_replace(Vec::new());
     sleep(RETRY * 3).await;
     assert!(a.leads(), "nobody healthy to hand to: the lease is kept");
     let r = record(&store);
     assert!(!r.released);
     assert_eq!(r.term, term, "the same leadership");
     assert_ne!(r.nonce, before, "and it is renewed");
+    // A later failure with a fresh round naming b hands over to b.
     stx.send_replace(named(&["b"]));
     settle().await;
+    assert!(
+        a.leads(),
+        "a round alone decides nothing: nothing was asked"
+    );
     let cooloff = Duration::from_secs(7);
     a.commands.send(ask(7)).await.unwrap();
     until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
@@ -2648,5 +2664,42 @@ async fn a_step_down_only_to_a_healthy_copy_keeps_the_lease_when_nobody_is_named
     let t0 = Instant::now();
     until_state(&mut rx, "a retakes", |s| s.is_leader(Instant::now())).await;
     assert!(Instant::now() - t0 >= cooloff, "{:?}", Instant::now() - t0);
+    a.shutdown().await;
+}
+
+/// A step-down to a healthy copy still waiting for its fresh round is
+/// dropped when the work succeeds again: the round that comes after names
+/// b, and a keeps leading.
+#[tokio::test(start_paused = true)]
+async fn a_pending_step_down_to_a_healthy_copy_is_dropped_when_the_work_recovers() {
+    use crate::health::Verdict::*;
+    let store = MemoryStore::new();
+    let (a, htx, stx) = health_node(
+        &store,
+        health_cfg("a", Duration::from_secs(300), false, false),
+        Healthy,
+    );
+    let mut rx = a.rx.clone();
+    until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
+    let term = a.state().term;
+    set_verdict(&htx, Unhealthy);
+    settle().await;
+    a.commands
+        .send(Command::StepDown {
+            reason: "on_acquired hook failed".into(),
+            term: Some(term),
+            cooloff: None,
+            only_to_healthy: true,
+        })
+        .await
+        .unwrap();
+    settle().await;
+    set_verdict(&htx, Healthy);
+    settle().await;
+    stx.send_replace(named(&["b"]));
+    sleep(RETRY * 3).await;
+    assert!(a.leads(), "the work recovered: nothing to hand over");
+    assert!(!record(&store).released);
+    assert_eq!(a.state().term, term);
     a.shutdown().await;
 }

@@ -130,7 +130,7 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
 /// guard, with its timeout), and print the result. An unhealthy result is
 /// no error of `check`: the daemon runs, and hands over or waits.
 async fn print_health(cfg: &Config, identity: &str) {
-    let Some(h) = crate::health::check::settings_of(&cfg.health) else {
+    let Some(h) = crate::health::check::spec_of(&cfg.health) else {
         return;
     };
     let env = [

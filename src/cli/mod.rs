@@ -113,13 +113,13 @@ pub struct Common {
     #[arg(long, env = "S3_ELECTOR_IDENTITY")]
     pub identity: Option<String>,
     #[command(flatten)]
-    pub settings: Settings,
+    pub settings: OverrideFlags,
 }
 
 /// Settings that replace the file's (flag, else environment, else file).
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Settings (each replaces the config file's)")]
-pub struct Settings {
+pub struct OverrideFlags {
     /// `election`: the election's name.
     #[arg(long, env = "S3_ELECTOR_ELECTION")]
     pub election: Option<String>,
@@ -559,7 +559,7 @@ async fn run(a: RunArgs) -> i32 {
         .config
         .as_deref()
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
-    let settings = daemon::Settings {
+    let settings = daemon::DaemonSpec {
         config_file,
         config: cfg,
         identity,

@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::lease::election::{Command, Election, Links, State};
+use crate::lease::election::{Control, Election, Links, State};
 use crate::lease::probe::ProbeError;
 use crate::lease::store::s3::{S3Store, SetupError};
 use crate::peers::twins::Twins;
@@ -70,7 +70,7 @@ pub type Signals = mpsc::UnboundedReceiver<Signal>;
 
 /// Everything the daemon is started with.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct DaemonSpec {
     /// Validated, with overrides applied.
     pub config: Config,
     pub identity: String,
@@ -126,7 +126,7 @@ pub enum DaemonError {
 
 /// Run until a stop signal (with `--once`: until the program has run); a
 /// leader hands over before returning.
-pub async fn run(s: Settings, mut signals: Signals) -> Result<Ended, DaemonError> {
+pub async fn run(s: DaemonSpec, mut signals: Signals) -> Result<Ended, DaemonError> {
     if let Some(f) = &s.config_file {
         crate::work::procs::set_child_env(vec![(
             "S3_ELECTOR_CONFIG".into(),
@@ -177,7 +177,7 @@ pub async fn run(s: Settings, mut signals: Signals) -> Result<Ended, DaemonError
 
 /// The running daemon: its tasks, and the two tokens that stop them.
 pub struct Running {
-    commands: mpsc::Sender<Command>,
+    control: mpsc::Sender<Control>,
     /// Stops the election and the supervised program.
     stop_election: CancellationToken,
     /// Stops everything else, after the election has ended.
@@ -200,8 +200,8 @@ pub struct Running {
 
 /// Start every task, in the order the module docs give. `Ok(None)`: a stop
 /// signal came before the store was ready.
-pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>, DaemonError> {
-    let Settings {
+pub async fn start(s: DaemonSpec, signals: &mut Signals) -> Result<Option<Running>, DaemonError> {
+    let DaemonSpec {
         config: cfg,
         identity,
         program,
@@ -266,7 +266,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     } else {
         crate::health::Report::without_check()
     });
-    let health = crate::health::check::settings_of(&cfg.health).map(|mut h| {
+    let health = crate::health::check::spec_of(&cfg.health).map(|mut h| {
         h.env = vec![
             ("S3_ELECTOR_IDENTITY".into(), identity.clone()),
             ("S3_ELECTOR_ELECTION".into(), cfg.election.clone()),
@@ -296,7 +296,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         },
     );
     let state = election.subscribe();
-    let commands = election.command_sender();
+    let control = election.control_sender();
     let events = || election.events();
     let stop_election = CancellationToken::new();
     let started = Instant::now();
@@ -333,8 +333,8 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             lease: cfg.timing.lease_duration,
             output,
         };
-        let (state, commands, stop) = (state.clone(), commands.clone(), stop_election.clone());
-        tokio::spawn(supervisor::run(spec, state, idle_tx, commands, stop))
+        let (state, control, stop) = (state.clone(), control.clone(), stop_election.clone());
+        tokio::spawn(supervisor::run(spec, state, idle_tx, control, stop))
     });
     let hooks = cfg.hooks.any().then(|| {
         let spec = hooks::HooksSpec {
@@ -349,8 +349,8 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             backoff: Some(backoff.clone()),
             only_to_healthy: cfg.registry.enabled,
         };
-        let (state, commands, stop) = (state.clone(), commands.clone(), stop_surfaces.clone());
-        tokio::spawn(hooks::run(spec, state, commands, stop))
+        let (state, control, stop) = (state.clone(), control.clone(), stop_surfaces.clone());
+        tokio::spawn(hooks::run(spec, state, control, stop))
     });
 
     // Surfaces.
@@ -367,7 +367,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             problems: problems.clone(),
             state: state.clone(),
             metrics: metrics.clone(),
-            step_down: cfg.http.step_down.then(|| commands.clone()),
+            step_down: cfg.http.step_down.then(|| control.clone()),
             wake: cfg
                 .http
                 .wake
@@ -408,7 +408,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
         ))
     });
     let pod_label = kube.map(|api| {
-        let s = pod_label::Settings {
+        let s = pod_label::PodLabelSpec {
             pod: api.api.target().pod.clone(),
             recheck: cfg.timing.lease_duration,
             retry: cfg.timing.retry_period,
@@ -463,7 +463,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
             state.clone(),
             watched_tx,
             election.waker(),
-            crate::peers::watch::Settings {
+            crate::peers::watch::WatchSpec {
                 election: cfg.election.clone(),
                 retry_period: cfg.timing.retry_period,
                 lease_duration: cfg.timing.lease_duration,
@@ -476,7 +476,7 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
     let election = tokio::spawn(election.run(stop_election.clone()));
     notify::ready();
     Ok(Some(Running {
-        commands,
+        control,
         stop_election,
         stop_surfaces,
         program,
@@ -495,13 +495,13 @@ pub async fn start(s: Settings, signals: &mut Signals) -> Result<Option<Running>
 impl Running {
     /// Ask the election to give up leadership (if held).
     pub async fn step_down(&self, reason: &str) {
-        let cmd = Command::StepDown {
+        let cmd = Control::StepDown {
             reason: reason.into(),
             term: None,
             cooloff: None,
             only_to_healthy: false,
         };
-        let _ = self.commands.send(cmd).await;
+        let _ = self.control.send(cmd).await;
     }
 
     /// Stop in the order the module docs give, within the stop budget: one
@@ -590,9 +590,9 @@ mod tests {
                 std::future::pending::<()>().await;
             }
         });
-        let (commands, _rx) = mpsc::channel(1);
+        let (control, _rx) = mpsc::channel(1);
         Running {
-            commands,
+            control,
             stop_election,
             stop_surfaces: CancellationToken::new(),
             program: None,

@@ -204,8 +204,8 @@ pub fn registry_settings(
     identity: &str,
     incarnation: &str,
     advertise: Option<String>,
-) -> registry::Settings {
-    registry::Settings {
+) -> registry::RegistrySpec {
+    registry::RegistrySpec {
         prefix: cfg.registry_prefix(),
         election: cfg.election.clone(),
         identity: identity.to_string(),

@@ -48,7 +48,7 @@ pub enum Probe {
 
 /// The check's settings, resolved from `health:`.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct CheckSpec {
     pub probe: Probe,
     pub interval: Duration,
     pub timeout: Duration,
@@ -213,7 +213,7 @@ pub fn parse_url(url: &str) -> Result<Probe, String> {
 }
 
 /// The check `health:` describes, or `None` when none is configured.
-pub fn settings_of(h: &crate::config::HealthConfig) -> Option<Settings> {
+pub fn spec_of(h: &crate::config::HealthConfig) -> Option<CheckSpec> {
     let probe = match (&h.command, &h.http_url) {
         (Some(argv), _) => Probe::Command {
             argv: argv.clone(),
@@ -222,7 +222,7 @@ pub fn settings_of(h: &crate::config::HealthConfig) -> Option<Settings> {
         (None, Some(u)) => parse_url(u).ok()?,
         (None, None) => return None,
     };
-    Some(Settings {
+    Some(CheckSpec {
         probe,
         interval: h.interval,
         timeout: h.timeout(),
@@ -307,7 +307,7 @@ async fn run_command(
 
 /// Check every `interval` until `shutdown`, publishing each result on `tx`.
 pub async fn run(
-    settings: Settings,
+    settings: CheckSpec,
     guard: Option<PathBuf>,
     tx: watch::Sender<Report>,
     shutdown: CancellationToken,
@@ -427,7 +427,7 @@ mod tests {
     async fn the_election_is_woken_only_by_a_change_of_verdict() {
         let dir = tempfile::tempdir().unwrap();
         let flag = dir.path().join("sick");
-        let settings = Settings {
+        let settings = CheckSpec {
             probe: sh(&format!("test ! -e {}", flag.display())),
             interval: Duration::from_millis(30),
             timeout: Duration::from_secs(2),

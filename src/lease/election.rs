@@ -8,7 +8,7 @@
 //! action and its deadline: read, acquire or wait for a follower; renew,
 //! wait or expire for a leader. This file is the shell that performs the
 //! action, the only place requests are sent and sleeps are raced against
-//! wake-ups, commands and shutdown, and feeds the outcome back. Read
+//! wake-ups, control and shutdown, and feeds the outcome back. Read
 //! planning (`election/plan.rs`), wake-up pacing (`election/pacing.rs`),
 //! throttling backoff (`election/throttle.rs`) and far followers
 //! (`election/far.rs`) are pure types of their own.
@@ -81,7 +81,7 @@
 //!                        ^          ^            ^          ^     ^                      registry, twins
 //!     successors (watch) |          |            |          |     | wake (Notify)
 //!     from the registry  |          |            |          |     |   POST /wake, registry
-//!                        |  watched successor    |   commands (mpsc): StepDown
+//!                        |  watched successor    |   control (mpsc): StepDown
 //!                        |  (watch) from         |   from HTTP, SIGUSR1, hooks,
 //!                        |  peers::watch         |   the supervisor (with a cool-off)
 //!                        |                 release barriers (watch<bool>)
@@ -262,7 +262,7 @@ const EVENT_BUFFER: usize = 64;
 
 /// Requests to the election task from other parts of the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub enum Control {
     /// Give up leadership (if held), then sit out `step_down_cooloff`.
     /// With a `term`, only the leadership of that term: a request that was
     /// about an earlier term (a failed hook, an exited program) is stale by
@@ -509,8 +509,8 @@ pub struct Election<S: LeaseStore> {
     /// (after the key was deleted) continues the sequence.
     max_term: u64,
     max_transitions: Option<u64>,
-    commands: mpsc::Receiver<Command>,
-    command_tx: mpsc::Sender<Command>,
+    control: mpsc::Receiver<Control>,
+    control_tx: mpsc::Sender<Control>,
     /// `true` while no leader-only work runs; a release waits for it.
     release_barriers: Vec<watch::Receiver<bool>>,
     cooloff_until: Option<Instant>,
@@ -554,7 +554,7 @@ impl<S: LeaseStore> Election<S> {
     pub fn new(store: S, cfg: ElectionConfig, links: Links) -> Self {
         let cfg_retry = cfg.retry_period;
         let (tx, _) = watch::channel(State::new(&cfg));
-        let (command_tx, commands) = mpsc::channel(16);
+        let (control_tx, control) = mpsc::channel(16);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Election {
             store,
@@ -564,8 +564,8 @@ impl<S: LeaseStore> Election<S> {
             own_nonces: VecDeque::new(),
             max_term: 0,
             max_transitions: None,
-            commands,
-            command_tx,
+            control,
+            control_tx,
             release_barriers: links.release_barriers,
             cooloff_until: None,
             successors: links.successors,
@@ -663,9 +663,9 @@ impl<S: LeaseStore> Election<S> {
         plan::guard_for(self.cfg.retry_period)
     }
 
-    /// A sender for [`Command`]s (step-down requests).
-    pub fn command_sender(&self) -> mpsc::Sender<Command> {
-        self.command_tx.clone()
+    /// A sender for [`Control`]s (step-down requests).
+    pub fn control_sender(&self) -> mpsc::Sender<Control> {
+        self.control_tx.clone()
     }
 
     /// A receiver of the published state.
@@ -741,8 +741,8 @@ impl<S: LeaseStore> Election<S> {
                 // Shutdown first: a stopping follower has nothing to finish.
                 biased;
                 _ = shutdown.cancelled() => return,
-                Some(cmd) = self.commands.recv() => {
-                    let Command::StepDown { reason, .. } = cmd;
+                Some(cmd) = self.control.recv() => {
+                    let Control::StepDown { reason, .. } = cmd;
                     info!(reason, "step-down requested, but this copy does not lead; ignoring");
                 }
                 // A new verdict can move the takeover time: wait for the
@@ -1569,8 +1569,8 @@ impl<S: LeaseStore> Election<S> {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {}
-                Some(cmd) = self.commands.recv() => {
-                    let Command::StepDown { reason, term, cooloff, only_to_healthy } = cmd;
+                Some(cmd) = self.control.recv() => {
+                    let Control::StepDown { reason, term, cooloff, only_to_healthy } = cmd;
                     if self.clock.now() >= h.deadline {
                         info!(reason, "step-down requested as the renew deadline passed; the lease runs out instead");
                         continue;

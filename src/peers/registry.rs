@@ -108,7 +108,7 @@ impl Entry {
 
 /// What the registry task needs to know.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct RegistrySpec {
     pub prefix: String,
     pub election: String,
     pub identity: String,
@@ -133,7 +133,7 @@ pub struct Settings {
 /// Shortest time between two listings asked for by wake-ups.
 const MIN_LIST_GAP: Duration = Duration::from_secs(1);
 
-impl Settings {
+impl RegistrySpec {
     fn own_key(&self) -> String {
         entry_key(&self.prefix, &self.identity)
     }
@@ -272,7 +272,7 @@ impl Quiet {
 
 /// This copy's entry, as written to the registry; `None` when it has no
 /// address to advertise.
-fn own_entry(cfg: &Settings) -> Option<Vec<u8>> {
+fn own_entry(cfg: &RegistrySpec) -> Option<Vec<u8>> {
     let addr = cfg.address.as_ref()?;
     let e = Entry {
         schema: ENTRY_SCHEMA.into(),
@@ -307,7 +307,7 @@ fn twice_in_a_row<T>(n: &mut u32, found: Option<T>) -> Option<T> {
 /// (logged at debug: the rewrite follows) or read too soon.
 async fn read_back_own_entry<S: LeaseStore>(
     store: &S,
-    cfg: &Settings,
+    cfg: &RegistrySpec,
     written_at: Instant,
 ) -> Option<(String, String)> {
     if Instant::now() < written_at + cfg.request_timeout {
@@ -333,7 +333,7 @@ async fn read_back_own_entry<S: LeaseStore>(
 /// the first stopped 0.2 s later) then finds every copy that has read the
 /// lease already, and wakes it; a copy that has not read yet sees the
 /// release at its first read. True when written.
-pub async fn announce<S: LeaseStore>(store: &S, cfg: &Settings) -> bool {
+pub async fn announce<S: LeaseStore>(store: &S, cfg: &RegistrySpec) -> bool {
     let Some(body) = own_entry(cfg) else {
         return false;
     };
@@ -357,7 +357,7 @@ pub async fn announce<S: LeaseStore>(store: &S, cfg: &Settings) -> bool {
 #[allow(clippy::too_many_arguments)]
 pub async fn run<S: LeaseStore>(
     store: S,
-    cfg: Settings,
+    cfg: RegistrySpec,
     state: watch::Receiver<State>,
     successors: watch::Sender<Vec<Successor>>,
     events: broadcast::Receiver<Event>,
@@ -390,7 +390,7 @@ async fn wake_on_release<S: LeaseStore>(
     mut events: broadcast::Receiver<Event>,
     peers: Peers,
     store: &S,
-    cfg: &Settings,
+    cfg: &RegistrySpec,
 ) {
     let me = cfg.identity.as_str();
     loop {
@@ -436,7 +436,7 @@ type EntryCache = HashMap<String, (String, Option<Entry>)>;
 /// this host, in identity order, at most [`MAX_PEERS`].
 async fn list_entries<S: LeaseStore>(
     store: &S,
-    cfg: &Settings,
+    cfg: &RegistrySpec,
     cache: &mut EntryCache,
     quiet: &mut Quiet,
 ) -> Result<Vec<Entry>, StoreError> {
@@ -496,7 +496,7 @@ async fn list_entries<S: LeaseStore>(
 #[allow(clippy::too_many_arguments)]
 async fn keep<S: LeaseStore>(
     store: &S,
-    cfg: &Settings,
+    cfg: &RegistrySpec,
     mut state: watch::Receiver<State>,
     successors: watch::Sender<Vec<Successor>>,
     peers: Peers,
@@ -706,8 +706,8 @@ mod tests {
 
     use super::*;
 
-    fn settings() -> Settings {
-        Settings {
+    fn settings() -> RegistrySpec {
+        RegistrySpec {
             prefix: "p/candidates/".into(),
             election: "e".into(),
             identity: "me".into(),
@@ -734,7 +734,7 @@ mod tests {
             "no address: nothing to announce"
         );
         assert!(store.body(&cfg.own_key()).is_none());
-        let cfg = Settings {
+        let cfg = RegistrySpec {
             address: Some("10.0.0.7:4040".into()),
             ..settings()
         };

@@ -232,7 +232,7 @@ impl Confirmer {
 
 /// How the watch runs.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct WatchSpec {
     pub election: String,
     pub retry_period: Duration,
     pub lease_duration: Duration,
@@ -244,7 +244,7 @@ pub async fn run(
     mut state: watch::Receiver<State>,
     confirmed: watch::Sender<Option<Successor>>,
     wake: Arc<Notify>,
-    s: Settings,
+    s: WatchSpec,
     shutdown: CancellationToken,
 ) {
     let every = check_interval(s.retry_period);

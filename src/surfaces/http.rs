@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::lease::election::{Command, State};
+use crate::lease::election::{Control, State};
 use crate::surfaces::conns::{Conns, Phase, Shed};
 use crate::surfaces::metrics::{Format, Metrics};
 use crate::surfaces::problems::{append, Problems};
@@ -61,7 +61,7 @@ pub struct Ctx {
     pub state: watch::Receiver<State>,
     pub metrics: Arc<Metrics>,
     /// `Some` when `POST /step-down` is enabled.
-    pub step_down: Option<mpsc::Sender<Command>>,
+    pub step_down: Option<mpsc::Sender<Control>>,
     /// `Some` when `POST /wake` is enabled: the election's and the
     /// registry's wake-up handles.
     pub wake: Option<(Arc<Notify>, Arc<Notify>)>,
@@ -407,7 +407,7 @@ async fn handle(ctx: &Ctx, req: Request<Incoming>, peer: SocketAddr) -> Response
             ),
             Some(tx) => {
                 let reason = format!("POST /step-down from {peer}");
-                match tx.try_send(Command::StepDown {
+                match tx.try_send(Control::StepDown {
                     reason,
                     term: None,
                     cooloff: None,

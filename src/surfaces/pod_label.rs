@@ -82,7 +82,7 @@ impl PodLabels for Api {
 
 /// How the task runs.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct PodLabelSpec {
     /// This copy's pod.
     pub pod: String,
     /// While leading, check the other pods this often.
@@ -97,7 +97,7 @@ pub struct Settings {
 /// Keep the label in step with the state until `shutdown`, then remove it.
 pub async fn run<A: PodLabels>(
     api: A,
-    s: Settings,
+    s: PodLabelSpec,
     mut rx: watch::Receiver<State>,
     problem: watch::Sender<Option<String>>,
     metrics: Arc<Metrics>,
@@ -192,7 +192,7 @@ async fn sleep_until_some(at: Option<Instant>) {
 /// The wait after `failures` failures in a row: `retry` doubled each time,
 /// up to `recheck`, less up to a fifth at random (so that the pods of a
 /// fleet refused at once do not retry in step).
-fn backoff(s: &Settings, failures: u32) -> Duration {
+fn backoff(s: &PodLabelSpec, failures: u32) -> Duration {
     let d = s
         .retry
         .saturating_mul(1 << failures.min(16))
@@ -206,7 +206,7 @@ fn backoff(s: &Settings, failures: u32) -> Duration {
 /// carries it.
 async fn lead<A: PodLabels>(
     api: &A,
-    s: &Settings,
+    s: &PodLabelSpec,
     rx: &watch::Receiver<State>,
 ) -> Result<bool, KubeError> {
     let leads = || rx.borrow().is_leader(Instant::now());

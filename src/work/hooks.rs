@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::{FailurePolicy, Hook, HooksConfig};
-use crate::lease::election::{Command, Role, State};
+use crate::lease::election::{Control, Role, State};
 use crate::work::backoff::{Backoff, Work};
 use crate::work::procs;
 use crate::work::supervisor::{Finished, OnceEvent};
@@ -206,7 +206,7 @@ pub struct HooksSpec {
 pub async fn run(
     spec: HooksSpec,
     mut rx: watch::Receiver<State>,
-    commands: mpsc::Sender<Command>,
+    control: mpsc::Sender<Control>,
     shutdown: CancellationToken,
 ) {
     let HooksSpec {
@@ -367,8 +367,8 @@ pub async fn run(
                     } else {
                         warn!("on_acquired failed; releasing leadership (hooks.on_acquired_failure: release)");
                     }
-                    let _ = commands
-                        .send(Command::StepDown {
+                    let _ = control
+                        .send(Control::StepDown {
                             reason: "on_acquired hook failed".into(),
                             term: Some(ev.term),
                             cooloff,
@@ -867,7 +867,7 @@ mod races {
                 .await
                 .expect("a step-down request")
                 .unwrap();
-            let Command::StepDown {
+            let Control::StepDown {
                 term: t, cooloff, ..
             } = c;
             assert_eq!(t, Some(term));
@@ -963,7 +963,7 @@ mod races {
             only_to_healthy: true,
         };
         let task = tokio::spawn(run(spec, rx, ctx, stop.clone()));
-        let next = async |crx: &mut mpsc::Receiver<Command>| {
+        let next = async |crx: &mut mpsc::Receiver<Control>| {
             let c = tokio::time::timeout(Duration::from_secs(20), crx.recv())
                 .await
                 .expect("a step-down request")
@@ -974,7 +974,7 @@ mod races {
         let (first, t1) = next(&mut crx).await;
         assert_eq!(
             first,
-            Command::StepDown {
+            Control::StepDown {
                 reason: "on_acquired hook failed".into(),
                 term: Some(2),
                 cooloff: Some(Duration::from_secs(1)),
@@ -993,7 +993,7 @@ mod races {
         // the hook runs again one cool-off later, and the next cool-off
         // doubles.
         let (second, t2) = next(&mut crx).await;
-        let Command::StepDown { term, cooloff, .. } = second;
+        let Control::StepDown { term, cooloff, .. } = second;
         assert_eq!((term, cooloff), (Some(2), Some(Duration::from_secs(2))));
         assert!(t2 - t1 >= Duration::from_millis(900), "{:?}", t2 - t1);
         assert_eq!(count(), 2);
@@ -1021,7 +1021,7 @@ mod races {
         tokio::time::sleep(Duration::from_millis(300)).await;
         tx.send_replace(st(Role::Leader, Some("me"), 3, true));
         let (c, _) = next(&mut crx).await;
-        let Command::StepDown { term, .. } = c;
+        let Control::StepDown { term, .. } = c;
         assert_eq!(term, Some(3));
         tx.send_replace(st(Role::Follower, Some("other"), 4, false));
         tokio::time::sleep(Duration::from_millis(1800)).await;

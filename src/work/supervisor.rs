@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::ChildExit;
-use crate::lease::election::{Command, State};
+use crate::lease::election::{Control, State};
 use crate::work::backoff::{Backoff, Work};
 use crate::work::procs;
 
@@ -109,7 +109,7 @@ pub async fn run(
     mut spec: ChildSpec,
     mut rx: watch::Receiver<State>,
     idle: watch::Sender<bool>,
-    commands: mpsc::Sender<Command>,
+    control: mpsc::Sender<Control>,
     shutdown: CancellationToken,
 ) {
     let mut running: Option<Running> = None;
@@ -175,8 +175,8 @@ pub async fn run(
                         )
                     });
                     given_up = Some(state.term);
-                    let _ = commands
-                        .send(Command::StepDown {
+                    let _ = control
+                        .send(Control::StepDown {
                             reason: "supervised program could not start".into(),
                             term: Some(state.term),
                             cooloff,
@@ -226,7 +226,7 @@ pub async fn run(
                         let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
                         let cooloff = spec.backoff.as_ref().filter(|_| !r.proven).map(|b| b.failed(Work::Program, &how));
                         given_up = Some(r.term);
-                        let _ = commands.send(Command::StepDown { reason: "supervised program exited".into(), term: Some(r.term), cooloff, only_to_healthy: false }).await;
+                        let _ = control.send(Control::StepDown { reason: "supervised program exited".into(), term: Some(r.term), cooloff, only_to_healthy: false }).await;
                         not_before = Instant::now() + RESTART_DELAY;
                     }
                     ChildExit::Restart => {
@@ -400,7 +400,7 @@ pub(crate) mod tests {
     /// Copy "a" on `store`, its program `sh -c script` supervised and its
     /// release barrier linked, running until `stop`.
     struct Supervised {
-        cmds: mpsc::Sender<Command>,
+        cmds: mpsc::Sender<Control>,
         rx: watch::Receiver<State>,
         idle: watch::Receiver<bool>,
         stop: CancellationToken,
@@ -419,7 +419,7 @@ pub(crate) mod tests {
                 ..Links::default()
             },
         );
-        let (cmds, rx, stop) = (a.command_sender(), a.subscribe(), CancellationToken::new());
+        let (cmds, rx, stop) = (a.control_sender(), a.subscribe(), CancellationToken::new());
         let spec = ChildSpec {
             guard: None,
             after: None,
@@ -452,7 +452,7 @@ pub(crate) mod tests {
 
     impl Supervised {
         async fn step_down(&self) {
-            let cmd = Command::StepDown {
+            let cmd = Control::StepDown {
                 reason: "test".into(),
                 term: None,
                 cooloff: None,
@@ -616,7 +616,7 @@ pub(crate) mod tests {
             .await
             .expect("a step-down request")
             .unwrap();
-        let Command::StepDown { term, cooloff, .. } = first;
+        let Control::StepDown { term, cooloff, .. } = first;
         assert_eq!((term, cooloff), (Some(2), Some(Duration::from_secs(1))));
         // Three restart delays later: still one start, one failure.
         tokio::time::sleep(RESTART_DELAY * 3).await;

@@ -40,7 +40,7 @@ fn cfg(id: &str) -> ElectionConfig {
 struct Node {
     rx: watch::Receiver<State>,
     wake: Arc<Notify>,
-    commands: mpsc::Sender<Command>,
+    control: mpsc::Sender<Control>,
     /// Subscribed before the election ran: every event is there.
     events: tokio::sync::broadcast::Receiver<Event>,
     stop: CancellationToken,
@@ -88,13 +88,13 @@ fn start(store: &MemoryStore, id: &str) -> Node {
 /// An election on any store, with any settings and links, running.
 fn spawn<S: LeaseStore>(store: S, cfg: ElectionConfig, links: Links) -> Node {
     let e = Election::new(store, cfg, links);
-    let (rx, wake, commands, events) = (e.subscribe(), e.waker(), e.command_sender(), e.events());
+    let (rx, wake, control, events) = (e.subscribe(), e.waker(), e.control_sender(), e.events());
     let stop = CancellationToken::new();
     let task = tokio::spawn(e.run(stop.clone()));
     Node {
         rx,
         wake,
-        commands,
+        control,
         events,
         stop,
         task,
@@ -755,7 +755,7 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
             ..Links::default()
         },
     );
-    let (rx, commands) = (a.rx.clone(), a.commands.clone());
+    let (rx, control) = (a.rx.clone(), a.control.clone());
     settle().await;
     assert!(rx.borrow().is_leader(Instant::now()));
     assert_eq!(record(&store).successors, vec!["x", "y"]);
@@ -779,8 +779,8 @@ async fn links_feed_records_and_events_report_renewals_and_releases() {
         Ok(Event::Renewed { term, .. }) => assert_eq!(term, 1),
         other => panic!("expected a renewal event, got {other:?}"),
     }
-    commands
-        .send(Command::StepDown {
+    control
+        .send(Control::StepDown {
             reason: "test".into(),
             term: None,
             cooloff: None,
@@ -1011,25 +1011,25 @@ async fn a_step_down_about_an_earlier_term_is_dropped() {
     foreign_holder(&store, "old", 4);
     other_record(&store, "old", true, &[]);
     let a = start(&store, "a");
-    let (rx, commands) = (a.rx.clone(), a.commands.clone());
+    let (rx, control) = (a.rx.clone(), a.control.clone());
     settle().await;
     assert!(a.leads());
     let term = rx.borrow().term;
     assert!(term > 3, "term {term}");
-    let step = |t: u64| Command::StepDown {
+    let step = |t: u64| Control::StepDown {
         reason: "test".into(),
         term: Some(t),
         cooloff: None,
         only_to_healthy: false,
     };
-    commands.send(step(term - 1)).await.unwrap();
+    control.send(step(term - 1)).await.unwrap();
     sleep(RETRY * 2).await;
     assert!(
         rx.borrow().is_leader(Instant::now()),
         "a stale request released the lease"
     );
     assert!(!record(&store).released);
-    commands.send(step(term)).await.unwrap();
+    control.send(step(term)).await.unwrap();
     settle().await;
     assert!(!a.leads());
     assert!(record(&store).released);
@@ -1128,8 +1128,8 @@ async fn a_follower_publishes_when_it_could_take_over() {
     let n = spawn(store.clone(), c, Links::default());
     settle().await;
     assert!(n.leads());
-    n.commands
-        .send(Command::StepDown {
+    n.control
+        .send(Control::StepDown {
             reason: "test".into(),
             term: None,
             cooloff: None,
@@ -1391,13 +1391,13 @@ async fn a_stepped_down_copy_competes_again_right_at_the_end_of_its_cooloff() {
     settle().await;
     assert!(a.leads());
     sleep(Duration::from_millis(700)).await; // off the poll grid
-    let step = Command::StepDown {
+    let step = Control::StepDown {
         reason: "test".into(),
         term: None,
         cooloff: None,
         only_to_healthy: false,
     };
-    a.commands.send(step).await.unwrap();
+    a.control.send(step).await.unwrap();
     let t0 = Instant::now();
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a steps down", |s| !s.is_leader(Instant::now())).await;
@@ -2100,13 +2100,13 @@ async fn failing_work_backs_off_from_the_cooloff_to_the_cap_over_ten_minutes() {
         last_term = a.state().term;
         acquired.push((Instant::now() - t0).as_millis() as u64);
         let cooloff = backoff.failed(Work::OnAcquired, "exit 3");
-        let step = Command::StepDown {
+        let step = Control::StepDown {
             reason: "on_acquired hook failed".into(),
             term: Some(last_term),
             cooloff: Some(cooloff),
             only_to_healthy: false,
         };
-        a.commands.send(step).await.unwrap();
+        a.control.send(step).await.unwrap();
         until_state(&mut rx, "a steps down", |s| !s.is_leader(Instant::now())).await;
     }
     let gaps: Vec<u64> = acquired
@@ -2619,7 +2619,7 @@ async fn a_step_down_only_to_a_healthy_copy_keeps_the_lease_when_nobody_is_named
     let mut rx = a.rx.clone();
     until_state(&mut rx, "a leads", |s| s.is_leader(Instant::now())).await;
     let term = a.state().term;
-    let ask = |cooloff: u64| Command::StepDown {
+    let ask = |cooloff: u64| Control::StepDown {
         reason: "on_acquired hook failed".into(),
         term: Some(term),
         cooloff: Some(Duration::from_secs(cooloff)),
@@ -2630,7 +2630,7 @@ async fn a_step_down_only_to_a_healthy_copy_keeps_the_lease_when_nobody_is_named
     settle().await;
     set_verdict(&htx, Unhealthy);
     settle().await;
-    a.commands.send(ask(1)).await.unwrap();
+    a.control.send(ask(1)).await.unwrap();
     sleep(RETRY * 3).await;
     assert!(a.leads(), "a list from before the failure is not acted on");
     assert!(!record(&store).released);
@@ -2651,7 +2651,7 @@ async fn a_step_down_only_to_a_healthy_copy_keeps_the_lease_when_nobody_is_named
         "a round alone decides nothing: nothing was asked"
     );
     let cooloff = Duration::from_secs(7);
-    a.commands.send(ask(7)).await.unwrap();
+    a.control.send(ask(7)).await.unwrap();
     until_state(&mut rx, "a hands over", |s| !s.is_leader(Instant::now())).await;
     let r = record(&store);
     assert!(r.released, "by a release");
@@ -2684,8 +2684,8 @@ async fn a_pending_step_down_to_a_healthy_copy_is_dropped_when_the_work_recovers
     let term = a.state().term;
     set_verdict(&htx, Unhealthy);
     settle().await;
-    a.commands
-        .send(Command::StepDown {
+    a.control
+        .send(Control::StepDown {
             reason: "on_acquired hook failed".into(),
             term: Some(term),
             cooloff: None,

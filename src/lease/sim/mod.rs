@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use crate::health::{Report as HealthReport, Verdict};
 use crate::lease::clock::Clock;
 use crate::lease::election::{
-    rank_delay_for, Command, Election, ElectionConfig, HealthPolicy, Links, Role, State,
+    rank_delay_for, Control, Election, ElectionConfig, HealthPolicy, Links, Role, State,
     MAX_SUCCESSORS,
 };
 use crate::lease::floor::{floor_key, FLOOR_SCHEMA};
@@ -352,7 +352,7 @@ struct Slot {
     proc: usize,
     running: bool,
     state: watch::Receiver<State>,
-    commands: mpsc::Sender<Command>,
+    control: mpsc::Sender<Control>,
     stop: CancellationToken,
     task: JoinHandle<()>,
     helpers: Vec<JoinHandle<()>>,
@@ -437,7 +437,7 @@ impl Sim {
         // The election's own waker is the one wake-ups go to.
         lock(&self.world).procs[proc].wake = election.waker();
         let state = election.subscribe();
-        let commands = election.command_sender();
+        let control = election.control_sender();
         let stop = CancellationToken::new();
         let freeze = Arc::new(FreezeCtl::default());
         let task = tokio::spawn(Freezable {
@@ -458,7 +458,7 @@ impl Sim {
             proc,
             running: true,
             state,
-            commands,
+            control,
             stop,
             task,
             helpers: vec![observer],
@@ -590,7 +590,7 @@ impl Sim {
                         ""
                     }
                 ));
-                let _ = self.slots[i].commands.try_send(Command::StepDown {
+                let _ = self.slots[i].control.try_send(Control::StepDown {
                     reason: "sim".into(),
                     term: None,
                     cooloff: None,

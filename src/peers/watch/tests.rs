@@ -279,7 +279,7 @@ async fn the_watch_confirms_withdraws_on_a_frozen_successor_and_retargets_at_onc
         state,
         confirmed_tx,
         wake.clone(),
-        Settings {
+        WatchSpec {
             election: "e".into(),
             retry_period: retry,
             lease_duration: Duration::from_secs(3),

@@ -94,8 +94,8 @@ impl PodLabels for Arc<Pods> {
     }
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> PodLabelSpec {
+    PodLabelSpec {
         pod: "me".into(),
         recheck: Duration::from_secs(15),
         retry: Duration::from_secs(2),

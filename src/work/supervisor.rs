@@ -220,17 +220,18 @@ pub async fn run(
                 }
                 match spec.on_exit {
                     ChildExit::Release => {
-                        warn!(status = ?status, term = r.term, "supervised program exited; releasing leadership (child.on_exit: release)");
+                        let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
+                        warn!(status = %how, term = r.term, "supervised program exited; releasing leadership (child.on_exit: release)");
                         // Exited within a lease of starting: a failure in a
                         // row, which backs off (after a lease: a plain one).
-                        let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
                         let cooloff = spec.backoff.as_ref().filter(|_| !r.proven).map(|b| b.failed(Work::Program, &how));
                         given_up = Some(r.term);
                         let _ = control.send(Control::StepDown { reason: "supervised program exited".into(), term: Some(r.term), cooloff, only_to_healthy: false }).await;
                         not_before = Instant::now() + RESTART_DELAY;
                     }
                     ChildExit::Restart => {
-                        warn!(status = ?status, term = r.term, "supervised program exited; restarting it (child.on_exit: restart)");
+                        let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
+                        warn!(status = %how, term = r.term, "supervised program exited; restarting it (child.on_exit: restart)");
                         not_before = Instant::now() + RESTART_DELAY;
                     }
                 }
@@ -346,7 +347,8 @@ async fn stop(mut r: Running, spec: &ChildSpec, why: &str) {
         );
     })
     .await;
-    info!(event = "child_stopped", pid = r.pgid, status = ?status, "supervised program stopped");
+    let how = status.map_or_else(|| "its status is unknown".into(), procs::describe_exit);
+    info!(event = "child_stopped", pid = r.pgid, status = %how, "supervised program stopped");
 }
 
 #[cfg(test)]

@@ -188,6 +188,24 @@ fn missing_or_unexecutable_programs_are_refused_up_front() {
     let (code, out, _) = run_cmd(&cfg, &["check", "--offline"], &[]);
     assert_eq!(code, 0, "--offline checks the config alone: {out}");
     assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("check: passed offline")),
+        "the verdict comes last: {out}"
+    );
+    // A reader that goes away early (`check | head -1`): no panic.
+    let mut early = daemon_command(&cfg)
+        .args(["check", "--offline"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(early.stdout.take());
+    let done = early.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&done.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(done.status.code(), Some(0), "{err}");
+    assert!(
         out.contains("warning: config error: `hooks.on_acquired.command`"),
         "{out}"
     );

@@ -209,6 +209,11 @@ fn check_passes_on_seaweedfs_and_prints_the_cost() {
     let (code, out, err) = run_cmd(&cfg, &["check"], &[]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(out.contains("conformance probe: passed"), "{out}");
+    assert_eq!(
+        out.lines().last(),
+        Some("check: passed"),
+        "the verdict comes last: {out}"
+    );
     assert!(
         out.contains("leader 1806 PUT/hour and 12 LIST/hour"),
         "{out}"

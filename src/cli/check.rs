@@ -38,13 +38,13 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
         if let Err(e) = std::net::TcpListener::bind(&addr) {
             // A copy already running with this config holds it: say so
             // rather than fail a check of a healthy host.
-            println!("warning: `http.listen` {addr} cannot be bound ({e}); `run` would fail to start unless it is the running copy's own address");
+            out!("warning: `http.listen` {addr} cannot be bound ({e}); `run` would fail to start unless it is the running copy's own address");
         }
     }
     if !problems.is_empty() {
         for p in &problems {
             if a.offline {
-                println!("warning: {p}");
+                out!("warning: {p}");
             } else {
                 eprintln!("s3-elector: {p}");
             }
@@ -53,26 +53,25 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
             return EXIT_CONFIG;
         }
     }
-    println!("config: ok ({})", c.source());
-    println!("identity: {identity}");
-    println!("lease: {}", target(&cfg));
+    out!("config: ok ({})", c.source());
+    out!("identity: {identity}");
+    out!("lease: {}", target(&cfg));
     print_health(&cfg, &identity).await;
     if a.offline {
-        println!("network checks: SKIPPED (--offline): credentials, bucket, permissions and the conformance probe were not checked");
+        out!("network checks: SKIPPED (--offline): credentials, bucket, permissions and the conformance probe were not checked");
         if cfg.kubernetes.leader_label.is_some() {
-            println!(
-                "kubernetes: SKIPPED (--offline): the pod and its permissions were not checked"
-            );
+            out!("kubernetes: SKIPPED (--offline): the pod and its permissions were not checked");
         }
         print_cost(&cfg);
         print_stop_budget(&cfg);
+        out!("check: passed offline (the config; the network part was skipped)");
         return 0;
     }
     let store = match connect(&cfg).await {
         Ok(s) => {
             // Found is not valid: the store's answer to a signed request
             // gives the verdict, below.
-            println!("credentials: found");
+            out!("credentials: found");
             s
         }
         Err(code) => return code,
@@ -91,20 +90,20 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     let code = match result {
         Ok(r) => {
             for s in &r.steps {
-                println!("probe: {s}");
+                out!("probe: {s}");
             }
-            println!("credentials: accepted by the store");
-            println!("conformance probe: passed");
+            out!("credentials: accepted by the store");
+            out!("conformance probe: passed");
             if let Some(w) = r.cleanup_warning {
-                println!("warning: {w}");
+                out!("warning: {w}");
             }
             0
         }
         Err(e) => {
             if let ProbeError::Store(StoreError::AccessDenied { code, .. }) = &e {
-                println!("credentials: refused or not allowed by the store ({code})");
+                out!("credentials: refused or not allowed by the store ({code})");
             } else {
-                println!("credentials: not confirmed (no answer from the store)");
+                out!("credentials: not confirmed (no answer from the store)");
             }
             eprintln!("s3-elector: check failed for {}: {e}", target(&cfg));
             EXIT_UNAVAILABLE
@@ -123,6 +122,12 @@ pub(super) async fn check(a: CheckArgs) -> i32 {
     };
     print_cost(&cfg);
     print_stop_budget(&cfg);
+    // The verdict comes last, where `check | tail -1` finds it.
+    if code == 0 {
+        out!("check: passed");
+    } else {
+        out!("check: FAILED (exit {code}; the reason is on stderr above)");
+    }
     code
 }
 
@@ -145,8 +150,8 @@ async fn print_health(cfg: &Config, identity: &str) {
         }
     };
     match crate::health::check::run_once(&h.probe, h.timeout, guard.as_deref(), &env).await {
-        Ok(r) => println!("health: healthy ({r}) from {what}"),
-        Err(r) => println!(
+        Ok(r) => out!("health: healthy ({r}) from {what}"),
+        Err(r) => out!(
             "health: UNHEALTHY ({r}) from {what}; the daemon would not take another copy's lease while a healthy one is live, and would hand its own over. Under the systemd unit the check runs in its sandbox (docs/health.md)"
         ),
     }
@@ -177,7 +182,7 @@ async fn check_kubernetes(cfg: &Config) -> Result<(), (String, i32)> {
         .try_set_label(&t.pod, &api.label)
         .await
         .map_err(unavailable)?;
-    println!(
+    out!(
         "kubernetes: pod {}/{} at {}, one of {} pods matching {}; may list them and patch its own label {}: ok",
         t.namespace, t.pod, t.api_url, pods.len(), api.pod_selector, api.label
     );
@@ -191,14 +196,14 @@ const SHIPPED_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 fn print_stop_budget(cfg: &Config) {
     let alone = StopBudget::of(cfg, false);
     let with = StopBudget::of(cfg, true);
-    println!("graceful stop: at most {}", alone.describe());
-    println!(
+    out!("graceful stop: at most {}", alone.describe());
+    out!(
         "graceful stop with a supervised program (run -- PROGRAM): at most {}",
         with.describe()
     );
     if with.total() > SHIPPED_STOP_TIMEOUT {
         let secs = with.total().as_secs_f64().ceil() as u64 + 5;
-        println!(
+        out!(
             "warning: a graceful stop may take longer than 30s, the shipped systemd unit's TimeoutStopSec and a pod's default terminationGracePeriodSeconds. \
              Under systemd the daemon extends the timeout itself (EXTEND_TIMEOUT_USEC); in Kubernetes set terminationGracePeriodSeconds to at least {secs}, \
              or shorten hooks.on_lost.timeout, child.kill_grace or s3.request_timeout"
@@ -216,7 +221,7 @@ fn print_cost(cfg: &Config) {
             refresh: cfg.registry.refresh,
         });
     let cost = Cost::new(t.retry_period, t.lease_duration, registry);
-    println!(
+    out!(
         "requests: leader {:.0} PUT/hour and {:.0} LIST/hour, each follower {:.0} GET/hour and {:.0} PUT/hour (retry_period {}{})",
         cost.leader_puts_per_hour,
         cost.leader_lists_per_hour,
@@ -225,14 +230,14 @@ fn print_cost(cfg: &Config) {
         humantime::format_duration(t.retry_period),
         if registry.is_some() { ", candidate registry on" } else { "" }
     );
-    println!(
+    out!(
         "cost (S3 Standard, us-east-1, 30 days): leader ${:.2}/month, each follower ${:.2}/month, 3 copies ${:.2}/month",
         cost.leader_usd_month,
         cost.follower_usd_month,
         cost.total_usd_month(3)
     );
     if registry.is_some() {
-        println!(
+        out!(
             "beyond 9 copies: each copy the leader does not name as a successor reads {:.0} GET/hour (${:.2}/month); 100 copies ${:.2}/month",
             cost.far_gets_per_hour,
             cost.far_usd_month,

@@ -281,7 +281,7 @@ async fn write(t: Target, body: Option<(PathBuf, bool)>) -> i32 {
     match r {
         Ok(w) => {
             if t.json {
-                println!("{}", serde_json::to_string(&w).expect("serializes"));
+                out!("{}", serde_json::to_string(&w).expect("serializes"));
             } else {
                 let what = if body.is_some() {
                     "wrote"
@@ -291,7 +291,7 @@ async fn write(t: Target, body: Option<(PathBuf, bool)>) -> i32 {
                 let replaced = w
                     .replaced_term
                     .map_or(String::new(), |r| format!(", replaced term {r}"));
-                println!("{what} {url} at term {term}{replaced}");
+                out!("{what} {url} at term {term}{replaced}");
             }
             0
         }
@@ -387,7 +387,7 @@ async fn get(common: &Common, object: &str, output: Option<&Path>, json: bool) -
     match r {
         Ok(Some(stamp)) => {
             if json {
-                println!("{}", serde_json::to_string(&stamp).expect("serializes"));
+                out!("{}", serde_json::to_string(&stamp).expect("serializes"));
             } else {
                 match (stamp.term, &stamp.election) {
                     (Some(t), Some(e)) => eprintln!("{url}: term {t} (election {e})"),

@@ -72,20 +72,20 @@ pub(super) async fn is_leader(a: IsLeaderArgs) -> i32 {
             "valid_for_seconds": if leads { (left.max(0.0) * 1000.0).round() / 1000.0 } else { 0.0 },
             "election": cfg.election,
         });
-        println!("{out}");
+        out!("{out}");
         return if run { 0 } else { 1 };
     }
     if leads && left > margin {
-        println!("leader, term {term}, {left:.1}s of lease left");
+        out!("leader, term {term}, {left:.1}s of lease left");
         0
     } else if leads {
-        println!(
+        out!(
             "leader, term {term}, but only {left:.1}s of lease left (less than retry_period): skip"
         );
         1
     } else {
         let who = v["leader"].as_str().unwrap_or("nobody");
-        println!("not leader ({who} leads, term {term})");
+        out!("not leader ({who} leads, term {term})");
         1
     }
 }

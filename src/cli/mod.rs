@@ -36,6 +36,19 @@ use crate::exit::{
 use crate::lease::store::s3::S3Store;
 use crate::surfaces::logging::{self, LogFormat};
 
+/// `println!` for a command's own output: when the reader has gone away
+/// (`s3-elector check | head -1`), the command ends quietly (exit 0)
+/// instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(stdout, $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod check;
 mod fenced;
 mod is_leader;

@@ -127,7 +127,7 @@ pub(super) async fn status(a: StatusArgs) -> i32 {
     }
     if a.json {
         // A struct of strings, numbers and options always serializes.
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&out).expect("status serializes")
         );
@@ -144,8 +144,8 @@ pub(super) async fn status(a: StatusArgs) -> i32 {
 fn print_status(s: &StatusJson) {
     print_lease(s);
     match &s.local {
-        Some(v) => println!("this host:   {}", local_words(v)),
-        None => println!("this host:   no daemon of this election answers here"),
+        Some(v) => out!("this host:   {}", local_words(v)),
+        None => out!("this host:   no daemon of this election answers here"),
     }
 }
 
@@ -173,17 +173,17 @@ fn local_words(v: &serde_json::Value) -> String {
 }
 
 fn print_lease(s: &StatusJson) {
-    println!("election:    {}", s.election);
-    println!("lease:       s3://{}/{}", s.bucket, s.key);
+    out!("election:    {}", s.election);
+    out!("lease:       s3://{}/{}", s.bucket, s.key);
     if !s.exists {
-        println!("state:       no lease object yet (nobody has led)");
+        out!("state:       no lease object yet (nobody has led)");
         return;
     }
-    println!("etag:        {}", s.etag.as_deref().unwrap_or(""));
+    out!("etag:        {}", s.etag.as_deref().unwrap_or(""));
     if let Some(p) = &s.problem {
-        println!("problem:     {p}");
-        println!("             the daemon will not touch it; after checking what wrote it, replace it with");
-        println!(
+        out!("problem:     {p}");
+        out!("             the daemon will not touch it; after checking what wrote it, replace it with");
+        out!(
             "             s3-elector reset --config FILE --etag '{}'",
             s.etag.as_deref().unwrap_or("")
         );
@@ -197,33 +197,33 @@ fn print_lease(s: &StatusJson) {
     } else {
         "held, looks expired (no renewal within the lease)"
     };
-    println!("holder:      {}", r.holder);
+    out!("holder:      {}", r.holder);
     if let Some(by) = &r.reset_by {
-        println!("reset:       by {by} (an operator's `s3-elector reset`, not a holder)");
+        out!("reset:       by {by} (an operator's `s3-elector reset`, not a holder)");
     }
     if let Some(a) = &r.holder_address {
-        println!("address:     {a}");
+        out!("address:     {a}");
     }
-    println!("state:       {state}");
-    println!("term:        {}", r.term);
+    out!("state:       {state}");
+    out!("term:        {}", r.term);
     if !r.successors.is_empty() {
-        println!(
+        out!(
             "successors:  {} (named by the holder, best first)",
             r.successors.join(", ")
         );
     }
-    println!("transitions: {}", r.transitions);
-    println!(
+    out!("transitions: {}", r.transitions);
+    out!(
         "duration:    {} (the holder's lease_duration)",
         humantime::format_duration(r.lease_duration())
     );
-    println!("acquired:    {}", r.acquired_at);
+    out!("acquired:    {}", r.acquired_at);
     match s.age_seconds {
-        Some(a) => println!(
+        Some(a) => out!(
             "renewed:     {} ({a:.1}s ago by this machine's clock)",
             r.renewed_at
         ),
-        None => println!(
+        None => out!(
             "renewed:     {} (in the future by this machine's clock)",
             r.renewed_at
         ),
@@ -341,7 +341,7 @@ pub(super) async fn reset(a: ResetArgs) -> i32 {
     };
     match store.put_if_match(&key, rec.to_body(), &want).await {
         Ok(_) => {
-            println!(
+            out!(
                 "replaced {} with a released lease record (term {term}, reset by {operator}); copies can now elect a leader",
                 target(&cfg)
             );

@@ -41,7 +41,7 @@ pub(super) async fn step_down(c: DaemonArgs) -> i32 {
     let path = format!("/step-down?{}", query.finish());
     match client::request(&addr.to_string(), Method::POST, &path, ANSWER_WITHIN).await {
         Ok(a) if a.status == 202 => {
-            println!("step-down requested: {}", a.text());
+            out!("step-down requested: {}", a.text());
             0
         }
         Ok(a) if a.status == 409 => {

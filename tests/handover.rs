@@ -1069,6 +1069,17 @@ fn status_shows_this_host_and_watch_prints_a_line_per_change() {
         expired.contains(&format!("({nid} expired after ")) && secs >= 2.0,
         "{expired}"
     );
+    // The log's `acquired` says the same: released, then expired.
+    let reason = |d: &Daemon| {
+        d.events()
+            .iter()
+            .rev()
+            .find(|e| e.event() == "acquired")
+            .and_then(|e| e.str("reason").map(String::from))
+    };
+    assert_eq!(reason(&ds[ni]).as_deref(), Some("released"));
+    let li = ds.iter().position(|d| d.id == last).unwrap();
+    assert_eq!(reason(&ds[li]).as_deref(), Some("expired"));
     let _ = watch.kill();
     let _ = watch.wait();
     reader.join().unwrap();

@@ -1472,7 +1472,14 @@ impl<S: LeaseStore> Election<S> {
         self.publish();
         // Logged after publishing: whoever reads "acquired" in the log finds
         // the leader state on every surface already.
-        info!(event = "acquired", term = rec.term, previous = %from, valid_ms, "acquired lease; now leader");
+        let how = self.public.reason.unwrap_or("created");
+        info!(event = "acquired", term = rec.term, previous = %from, reason = how, valid_ms,
+        "acquired lease ({}); now leader", match how {
+            "released" => "the old holder released it",
+            "expired" => "the old holder's lease expired",
+            "retaken" => "this copy's own earlier lease",
+            _ => "a fresh election",
+        });
         Held {
             record: rec,
             etag,

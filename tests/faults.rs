@@ -110,6 +110,15 @@ fn a_partitioned_leader_steps_down_and_a_follower_waits_out_the_lease() {
 fn s3_unreachable_for_everyone_means_no_leader_then_recovery() {
     let g = group("outage", 3);
     let l = wait_leader(&g.ds, Duration::from_secs(30));
+    // Every copy past its start (the probe) and in the election.
+    until(
+        Duration::from_secs(60),
+        "every copy has read the lease",
+        || {
+            g.ds.iter()
+                .all(|d| d.view().is_some_and(|v| v["ready"] == true))
+        },
+    );
     for p in &g.proxies {
         p.set(Fault::BlackHole);
     }
@@ -138,6 +147,31 @@ fn s3_unreachable_for_everyone_means_no_leader_then_recovery() {
         p.set(Fault::Pass);
     }
     wait_leader(&g.ds, Duration::from_secs(30));
+    // Each copy said so once, and once that the store is back, with how
+    // long it was gone (the outage lasted well under a minute).
+    for d in &g.ds {
+        let back = d.wait_event(Duration::from_secs(30), |e| e.event() == "store_reachable");
+        let back = back
+            .unwrap_or_else(|| panic!("{} never said the store is back:\n{}", d.id, d.log_text()));
+        let gone = back
+            .json
+            .get("gone_ms")
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        assert!(gone >= 1000, "{}: gone {gone} ms", d.id);
+        let warned = d
+            .events()
+            .iter()
+            .filter(|e| e.event() == "store_unreachable" && e.at > cut)
+            .count();
+        assert_eq!(
+            warned,
+            1,
+            "{}: one warning for the outage, not one per request:\n{}",
+            d.id,
+            d.log_text()
+        );
+    }
     check(&g.ds);
 }
 

@@ -127,6 +127,7 @@ use crate::lease::store::{LeaseStore, Object, StoreError};
 use crate::peers::twins::RecordWatch;
 
 mod far;
+mod outage;
 mod pacing;
 mod plan;
 mod step;
@@ -514,6 +515,8 @@ pub struct Election<S: LeaseStore> {
     /// `true` while no leader-only work runs; a release waits for it.
     release_barriers: Vec<watch::Receiver<bool>>,
     cooloff_until: Option<Instant>,
+    /// The store's outage, if requests are going unanswered.
+    outage: outage::Outage,
     /// Candidates to name as successors in written records.
     successors: Option<watch::Receiver<Vec<Successor>>>,
     /// The successor confirmed by `peers::watch` (see [`Links::watched`]).
@@ -568,6 +571,7 @@ impl<S: LeaseStore> Election<S> {
             control_tx,
             release_barriers: links.release_barriers,
             cooloff_until: None,
+            outage: outage::Outage::default(),
             successors: links.successors,
             watched: links.watched,
             health: links.health,
@@ -821,6 +825,34 @@ impl<S: LeaseStore> Election<S> {
     /// Count a store answer to a kind of request for the throttling backoff.
     fn note_answer(&mut self, kind: Kind, e: Option<&StoreError>) {
         self.throttle.note(kind, e);
+        self.note_outage(e);
+    }
+
+    /// Log a store outage as an operator reads it ([`outage`]): one WARN
+    /// when requests stop being answered (then once a minute), one INFO
+    /// when the store answers again.
+    fn note_outage(&mut self, e: Option<&StoreError>) {
+        let now = self.clock.now();
+        match e {
+            Some(e @ (StoreError::Transient(_) | StoreError::Throttled(_))) => {
+                if self.outage.failed(now) {
+                    warn!(event = "store_unreachable", key = %self.cfg.key, cause = %outage::short(&e.to_string()),
+                        "the store does not answer; retrying (said again at most once a minute while it lasts)");
+                }
+            }
+            _ => {
+                if let Some((gone, failed)) = self.outage.answered(now) {
+                    let gone = Duration::from_millis(gone.as_millis() as u64);
+                    info!(
+                        event = "store_reachable",
+                        gone_ms = gone.as_millis() as u64,
+                        failed_requests = failed,
+                        "the store answers again after {}",
+                        humantime::format_duration(gone)
+                    );
+                }
+            }
+        }
     }
 
     /// When this copy may next write: the rules' earliest moment, but not
@@ -1176,7 +1208,8 @@ impl<S: LeaseStore> Election<S> {
         if e.needs_operator() {
             error!(key = %self.cfg.key, error = %e, "cannot read the lease");
         } else {
-            warn!(key = %self.cfg.key, error = %e, "cannot read the lease; will retry");
+            // A store that does not answer is logged once by note_outage.
+            debug!(key = %self.cfg.key, error = %e, "cannot read the lease; will retry");
         }
         self.public.read_any = true;
         self.public.read_problem = Some(e.to_string());
@@ -1384,7 +1417,7 @@ impl<S: LeaseStore> Election<S> {
                     self.progress();
                     debug!(term, "lost the race to acquire");
                 } else {
-                    warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                    debug!(error = %e, retry_in_ms = pause.as_millis() as u64,
                         "acquire attempt failed; reading back to settle it");
                 }
                 // Read back: learn the winner, or find that our write landed.
@@ -1695,11 +1728,12 @@ impl<S: LeaseStore> Election<S> {
         self.remember_nonce(&rec.nonce);
         let sent = self.clock.now();
         let started = self.clock.now();
-        match self
+        let res = self
             .store
             .put_if_match(&self.cfg.key, rec.to_body(), &h.etag)
-            .await
-        {
+            .await;
+        self.note_outage(res.as_ref().err());
+        match res {
             Ok(etag) => {
                 self.progress();
                 self.renewed(h, rec, etag, sent);
@@ -1726,7 +1760,7 @@ impl<S: LeaseStore> Election<S> {
                 Err("the lease changed under us (conditional renew refused)".into())
             }
             Err(e) if e.is_ambiguous() => {
-                warn!(error = %e, "renewal outcome unknown; reading back to settle it");
+                debug!(error = %e, "renewal outcome unknown; reading back to settle it");
                 h.pending = Some((rec.clone(), sent));
                 self.settle(h, rec, sent).await
             }
@@ -1745,6 +1779,7 @@ impl<S: LeaseStore> Election<S> {
         let sent = self.clock.now();
         self.plan.last_read = Some(sent);
         let r = self.store.get(&self.cfg.key).await;
+        self.note_outage(r.as_ref().err());
         let back = match r {
             Ok(obj) => {
                 self.read_answered(sent);
@@ -1800,7 +1835,7 @@ impl<S: LeaseStore> Election<S> {
             },
             ReadBack::Other(None) => Err("the lease object was deleted".into()),
             ReadBack::Failed(e) => {
-                warn!(error = %e, "cannot settle the renewal yet; will retry");
+                debug!(error = %e, "cannot settle the renewal yet; will retry");
                 Ok(())
             }
         }

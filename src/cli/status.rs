@@ -66,6 +66,8 @@ struct StatusJson {
     /// This host's daemon's view (`GET /leader`), when one of this
     /// election answers.
     local: Option<serde_json::Value>,
+    /// Where it was asked (`http.listen`, or `--http-listen`).
+    local_address: String,
 }
 
 /// This host's daemon's `/leader` view, when it answers within a second
@@ -113,6 +115,7 @@ pub(super) async fn status(a: StatusArgs) -> i32 {
         age_seconds: None,
         looks_live: false,
         local: local_view(&cfg, identity.as_deref()).await,
+        local_address: local_daemon(&cfg).to_string(),
     };
     if let Some(o) = &obj {
         match o.record() {
@@ -145,7 +148,10 @@ fn print_status(s: &StatusJson) {
     print_lease(s);
     match &s.local {
         Some(v) => out!("this host:   {}", local_words(v)),
-        None => out!("this host:   no daemon of this election answers here"),
+        None => out!(
+            "this host:   no daemon of this election answers at {} (--http-listen to ask another)",
+            s.local_address
+        ),
     }
 }
 

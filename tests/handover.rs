@@ -1080,6 +1080,24 @@ fn status_shows_this_host_and_watch_prints_a_line_per_change() {
     assert_eq!(reason(&ds[ni]).as_deref(), Some("released"));
     let li = ds.iter().position(|d| d.id == last).unwrap();
     assert_eq!(reason(&ds[li]).as_deref(), Some("expired"));
+    // Before it took over, it said once that the holder went silent, and
+    // when it would take over.
+    let events = ds[li].events();
+    let silent = events
+        .iter()
+        .rev()
+        .find(|e| e.event() == "holder_silent")
+        .expect("a holder_silent line before the takeover");
+    assert_eq!(silent.str("leader"), Some(nid.as_str()), "{silent:?}");
+    assert!(
+        silent
+            .json
+            .get("takeover_in_ms")
+            .is_some_and(|v| v.is_u64()),
+        "{silent:?}"
+    );
+    let at = |name: &str| events.iter().rposition(|e| e.event() == name).unwrap();
+    assert!(at("holder_silent") < at("acquired"), "{events:?}");
     let _ = watch.kill();
     let _ = watch.wait();
     reader.join().unwrap();

@@ -3,7 +3,11 @@
 # stop: the lease is released).
 if [ "$1" -eq 0 ]; then
   systemctl --no-reload disable s3-elector.service >/dev/null 2>&1 || :
+  for link in /etc/systemd/system/*.wants/s3-elector@*.service; do
+    [ -e "$link" ] || [ -L "$link" ] || continue
+    systemctl --no-reload disable "$(basename "$link")" >/dev/null 2>&1 || :
+  done
   if [ -d /run/systemd/system ]; then
-    systemctl stop s3-elector.service >/dev/null 2>&1 || :
+    systemctl stop s3-elector.service 's3-elector@*.service' >/dev/null 2>&1 || :
   fi
 fi

@@ -409,6 +409,8 @@ struct Observation {
     confirmed: Option<Instant>,
     /// A live record was seen before the key went missing.
     absent_after_record: bool,
+    /// `holder_silent` was logged for this version (once per version).
+    silence_logged: bool,
 }
 
 /// What the published [`State`] is made of besides the observation and
@@ -1217,6 +1219,46 @@ impl<S: LeaseStore> Election<S> {
         self.progress();
     }
 
+    /// The same held record again: once it has gone unrenewed for more
+    /// than two renewal periods, say once (per version) who went silent,
+    /// and when this copy will take over unless the holder renews.
+    fn note_silence(&mut self, now: Instant) {
+        let Some(o) = self.observed.as_ref() else {
+            return;
+        };
+        let Seen::Record(r) = &o.seen else { return };
+        let silent = now.saturating_duration_since(o.first_seen);
+        if o.silence_logged
+            || r.released
+            || self.wrote(&r.nonce)
+            || silent <= self.cfg.retry_period * 2
+        {
+            return;
+        }
+        let ms = |d: Duration| Duration::from_millis(d.as_millis() as u64);
+        let takeover_in = self
+            .acquire_at()
+            .map(|at| ms(at.saturating_duration_since(now)));
+        let when = takeover_in.map_or_else(
+            || "never (the record is unusable)".to_string(),
+            |d| format!("in {}", humantime::format_duration(d)),
+        );
+        info!(
+            event = "holder_silent",
+            leader = %r.holder,
+            term = r.term,
+            silent_ms = silent.as_millis() as u64,
+            takeover_in_ms = takeover_in.map(|d| d.as_millis() as u64),
+            "{} has not renewed its lease for {}; unless it does, this copy may take over {when} \
+             (once the record has stood unchanged for a full lease on this copy's clock, plus its rank delay)",
+            r.holder,
+            humantime::format_duration(ms(silent)),
+        );
+        if let Some(o) = self.observed.as_mut() {
+            o.silence_logged = true;
+        }
+    }
+
     /// Take in a read result: track when this version was first seen and
     /// publish what it says. Returns whether the version is new.
     fn observe(&mut self, obj: Option<Object>) -> bool {
@@ -1232,6 +1274,7 @@ impl<S: LeaseStore> Election<S> {
             o.etag == etag && matches!(o.seen, Seen::Absent) == matches!(seen, Seen::Absent)
         });
         if same {
+            self.note_silence(now);
             return false;
         }
         // Any record before (held, released or unusable): another copy may
@@ -1293,6 +1336,7 @@ impl<S: LeaseStore> Election<S> {
             first_seen: now,
             confirmed: None,
             absent_after_record,
+            silence_logged: false,
         });
         self.public.ready = true;
         self.public.read_any = true;

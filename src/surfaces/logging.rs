@@ -11,6 +11,15 @@
 //! and the kill paths go on. The count is the metric
 //! `s3_elector_log_lines_dropped_total`, and once lines flow again one WARN
 //! line (`event = "log_lines_dropped"`) says how many were lost.
+//!
+//! # Under journald
+//! When `JOURNAL_STREAM` names stderr's device and inode (systemd sets it
+//! for a service whose stderr is the journal), every line starts with the
+//! sd-daemon priority prefix (`<3>` error, `<4>` warning, `<6>` info, `<7>`
+//! debug), so `journalctl -p warning` finds warnings and errors; and text
+//! lines drop the daemon's own timestamp, level and module path, which the
+//! journal records itself. JSON lines keep their fields. Anywhere else
+//! (a terminal, a pipe, `kubectl logs`) lines are as they were.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -69,17 +78,83 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
     // logs` or a file), and never when NO_COLOR is set (no-color.org).
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let journal = stderr_is_journal();
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(writer)
-        .with_ansi(colour);
+        .with_ansi(colour && !journal);
     let registry = tracing_subscriber::registry();
-    match format {
-        LogFormat::Json => registry
+    let journal_text = tracing_subscriber::fmt::format()
+        .without_time()
+        .with_target(false)
+        .with_level(false);
+    match (format, journal) {
+        (LogFormat::Json, false) => registry
             .with(layer.event_format(JsonLine).with_filter(targets))
             .init(),
-        LogFormat::Text => registry.with(layer.with_filter(targets)).init(),
+        (LogFormat::Json, true) => registry
+            .with(layer.event_format(Prefixed(JsonLine)).with_filter(targets))
+            .init(),
+        (LogFormat::Text, false) => registry.with(layer.with_filter(targets)).init(),
+        (LogFormat::Text, true) => registry
+            .with(
+                layer
+                    .event_format(Prefixed(journal_text))
+                    .with_filter(targets),
+            )
+            .init(),
     }
     LogGuard { _worker: worker }
+}
+
+/// stderr is a journald stream: `JOURNAL_STREAM` is `DEVICE:INODE` of it.
+fn stderr_is_journal() -> bool {
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    names_stream(
+        std::env::var("JOURNAL_STREAM").ok().as_deref(),
+        st.st_dev,
+        st.st_ino,
+    )
+}
+
+/// Does a `JOURNAL_STREAM` value name the file with this device and inode?
+fn names_stream(var: Option<&str>, dev: u64, ino: u64) -> bool {
+    let Some((d, i)) = var.and_then(|v| v.split_once(':')) else {
+        return false;
+    };
+    d.parse() == Ok(dev) && i.parse() == Ok(ino)
+}
+
+/// The sd-daemon priority of a level (syslog's numbers).
+fn priority(level: &tracing::Level) -> u8 {
+    match *level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// A line format with the sd-daemon priority prefix in front (journald
+/// reads it off each line and records the priority).
+struct Prefixed<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Prefixed<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut w: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(w, "<{}>", priority(event.metadata().level()))?;
+        self.0.format_event(ctx, w, event)
+    }
 }
 
 /// One JSON object per line: `timestamp`, `level`, then the event's fields
@@ -191,6 +266,23 @@ mod tests {
 
     /// Lines the [`JsonLine`] format writes for events logged in `f`.
     fn lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        raw(JsonLine, f)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// What `format` writes (ANSI off) for the events logged in `f`, at
+    /// every level.
+    fn raw<F>(format: F, f: impl FnOnce()) -> String
+    where
+        F: tracing_subscriber::fmt::FormatEvent<
+                tracing_subscriber::Registry,
+                tracing_subscriber::fmt::format::DefaultFields,
+            > + Send
+            + Sync
+            + 'static,
+    {
         use std::sync::{Arc, Mutex};
         #[derive(Clone, Default)]
         struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -207,12 +299,45 @@ mod tests {
         let out = buf.clone();
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(move || buf.clone())
-            .event_format(JsonLine);
+            .with_ansi(false)
+            .event_format(format);
         tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn journal_stream_must_name_this_device_and_inode() {
+        assert!(names_stream(Some("64770:1234"), 64770, 1234));
+        assert!(!names_stream(Some("64770:1234"), 64770, 1235));
+        assert!(!names_stream(Some("64771:1234"), 64770, 1234));
+        assert!(!names_stream(Some("64770"), 64770, 1234));
+        assert!(!names_stream(Some(""), 0, 0));
+        assert!(!names_stream(None, 0, 0));
+    }
+
+    #[test]
+    fn journal_lines_carry_the_priority_and_no_timestamp_level_or_module() {
+        let text = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_target(false)
+            .with_level(false);
+        let got = raw(Prefixed(text), || {
+            tracing::error!(event = "unusable_record", "bad");
+            tracing::warn!(event = "store_unreachable", "careful");
+            tracing::info!(event = "acquired", term = 3_u64, "became leader");
+            tracing::debug!("detail");
+        });
+        assert_eq!(
+            got,
+            "<3>bad event=\"unusable_record\"\n<4>careful event=\"store_unreachable\"\n<6>became leader event=\"acquired\" term=3\n<7>detail\n"
+        );
+        let json = raw(Prefixed(JsonLine), || {
+            tracing::warn!(event = "store_unreachable", "careful")
+        });
+        let line = json.strip_prefix("<4>").expect(&json);
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["event"], "store_unreachable");
     }
 
     #[test]

@@ -360,7 +360,18 @@ UNIT
     fail "the priority prefix reached the journal's messages"
   in_c c2 journalctl -u s3-elector.service -o cat --no-pager | grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T|s3_elector::' >/dev/null &&
     fail "journal lines carry the daemon's own timestamp or a module path: $(in_c c2 journalctl -u s3-elector.service -o cat -n 3 --no-pager)"
-  echo "ok: WARN store_unreachable at priority warning, INFO store_reachable once it answered; no timestamps or module paths"
+  # Native journal fields: EVENT, TERM, ELECTION... on each entry.
+  local native
+  native=$(in_c c2 journalctl -u s3-elector.service EVENT=acquired ELECTION=boot -o json --no-pager | tail -1)
+  python3 -c '
+import json, sys
+e = json.loads(sys.argv[1])
+assert e.get("TERM", "").isdigit() and e.get("REASON") and e.get("SYSLOG_IDENTIFIER") == "s3-elector", e
+' "$native" || fail "journalctl EVENT=acquired ELECTION=boot found no entry with TERM and REASON: $native"
+  [ "$(in_c c2 journalctl -u s3-elector.service EVENT=store_unreachable -o json --no-pager | tail -1 |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["PRIORITY"])')" = 4 ] ||
+    fail "store_unreachable's entry is not PRIORITY=4"
+  echo "ok: WARN store_unreachable at priority warning, INFO store_reachable once it answered; no timestamps or module paths; native fields (journalctl EVENT=acquired ELECTION=boot)"
   until_true 20 "one leader after the freeze" one_leader
 
   say "purge"

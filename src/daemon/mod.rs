@@ -127,6 +127,7 @@ pub enum DaemonError {
 /// Run until a stop signal (with `--once`: until the program has run); a
 /// leader hands over before returning.
 pub async fn run(s: DaemonSpec, mut signals: Signals) -> Result<Ended, DaemonError> {
+    crate::surfaces::journal::set_election(&s.config.election);
     if let Some(f) = &s.config_file {
         crate::work::procs::set_child_env(vec![(
             "S3_ELECTOR_CONFIG".into(),

@@ -16,10 +16,13 @@
 //! When `JOURNAL_STREAM` names stderr's device and inode (systemd sets it
 //! for a service whose stderr is the journal), every line starts with the
 //! sd-daemon priority prefix (`<3>` error, `<4>` warning, `<6>` info, `<7>`
-//! debug), so `journalctl -p warning` finds warnings and errors; and text
-//! lines drop the daemon's own timestamp, level and module path, which the
-//! journal records itself. JSON lines keep their fields. Anywhere else
-//! (a terminal, a pipe, `kubectl logs`) lines are as they were.
+//! debug), so `journalctl -p warning` finds warnings and errors. Text
+//! logs go further: each event is a native journal entry with its fields
+//! as journal fields (`EVENT=acquired`, see [`super::journal`]), without
+//! the daemon's own timestamp, level and module path, which the journal
+//! records itself. JSON lines keep their fields and gain only the prefix.
+//! Anywhere else (a terminal, a pipe, `kubectl logs`) lines are as they
+//! were.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -45,13 +48,14 @@ pub enum LogFormat {
 /// most about a second, even when stderr is stalled).
 pub struct LogGuard {
     _worker: WorkerGuard,
+    _journal: Option<super::journal::Guard>,
 }
 
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// Log lines dropped so far because stderr did not keep up.
 pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64)
+    DROPPED.get().map_or(0, |c| c.dropped_lines() as u64) + super::journal::dropped()
 }
 
 /// Set up `tracing`. The filter syntax is `target=level,...,default_level`
@@ -83,10 +87,7 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
         .with_writer(writer)
         .with_ansi(colour && !journal);
     let registry = tracing_subscriber::registry();
-    let journal_text = tracing_subscriber::fmt::format()
-        .without_time()
-        .with_target(false)
-        .with_level(false);
+    let mut native = None;
     match (format, journal) {
         (LogFormat::Json, false) => registry
             .with(layer.event_format(JsonLine).with_filter(targets))
@@ -95,15 +96,16 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
             .with(layer.event_format(Prefixed(JsonLine)).with_filter(targets))
             .init(),
         (LogFormat::Text, false) => registry.with(layer.with_filter(targets)).init(),
-        (LogFormat::Text, true) => registry
-            .with(
-                layer
-                    .event_format(Prefixed(journal_text))
-                    .with_filter(targets),
-            )
-            .init(),
+        (LogFormat::Text, true) => {
+            let (entries, guard) = super::journal::layer(QUEUED_LINES);
+            native = Some(guard);
+            registry.with(entries.with_filter(targets)).init()
+        }
     }
-    LogGuard { _worker: worker }
+    LogGuard {
+        _worker: worker,
+        _journal: native,
+    }
 }
 
 /// stderr is a journald stream: `JOURNAL_STREAM` is `DEVICE:INODE` of it.
@@ -127,7 +129,7 @@ fn names_stream(var: Option<&str>, dev: u64, ino: u64) -> bool {
 }
 
 /// The sd-daemon priority of a level (syslog's numbers).
-fn priority(level: &tracing::Level) -> u8 {
+pub(super) fn priority(level: &tracing::Level) -> u8 {
     match *level {
         tracing::Level::ERROR => 3,
         tracing::Level::WARN => 4,
@@ -317,21 +319,16 @@ mod tests {
     }
 
     #[test]
-    fn journal_lines_carry_the_priority_and_no_timestamp_level_or_module() {
-        let text = tracing_subscriber::fmt::format()
-            .without_time()
-            .with_target(false)
-            .with_level(false);
-        let got = raw(Prefixed(text), || {
-            tracing::error!(event = "unusable_record", "bad");
-            tracing::warn!(event = "store_unreachable", "careful");
-            tracing::info!(event = "acquired", term = 3_u64, "became leader");
+    fn json_lines_under_journald_carry_the_priority_prefix() {
+        let plain = tracing_subscriber::fmt::format().without_time();
+        let got = raw(Prefixed(plain), || {
+            tracing::error!("bad");
+            tracing::warn!("careful");
+            tracing::info!("fine");
             tracing::debug!("detail");
         });
-        assert_eq!(
-            got,
-            "<3>bad event=\"unusable_record\"\n<4>careful event=\"store_unreachable\"\n<6>became leader event=\"acquired\" term=3\n<7>detail\n"
-        );
+        let prefixes: Vec<&str> = got.lines().map(|l| &l[..3]).collect();
+        assert_eq!(prefixes, ["<3>", "<4>", "<6>", "<7>"], "{got}");
         let json = raw(Prefixed(JsonLine), || {
             tracing::warn!(event = "store_unreachable", "careful")
         });

@@ -4,6 +4,7 @@
 
 pub mod conns;
 pub mod http;
+pub mod journal;
 pub mod kube;
 pub mod logging;
 pub mod metrics;
